@@ -1,7 +1,7 @@
 """Teacher-student regression: a fixed random teacher network labels fresh Gaussian inputs.
 
 x ~ N(0, I_d); y = teacher(x) + noise_std * eps. The teacher is a one-hidden-layer tanh network
-with weights drawn from ``teacher_seed``; its output is scaled to unit variance so losses are
+with weights drawn from ``teacher_seed`` and output weights decaying as k**-decay; its output is scaled to unit variance so losses are
 comparable across widths. The Bayes risk under squared loss is exactly ``noise_std**2``, which
 gives every scaling fit a known floor to compare its estimated L_inf against.
 """
@@ -21,9 +21,10 @@ from multilens.seeding import torch_generator
 @dataclass(frozen=True)
 class TeacherStudentTask:
     d_in: int = 16
-    teacher_width: int = 64
+    teacher_width: int = 256
     noise_std: float = 0.1
     teacher_seed: int = 0
+    decay: float = 1.0  # teacher output weight of unit k is proportional to k**-decay
 
     def __post_init__(self) -> None:
         check_int("d_in", self.d_in, 1)
@@ -40,7 +41,12 @@ class TeacherStudentTask:
     def _teacher(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         g = torch_generator(self.teacher_seed)
         w1 = torch.randn(self.d_in, self.teacher_width, generator=g) / np.sqrt(self.d_in)
-        w2 = torch.randn(self.teacher_width, 1, generator=g) / np.sqrt(self.teacher_width)
+        # Power-law decaying output weights with random signs: a student of width w can capture
+        # roughly the w strongest teacher units, which makes the approximation error fall as a
+        # power law in width (the classic mechanism behind parameter scaling laws).
+        k = torch.arange(1, self.teacher_width + 1, dtype=torch.float32)
+        signs = torch.where(torch.rand(self.teacher_width, generator=g) < 0.5, -1.0, 1.0)
+        w2 = (signs * k.pow(-float(self.decay))).unsqueeze(1)
         # Normalize the teacher's output to unit variance on a large fixed reference sample.
         xr = torch.randn(8192, self.d_in, generator=g)
         scale = float((torch.tanh(xr @ (2.0 * w1)) @ w2).std())

@@ -1,0 +1,35 @@
+# `make run` and `make test` set everything up by themselves on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+OUT ?= runs/latest
+PROFILE ?= quick
+
+.PHONY: run test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -e ".[dev]"
+	@touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/multilens run --profile $(PROFILE) --out $(OUT)
+	@echo "report: $(abspath $(OUT))/report.html"
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m "not slow" --timeout=900
+
+test-all: $(VENV)/.installed-dev
+	$(PY) -m pytest -q --timeout=3600
+
+bench: $(VENV)/.installed-dev
+	$(PIP) install --no-deps "pyhessian==0.1"
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

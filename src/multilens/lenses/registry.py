@@ -1,0 +1,49 @@
+"""The lens registry: name -> config class, run function and protocol phase.
+
+The CLI (`multilens lens NAME`) and the capstone protocol read lenses from here; adding a lens
+means adding one entry. Entries are import paths so that importing the registry stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from multilens.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LensEntry:
+    name: str  # CLI name, e.g. "double-descent"
+    section: str  # config table name in run TOML files, e.g. "double_descent"
+    config: str  # "module:Class"
+    run: str  # "module:function", run(config, seed) -> LensResult
+    phase: str  # "module:Class"
+    summary: str
+
+    def load(self, what: str) -> Any:
+        mod, _, attr = getattr(self, what).partition(":")
+        return getattr(importlib.import_module(mod), attr)
+
+
+LENSES: tuple[LensEntry, ...] = (
+    LensEntry(
+        "scaling", "scaling",
+        "multilens.lenses.scaling.study:ScalingConfig",
+        "multilens.lenses.scaling.phase:run_scaling",
+        "multilens.lenses.scaling.phase:ScalingPhase",
+        "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
+    ),
+)
+
+
+def get_lens(name: str) -> LensEntry:
+    for e in LENSES:
+        if name in (e.name, e.section):
+            return e
+    raise ConfigError(f"unknown lens `{name}`; choose one of: {', '.join(e.name for e in LENSES)}.")
+
+
+def by_section(section: str) -> LensEntry | None:
+    return next((e for e in LENSES if e.section == section), None)

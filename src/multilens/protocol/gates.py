@@ -1,0 +1,214 @@
+"""Go/no-go gates: policy rules evaluated on measured metrics.
+
+Four rule kinds are the chapter's concrete release examples (seed lines 57-96), plus a plain
+threshold:
+
+- ``objective``:   J = R_emp + lambda * Omega + rho * W          (compared with ``op``/``threshold``)
+- ``geometry``:    s = m / (1 + kappa)                             (margin over curvature proxy)
+- ``composition``: L_sys = prod_i L_i                              (Lipschitz bound of a pipeline)
+- ``certificate``: slack = u_max - u                               (certified bound vs policy limit)
+- ``threshold``:   the metric itself
+
+Each input is a number or the name of a measured metric (``"metric:curvature.margin"``). The
+comparison allows ``tolerance`` (default 1e-9) in the rule's favour because in floating point
+0.015 - 0.012 = 0.0029999999999999996 and 0.18 / 1.5 = 0.12000000000000001: a value equal to
+its threshold up to rounding is equal. A gate whose inputs are missing or not finite is not
+passed (``passed`` None) and counts as a failure for its action: no evidence is no go.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from multilens.config import from_dict, load_toml
+from multilens.errors import ConfigError
+
+Kind = Literal["threshold", "objective", "geometry", "composition", "certificate"]
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+_INPUTS: dict[str, tuple[str, ...]] = {
+    "threshold": ("value",),
+    "objective": ("r_emp", "lam", "omega", "rho", "w"),
+    "geometry": ("m", "kappa"),
+    "composition": ("lipschitz",),
+    "certificate": ("u", "u_max"),
+}
+
+
+@dataclass(frozen=True)
+class GateRule:
+    name: str
+    kind: Kind
+    inputs: dict[str, Any]
+    op: Literal["<=", ">=", "<", ">"]
+    threshold: float
+    action: Literal["stop", "warn"] = "warn"
+    phase: str = ""  # evaluated after this phase; "" = after all phases
+    tolerance: float = 1e-9
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _INPUTS:
+            raise ConfigError(f"gate `{self.name}`: `kind` must be one of {sorted(_INPUTS)}; got {self.kind!r}.")
+        need = set(_INPUTS[self.kind])
+        got = set(self.inputs)
+        if need != got:
+            missing, extra = sorted(need - got), sorted(got - need)
+            raise ConfigError(
+                f"gate `{self.name}` of kind {self.kind} needs inputs {sorted(need)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unknown {extra}" if extra else "")
+                + "."
+            )
+        if self.op not in _OPS:
+            raise ConfigError(f"gate `{self.name}`: `op` must be one of {sorted(_OPS)}; got {self.op!r}.")
+        if self.action not in ("stop", "warn"):
+            raise ConfigError(f"gate `{self.name}`: `action` must be 'stop' or 'warn'; got {self.action!r}.")
+        if not math.isfinite(self.threshold):
+            raise ConfigError(f"gate `{self.name}`: `threshold` must be finite; got {self.threshold}.")
+        if self.tolerance < 0:
+            raise ConfigError(f"gate `{self.name}`: `tolerance` must be >= 0; got {self.tolerance}.")
+
+    @property
+    def metrics(self) -> list[str]:
+        """Names of the measured metrics this rule reads."""
+        out = []
+        for v in self.inputs.values():
+            for item in v if isinstance(v, list) else [v]:
+                if isinstance(item, str):
+                    out.append(item.removeprefix("metric:"))
+        return out
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    kind: str
+    metric: str
+    value: float | None
+    op: str
+    threshold: float
+    action: str
+    passed: bool | None
+    reason: str
+    phase: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.value if self.value is not None and math.isfinite(self.value) else None
+        return {
+            "name": self.name, "kind": self.kind, "metric": self.metric, "value": v, "op": self.op,
+            "threshold": self.threshold, "action": self.action, "passed": self.passed,
+            "reason": self.reason, "phase": self.phase, "inputs": self.inputs,
+        }
+
+    @property
+    def blocks(self) -> bool:
+        return self.action == "stop" and self.passed is not True
+
+
+class _Missing(Exception):
+    pass
+
+
+def _resolve(value: Any, metrics: Mapping[str, Any], where: str) -> float:
+    if isinstance(value, str):
+        key = value.removeprefix("metric:")
+        v = metrics.get(key)
+        if v is None:
+            raise _Missing(f"metric `{key}` ({where}) was not measured")
+        value = v
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Missing(f"{where} is not a number ({value!r})")
+    if not math.isfinite(float(value)):
+        raise _Missing(f"{where} is not finite ({value!r})")
+    return float(value)
+
+
+def gate_value(rule: GateRule, metrics: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+    """Compute the rule's scalar from its inputs; raises _Missing when an input is unavailable."""
+    r = {k: v for k, v in rule.inputs.items()}
+    if rule.kind == "threshold":
+        x = _resolve(r["value"], metrics, "value")
+        return x, {"value": x}
+    if rule.kind == "objective":
+        vals = {k: _resolve(r[k], metrics, k) for k in _INPUTS["objective"]}
+        return vals["r_emp"] + vals["lam"] * vals["omega"] + vals["rho"] * vals["w"], vals
+    if rule.kind == "geometry":
+        m, kappa = _resolve(r["m"], metrics, "m"), _resolve(r["kappa"], metrics, "kappa")
+        if kappa <= -1.0:
+            raise _Missing(f"kappa must be > -1 for s = m/(1+kappa); got {kappa}")
+        return m / (1.0 + kappa), {"m": m, "kappa": kappa}
+    if rule.kind == "composition":
+        ls = r["lipschitz"]
+        if not isinstance(ls, list) or not ls:
+            raise _Missing("lipschitz must be a non-empty list")
+        vals_l = [_resolve(v, metrics, f"lipschitz[{i}]") for i, v in enumerate(ls)]
+        return math.prod(vals_l), {"lipschitz": vals_l}
+    u, umax = _resolve(r["u"], metrics, "u"), _resolve(r["u_max"], metrics, "u_max")
+    return umax - u, {"u": u, "u_max": umax}
+
+
+def _label(rule: GateRule) -> str:
+    return {"threshold": "value", "objective": "J", "geometry": "s", "composition": "L_sys", "certificate": "slack"}[rule.kind]
+
+
+def evaluate_gate(rule: GateRule, metrics: Mapping[str, Any]) -> GateResult:
+    """Evaluate one rule; the verdict is computed, with tolerance in the rule's favour."""
+    metric = ",".join(rule.metrics) or "(literal inputs)"
+    try:
+        value, used = gate_value(rule, metrics)
+    except _Missing as e:
+        return GateResult(rule.name, rule.kind, metric, None, rule.op, rule.threshold, rule.action, None,
+                          f"not evaluated: {e}; counts as a failure", rule.phase)
+    op = _OPS[rule.op]
+    # Tolerance: shift the threshold toward passing by `tolerance`.
+    slack = rule.tolerance if rule.op in ("<=", "<") else -rule.tolerance
+    passed = bool(op(value, rule.threshold + slack))
+    verdict = "pass" if passed else ("blocks" if rule.action == "stop" else "warns")
+    reason = f"{_label(rule)} = {value:.6g} {rule.op} {rule.threshold:g} (tol {rule.tolerance:g}) is {passed}: {verdict}"
+    return GateResult(rule.name, rule.kind, metric, value, rule.op, rule.threshold, rule.action, passed, reason,
+                      rule.phase, used)
+
+
+@dataclass(frozen=True)
+class Policy:
+    gates: tuple[GateRule, ...]
+    source: str = ""
+
+    def for_phase(self, phase: str) -> list[GateRule]:
+        return [g for g in self.gates if g.phase == phase]
+
+
+def policy_from_dict(data: dict[str, Any], source: str = "") -> Policy:
+    unknown = sorted(set(data) - {"gate", "schema_version"})
+    if unknown:
+        raise ConfigError(f"policy `{source}`: unknown key `{unknown[0]}`; a policy has [[gate]] tables.")
+    gates = data.get("gate", [])
+    if not isinstance(gates, list):
+        raise ConfigError(f"policy `{source}`: `gate` must be an array of tables ([[gate]]).")
+    rules = []
+    for i, g in enumerate(gates):
+        if not isinstance(g, dict) or "name" not in g:
+            raise ConfigError(f"policy `{source}`: gate[{i}] needs a `name`.")
+        rules.append(from_dict(GateRule, g, where=f"gate[{i}]"))
+    names = [r.name for r in rules]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"policy `{source}`: gate name `{dup[0]}` is used twice; names must be unique.")
+    return Policy(tuple(rules), source)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load a policy TOML file; ``None`` loads the default policy shipped with multilens."""
+    if path is None:
+        path = Path(__file__).resolve().parent.parent / "defaults" / "policy.toml"
+    return policy_from_dict(load_toml(path), str(path))
+
+
+def evaluate_policy(policy: Policy, metrics: Mapping[str, Any], phase: str | None = None) -> list[GateResult]:
+    rules = policy.gates if phase is None else policy.for_phase(phase)
+    return [evaluate_gate(r, metrics) for r in rules]

@@ -1,0 +1,169 @@
+"""Governance artifacts: assumptions log, risk register and reproducibility checklist.
+
+Everything here is derived from what the run measured: an assumption's status comes from the
+check that tests it, a risk is raised by a failed check, gate or phase, and each checklist item's
+status is computed (a re-executed run compared bit for bit, recorded seeds and hashes, versions
+matching the pins), never asserted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from multilens.experiments.executors import execute_task
+from multilens.experiments.store import Store
+
+_TIMING_KEYS = ("wall_time_s",)
+
+
+def _checks_by_name(phase: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    res = phase.get("result") or {}
+    return {c["name"]: c for c in res.get("checks", [])}
+
+
+def assumptions(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each phase's assumptions with a status derived from the check named in ``checked_by``."""
+    out = []
+    for ph in summary["phases"]:
+        checks = _checks_by_name(ph)
+        for a in (ph.get("result") or {}).get("assumptions", []):
+            status = a.get("status", "unchecked")
+            how = a.get("checked_by") or ""
+            c = checks.get(how)
+            if c is not None:
+                status = {True: "holds", False: "violated", None: "unchecked"}[c["passed"]]
+                how = f"check `{how}`: {c['reason']}"
+            out.append({"phase": ph["name"], "text": a["text"], "source": a["source"], "status": status,
+                        "checked_by": how or "not checked in this run"})
+    return out
+
+
+def risks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The risk register: one risk per failed phase, failed check and failed/unevaluated gate."""
+    out: list[dict[str, Any]] = []
+
+    def add(title: str, trigger: str, likelihood: str, impact: str, mitigation: str, status: str) -> None:
+        out.append({"id": f"R{len(out) + 1}", "title": title, "trigger": trigger, "likelihood": likelihood,
+                    "impact": impact, "mitigation": mitigation, "status": status})
+
+    for ph in summary["phases"]:
+        if ph["status"] in ("failed", "skipped"):
+            add(f"phase `{ph['name']}` {ph['status']}", (ph.get("error") or "").splitlines()[0] if ph.get("error") else "",
+                "observed", "high: its lens contributes no evidence",
+                "read the error in summary.json, fix the input or code, re-run with the same --out (finished work is kept)",
+                "open")
+        for c in (ph.get("result") or {}).get("checks", []):
+            if c["passed"] is False and c.get("severity", "error") == "error":
+                add(f"{ph['name']}: check `{c['name']}` failed", c["reason"], "observed",
+                    "medium: the measurement disagrees with the theory's prediction or a tolerance",
+                    "check the theorem's assumptions for this setting; rerun with the `full` profile (more seeds) "
+                    "to tell noise from a real disagreement; do not rely on this estimate for decisions",
+                    "open")
+    for g in summary["gates"]:
+        if g["passed"] is True:
+            continue
+        if g["reason"].startswith("not evaluated: phase"):
+            continue
+        add(f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}", g["reason"],
+            "observed", "high: release blocked" if g["action"] == "stop" else "medium: release warning",
+            "address the measured cause or change the policy threshold with a written justification",
+            "blocking" if g["action"] == "stop" else "open")
+    add("small-model, CPU-only evidence", "always: every lens runs on small models and bundled data",
+        "likely", "medium: exponents and thresholds may not transfer to large models",
+        "treat fitted laws as hypotheses for the user's own runs; refit with `multilens scaling fit` on them",
+        "accepted")
+    return out
+
+
+def _strip_timing(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _strip_timing(v) for k, v in d.items() if not any(k.endswith(t) for t in _TIMING_KEYS)}
+    return d
+
+
+def rerun_matches(store: Store) -> tuple[bool | None, str]:
+    """Re-execute the first finished run of the store in this process; compare metrics exactly."""
+    done = store.runs(status="done")
+    if not done:
+        return None, "no finished run in the store to re-execute"
+    rec = done[0]
+    task = store.get_meta(f"task:{rec.sweep}")
+    if not task:
+        return None, f"sweep `{rec.sweep}` recorded no task"
+    out = execute_task(task, dict(rec.config, seed=rec.seed))
+    if not out["ok"]:
+        return False, f"re-executing run {rec.config_hash}/{rec.seed} raised: {out['error'].splitlines()[0]}"
+    a, b = _strip_timing(out["result"]["metrics"]), _strip_timing(rec.metrics)
+    same = a == b
+    return same, (f"run {rec.config_hash}/{rec.seed} re-executed: metrics "
+                  + ("identical" if same else f"differ: {sorted(k for k in a if a.get(k) != b.get(k))}"))
+
+
+def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | None) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+
+    def item(name: str, ok: bool | None, evidence: str) -> None:
+        items.append({"item": name, "status": "done" if ok else ("missing" if ok is False else "partial"),
+                      "evidence": evidence})
+
+    item("seeds recorded", bool(manifest.get("seeds")), f"seeds: {manifest.get('seeds')}")
+    hashes = manifest.get("config_hashes") or {}
+    item("config hashes recorded", bool(hashes) and all(hashes.values()), f"{len(hashes)} phase config hashes")
+    pins = manifest.get("package_versions", {})
+    torch_ok = str(pins.get("torch") or "").startswith("2.13.0")
+    item("pinned torch==2.13.0 in use", torch_ok, f"torch {pins.get('torch')}")
+    commit, dirty = manifest.get("git_commit"), manifest.get("git_dirty")
+    item("code version recorded (git commit, clean tree)", None if commit and dirty else bool(commit),
+         f"commit {commit or 'unknown'}" + (" with uncommitted changes" if dirty else ""))
+    item("data checksums recorded", bool(manifest.get("data_checksums")),
+         ", ".join(f"{k}: {str(v)[:12]}…" for k, v in (manifest.get("data_checksums") or {}).items()))
+    ests = [e for ph in summary["phases"] for e in ((ph.get("result") or {}).get("estimates", []))]
+    with_ci = [e for e in ests if e.get("value") is None or e.get("ci_low") is not None or e.get("stderr") is not None]
+    item("every estimate has an interval or standard error", bool(ests) and len(with_ci) == len(ests),
+         f"{len(with_ci)} of {len(ests)} estimates")
+    iters = [e for e in ests if e.get("converged") is not None]
+    conv = [e for e in iters if e["converged"]]
+    item("every iterative estimate converged", len(conv) == len(iters),
+         f"{len(conv)} of {len(iters)} iterative estimates converged")
+    counts = (store.counts() if store else summary.get("store_counts")) or {}
+    unfinished = counts.get("running", 0) + counts.get("failed", 0)
+    item("no unfinished or failed runs in the store", unfinished == 0, f"store: {counts}")
+    if store is not None:
+        ok, why = rerun_matches(store)
+        item("a stored run re-executes to identical metrics", ok, why)
+    n_checks = sum(len((ph.get("result") or {}).get("checks", [])) for ph in summary["phases"])
+    evaluated = sum(1 for ph in summary["phases"] for c in ((ph.get("result") or {}).get("checks", []))
+                    if c["passed"] is not None)
+    item("every check evaluated", n_checks > 0 and evaluated == n_checks, f"{evaluated} of {n_checks} checks evaluated")
+    return items
+
+
+def _md_cell(x: Any) -> str:
+    if isinstance(x, float):
+        x = f"{x:.4g}" if math.isfinite(x) else "—"
+    return str(x if x is not None else "—").replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(columns: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def assumptions_md(items: list[dict[str, Any]]) -> str:
+    head = "# Assumptions log\n\nEach assumption a phase relied on, where it comes from, and whether this run checked it.\n\n"
+    return head + md_table(["phase", "assumption", "source", "status", "how checked"],
+                           [[a["phase"], a["text"], a["source"], a["status"], a["checked_by"]] for a in items])
+
+
+def risks_md(items: list[dict[str, Any]]) -> str:
+    head = "# Risk register\n\nRaised automatically by failed phases, checks and gates of this run.\n\n"
+    return head + md_table(["id", "risk", "trigger", "likelihood", "impact", "mitigation", "status"],
+                           [[r["id"], r["title"], r["trigger"], r["likelihood"], r["impact"], r["mitigation"],
+                             r["status"]] for r in items])
+
+
+def checklist_md(items: list[dict[str, Any]]) -> str:
+    head = "# Reproducibility checklist\n\nEach item's status is computed from this run's artifacts.\n\n"
+    return head + md_table(["item", "status", "evidence"], [[i["item"], i["status"], i["evidence"]] for i in items])

@@ -1,0 +1,88 @@
+"""Sweeps through the real executors: resume, failure isolation, and identical numbers on Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from multilens.experiments.executors import LocalExecutor, RayExecutor, execute_task
+from multilens.experiments.store import Store
+from multilens.experiments.sweep import run_sweep
+from multilens.lenses.scaling.study import TASK, ScalingConfig, design
+
+
+def tiny_configs(n: int = 3) -> list[dict]:
+    cfg = ScalingConfig(budgets=(2e5, 4e5, 8e5), widths=(2, 4, 8), min_examples=64, max_examples=4096, n_test=256)
+    return design(cfg)[:n]
+
+
+def _metrics(store: Store) -> dict:
+    return {(r.config_hash, r.seed): {k: v for k, v in r.metrics.items() if not k.endswith("wall_time_s")}
+            for r in store.runs(status="done")}
+
+
+def test_local_sweep_resumes_without_recomputing(tmp_path):
+    cfgs = tiny_configs(3)
+    ex = LocalExecutor(workers=2)
+    try:
+        with Store(tmp_path / "r.sqlite") as s:
+            rep = run_sweep("t", TASK, cfgs[:2], [0, 1], s, ex)
+            assert (rep.total, rep.executed, rep.failed) == (4, 4, 0)
+            before = s.raw_rows()
+            # Simulate a run killed mid-way: it stays `running` and must be redone, not duplicated.
+            s.mark_running("deadbeef", 0, "t", {"x": 1})
+            rep2 = run_sweep("t", TASK, cfgs, [0, 1], s, ex)
+            assert (rep2.skipped_done, rep2.executed) == (4, 2)
+            after = s.raw_rows()
+            assert [r for r in after if (r[0], r[1]) in {(b[0], b[1]) for b in before}] == before
+            assert len(after) == 7 and s.counts() == {"done": 6, "running": 1}
+    finally:
+        ex.close()
+
+
+def test_failing_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
+    good = tiny_configs(1)[0]
+    bad = dict(good, D=0)  # TeacherStudentTask.sample rejects n=0
+    ex = LocalExecutor(workers=1)
+    try:
+        with Store(tmp_path / "r.sqlite") as s:
+            rep = run_sweep("t", TASK, [bad, good], [0], s, ex)
+            assert rep.failed == 1
+            failed = s.runs(status="failed")
+            assert len(failed) == 1 and "`n` must be an int >= 1" in failed[0].error
+            assert len(s.runs(status="done")) == 1
+    finally:
+        ex.close()
+
+
+def test_in_process_and_pool_give_identical_numbers(tmp_path):
+    cfg = tiny_configs(1)[0]
+    direct = execute_task(TASK, dict(cfg, seed=3))["result"]["metrics"]
+    ex = LocalExecutor(workers=1)
+    try:
+        (_, out), = list(ex.map_unordered(TASK, [dict(cfg, seed=3)]))
+    finally:
+        ex.close()
+    strip = lambda m: {k: v for k, v in m.items() if not k.endswith("wall_time_s")}  # noqa: E731
+    assert strip(out["result"]["metrics"]) == strip(direct)
+
+
+@pytest.mark.ray
+def test_ray_sweep_matches_local(tmp_path):
+    pytest.importorskip("ray")
+    cfgs = tiny_configs(2)
+    local = LocalExecutor(workers=2)
+    try:
+        with Store(tmp_path / "local.sqlite") as s:
+            run_sweep("t", TASK, cfgs, [0, 1], s, local)
+            want = _metrics(s)
+    finally:
+        local.close()
+    ray_ex = RayExecutor(workers=2)
+    try:
+        with Store(tmp_path / "ray.sqlite") as s:
+            rep = run_sweep("t", TASK, cfgs, [0, 1], s, ray_ex)
+            assert rep.failed == 0
+            got = _metrics(s)
+    finally:
+        ray_ex.close()
+    assert got == want and len(got) == 4

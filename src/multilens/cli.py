@@ -44,7 +44,7 @@ class FormName(str, Enum):
 
 def _fail(e: Exception) -> None:
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    err.print(f"multilens: error: {msg}", markup=False, highlight=False)
+    typer.echo(f"multilens: error: {msg}", err=True)  # one unwrapped line, whatever the terminal width
     raise typer.Exit(2)
 
 

@@ -35,6 +35,13 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.scaling.phase:ScalingPhase",
         "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
     ),
+    LensEntry(
+        "distributed", "distributed",
+        "multilens.lenses.distributed.config:DistributedConfig",
+        "multilens.lenses.distributed.lens:run_distributed",
+        "multilens.lenses.distributed.phase:DistributedPhase",
+        "data-parallel SGD with torch.distributed: parity, noise floor vs workers, local SGD, staleness, faults",
+    ),
 )
 
 

@@ -16,10 +16,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from multilens.errors import MultilensError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure the mathematical structure of training runs.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Measure the mathematical structure of training runs.")
 scaling_app = typer.Typer(no_args_is_help=True, help="Scaling-law fits on your own runs.")
 app.add_typer(scaling_app, name="scaling")
 out = Console()
@@ -108,7 +109,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         p = sum(c["passed"] is True for c in checks)
         f = sum(c["passed"] is False for c in checks)
         n = sum(c["passed"] is None for c in checks)
-        t.add_row(ph["name"], ph["status"] + (" (cached)" if ph.get("cached") else ""), f"{p}/{f}/{n}", f"{ph['wall_time_s']:.1f}")
+        t.add_row(Text(ph["name"]), ph["status"] + (" (cached)" if ph.get("cached") else ""), f"{p}/{f}/{n}", f"{ph['wall_time_s']:.1f}")
     out.print(t)
     _print_gates(summary["gates"])
 
@@ -120,7 +121,7 @@ def _print_gates(gates: list[dict[str, Any]]) -> None:
     for g in gates:
         v = "—" if g["value"] is None else f"{g['value']:.6g}"
         verdict = {True: "[green]pass[/]", False: "[red]fail[/]", None: "[yellow]not evaluated[/]"}[g["passed"]]
-        t.add_row(g["name"], v, f"{g['op']} {g['threshold']:g}", g["action"], verdict)
+        t.add_row(Text(g["name"]), v, f"{g['op']} {g['threshold']:g}", g["action"], verdict)
     out.print(t)
 
 
@@ -133,7 +134,7 @@ def scaling_fit(
     as_json: bool = typer.Option(False, "--json", help="Print the fit as JSON."),
 ) -> None:
     """Fit a scaling law to your own runs, with bootstrap intervals and diagnostics."""
-    from multilens.lenses.scaling.api import load_scaling_csv, scaling_fit_report
+    from multilens.lenses.scaling import load_scaling_csv, scaling_fit_report
 
     def go() -> None:
         data = load_scaling_csv(csv)
@@ -145,7 +146,7 @@ def scaling_fit(
         for c in ("parameter", "estimate", "95% CI"):
             t.add_column(c)
         for k, v in {**rep["params"], **rep.get("allocation", {})}.items():
-            t.add_row(k, _fmt(v["estimate"]), f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]")
+            t.add_row(k, _fmt(v["estimate"]), Text(f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]"))
         out.print(t)
         out.print({k: v for k, v in rep["diagnostics"].items() if not isinstance(v, list)})
 
@@ -234,20 +235,20 @@ def _print_lens(d: dict[str, Any]) -> None:
     for e in d["estimates"]:
         ci = f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]" if e["ci_low"] is not None else (
             f"± {_fmt(e['stderr'])}" if e["stderr"] is not None else "—")
-        t.add_row(e["name"], _fmt(e["value"]), ci, str(e["n"]), "—" if e["converged"] is None else str(e["converged"]))
+        t.add_row(*map(Text, (e["name"], _fmt(e["value"]), ci, str(e["n"]), "—" if e["converged"] is None else str(e["converged"]))))
     out.print(t)
     c = Table(title="checks")
     for col in ("check", "verdict", "reason"):
         c.add_column(col)
     for ch in d["checks"]:
-        c.add_row(ch["name"], ch["verdict"], ch["reason"])
+        c.add_row(Text(ch["name"]), Text(ch["verdict"]), Text(ch["reason"]))  # Text: no markup parsing of data
     out.print(c)
     for tb in d["tables"]:
         t2 = Table(title=tb["title"])
         for col in tb["columns"]:
             t2.add_column(str(col))
         for row in tb["rows"]:
-            t2.add_row(*[_fmt(v) if isinstance(v, float) else str(v) for v in row])
+            t2.add_row(*[Text(_fmt(v) if isinstance(v, float) else str(v)) for v in row])
         out.print(t2)
     for n in d["notes"]:
         out.print(f"note: {n}", markup=False)

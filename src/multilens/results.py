@@ -48,6 +48,11 @@ class Estimate:
         d = asdict(self)
         for k in ("value", "ci_low", "ci_high", "stderr"):
             d[k] = _finite_or_none(d[k])
+        d["n"] = int(d["n"])
+        if d["converged"] is not None:
+            d["converged"] = bool(d["converged"])
+        if d["n_iter"] is not None:
+            d["n_iter"] = int(d["n_iter"])
         return d
 
 
@@ -67,6 +72,11 @@ class Check:
     tolerance: float | None = None
     reason: str = ""
     severity: str = "error"  # "error" raises a risk when failed; "info" does not
+
+    def __post_init__(self) -> None:
+        # numpy bools and floats sneak in from computed verdicts; store plain Python values.
+        if self.passed is not None:
+            object.__setattr__(self, "passed", bool(self.passed))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -31,7 +31,7 @@ LENSES: tuple[LensEntry, ...] = (
     LensEntry(
         "scaling", "scaling",
         "multilens.lenses.scaling.study:ScalingConfig",
-        "multilens.lenses.scaling.phase:run_scaling",
+        "multilens.lenses.scaling.phase:run_scaling_lens",
         "multilens.lenses.scaling.phase:ScalingPhase",
         "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
     ),
@@ -41,6 +41,20 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.distributed.lens:run_distributed",
         "multilens.lenses.distributed.phase:DistributedPhase",
         "data-parallel SGD with torch.distributed: parity, noise floor vs workers, local SGD, staleness, faults",
+    ),
+    LensEntry(
+        "implicit-bias", "implicit_bias",
+        "multilens.lenses.implicit_bias.config:ImplicitBiasConfig",
+        "multilens.lenses.implicit_bias.lens:run_implicit_bias",
+        "multilens.lenses.implicit_bias.phase:ImplicitBiasPhase",
+        "GD to the pseudoinverse and to the max-margin SVM; optimizers compared at matched budgets",
+    ),
+    LensEntry(
+        "spectral-bias", "spectral_bias",
+        "multilens.lenses.spectral_bias.config:SpectralBiasConfig",
+        "multilens.lenses.spectral_bias.lens:run_spectral_bias",
+        "multilens.lenses.spectral_bias.phase:SpectralBiasPhase",
+        "kernel gradient flow modes and an MLP's per-frequency fitting times against the NTK",
     ),
 )
 

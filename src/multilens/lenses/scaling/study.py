@@ -33,10 +33,10 @@ TASK = "multilens.lenses.scaling.study:scaling_run"
 class ScalingConfig:
     schema_version: int = 1
     task: Literal["teacher_student", "digits"] = "teacher_student"
-    budgets: tuple[float, ...] = (1e6, 3.16e6, 1e7, 3.16e7, 1e8, 3.16e8, 1e9)
-    widths: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    budgets: tuple[float, ...] = (3.16e6, 1e7, 3.16e7, 1e8, 3.16e8, 1e9)
+    widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
     depth: int = 1
-    min_examples: int = 512
+    min_examples: int = 1024
     max_examples: int = 131072
     seeds: int = 3
     d_in: int = 16

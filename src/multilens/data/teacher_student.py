@@ -49,8 +49,8 @@ class TeacherStudentTask:
         w2 = (signs * k.pow(-float(self.decay))).unsqueeze(1)
         # Normalize the teacher's output to unit variance on a large fixed reference sample.
         xr = torch.randn(8192, self.d_in, generator=g)
-        scale = float((torch.tanh(xr @ (2.0 * w1)) @ w2).std())
-        return 2.0 * w1, w2, scale
+        scale = float((torch.tanh(xr @ w1) @ w2).std())
+        return w1, w2, scale
 
     def sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` fresh (x, y) pairs; x: (n, d_in) float32, y: (n, 1) float32."""

@@ -1,0 +1,32 @@
+"""Model-free numerics on a symmetric matvec: Lanczos, power iteration, trace and density estimators.
+
+Everything here takes a callable ``v -> A v`` on float64 NumPy vectors, the dimension and an
+explicit ``seed``; nothing knows about models (the model side is
+:mod:`multilens.lenses.curvature.hvp`). Each kernel returns a frozen result carrying
+``converged``, ``n_iter``, ``n_matvec`` and residuals or a standard error, and warns with
+:class:`~multilens.errors.ConvergenceWarning` at its cap.
+"""
+
+from multilens.linalg.lanczos import EigenResult, Tridiagonal, lanczos, tridiagonalize
+from multilens.linalg.operator import CountingMatvec, Matvec, dense_matvec
+from multilens.linalg.power import power_iteration
+from multilens.linalg.slq import DensityResult, gaussian_density, slq_density
+from multilens.linalg.trace import TraceResult, hutchinson, hutchpp, trace_estimate
+
+__all__ = [
+    "CountingMatvec",
+    "DensityResult",
+    "EigenResult",
+    "Matvec",
+    "TraceResult",
+    "Tridiagonal",
+    "dense_matvec",
+    "gaussian_density",
+    "hutchinson",
+    "hutchpp",
+    "lanczos",
+    "power_iteration",
+    "slq_density",
+    "trace_estimate",
+    "tridiagonalize",
+]

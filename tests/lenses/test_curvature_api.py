@@ -1,0 +1,133 @@
+"""multilens.curvature's public functions on a small digits MLP against its dense Hessian."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from _curvature_helpers import TORCH_FWD_AD_FILTER, assert_unchanged, dense_hessian, snapshot
+from multilens.curvature import (
+    hessian_density,
+    hessian_eigenvalues,
+    hessian_trace,
+    per_layer_table,
+)
+from multilens.data import load_digits_split
+from multilens.errors import ConfigError
+from multilens.models import MLPSpec, build_mlp
+from multilens.train import TrainConfig, train_model
+
+pytestmark = pytest.mark.filterwarnings(TORCH_FWD_AD_FILTER)
+CE = nn.functional.cross_entropy
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A 64-10-10 ReLU MLP (760 parameters) briefly trained on 150 digits, and its dense Hessian."""
+    d = load_digits_split(0, n_train=150)
+    model = build_mlp(MLPSpec(64, (10,), 10, "relu"), seed=3)
+    train_model(model, d.x_train, d.y_train, TrainConfig(lr=1e-2, epochs=5, batch_size=32, loss="ce"), seed=0)
+    x, y = d.x_train, d.y_train
+    h = dense_hessian(model, CE, x, y)
+    return model, x, y, h, np.linalg.eigvalsh(h)
+
+
+def test_top_k_eigenvalues_within_1e6_of_dense(trained):
+    model, x, y, _, evals = trained
+    before = snapshot(model)
+    res = hessian_eigenvalues(model, CE, (x, y), k=3, which="LA", tol=1e-8, seed=0)
+    assert res.converged
+    np.testing.assert_allclose(res.eigenvalues, evals[::-1][:3], rtol=1e-6)
+    assert res.eigenvectors is None and res.residuals.shape == (3,) and res.n_matvec > 0
+    assert_unchanged(model, before)
+
+
+def test_smallest_and_largest_magnitude(trained):
+    model, x, y, _, evals = trained
+    sa = hessian_eigenvalues(model, CE, (x, y), k=1, which="SA", tol=1e-6, seed=1, max_iter=760)
+    assert sa.converged
+    assert sa.eigenvalues[0] == pytest.approx(evals[0], rel=1e-6)
+    lm = hessian_eigenvalues(model, CE, [(x[:50], y[:50]), (x[50:], y[50:])], k=2, which="LM", seed=2, return_eigenvectors=True)
+    np.testing.assert_allclose(lm.eigenvalues, evals[np.argsort(-np.abs(evals))][:2], rtol=1e-6)
+    assert lm.eigenvectors.shape == (760, 2)
+
+
+def test_trace_intervals_cover_the_dense_trace_at_their_rate(trained):
+    model, x, y, h, _ = trained
+    exact = float(np.trace(h))
+    reps = 40
+    covered = 0
+    for s in range(reps):
+        r = hessian_trace(model, CE, (x, y), method="hutch++", n_matvec=21, seed=s)
+        assert r.n_matvec == 21
+        covered += int(r.ci_low <= exact <= r.ci_high)
+    assert covered >= stats.binom.ppf(1e-3, reps, 0.95)
+
+
+@pytest.mark.slow
+def test_trace_coverage_many_seeds(trained):
+    model, x, y, h, _ = trained
+    exact = float(np.trace(h))
+    for method in ("hutch++", "hutchinson"):
+        reps = 400
+        covered = sum(
+            int(r.ci_low <= exact <= r.ci_high)
+            for r in (hessian_trace(model, CE, (x, y), method=method, n_matvec=30, seed=s) for s in range(reps))
+        )
+        assert stats.binom.ppf(5e-4, reps, 0.95) <= covered <= stats.binom.isf(5e-4, reps, 0.95)
+
+
+def test_density_extremes_at_the_exact_extremes(trained):
+    model, x, y, _, evals = trained
+    d = hessian_density(model, CE, (x, y), n_vectors=2, n_iter=120, seed=0, tol=1e-6)
+    assert d.lambda_max == pytest.approx(evals[-1], rel=1e-6)
+    if d.extremes_converged:
+        assert d.lambda_min == pytest.approx(evals[0], abs=1e-6 * (evals[-1] - evals[0]))
+    assert d.sigma > 0 and d.grid.shape == d.density.shape
+
+
+def test_per_layer_table_matches_dense_blocks(trained):
+    model, x, y, h, _ = trained
+    table = per_layer_table(model, CE, (x, y), n_matvec=400, seed=0)
+    sizes = [650, 110]  # layer "0": 64*10 + 10; layer "2": 10*10 + 10
+    start = 0
+    for row, n in zip(table.rows, sizes):
+        block = h[start : start + n, start : start + n]
+        start += n
+        assert row.n_params == n
+        assert row.converged
+        assert row.top_eigenvalue == pytest.approx(np.linalg.eigvalsh(block)[-1], rel=1e-6)
+        if row.trace_exact:  # the sketch spans the layer: the trace is exact
+            assert row.trace == pytest.approx(np.trace(block), rel=1e-10)
+        else:  # an estimate: within 5 of its standard errors (fails with probability ~1e-6)
+            assert abs(row.trace - np.trace(block)) <= 5 * row.trace_stderr
+    assert [r.trace_exact for r in table.rows] == [False, True]  # 400 products span 110, not 650
+    t = table.to_table()
+    assert t.columns[0] == "layer" and len(t.rows) == 2
+
+
+def test_gauss_newton_eigenvalues(trained):
+    model, x, y, _, _ = trained
+    gn = hessian_eigenvalues(model, CE, (x, y), k=2, kind="gauss_newton", seed=0)
+    h = hessian_eigenvalues(model, CE, (x, y), k=2, seed=0)
+    assert gn.converged and np.all(gn.eigenvalues > 0)
+    assert not np.allclose(gn.eigenvalues, h.eigenvalues, rtol=1e-6)  # a different matrix
+
+
+def test_k_larger_than_dimension_raises(trained):
+    model, x, y, _, _ = trained
+    with pytest.raises(ConfigError, match="`k` must be <= the operator dimension 110"):
+        hessian_eigenvalues(model, CE, (x, y), k=111, params="2")
+    with pytest.raises(ConfigError, match="`method`"):
+        hessian_trace(model, CE, (x, y), method="exact")
+
+
+def test_dtype_float32_is_accepted_and_bad_dtype_rejected(trained):
+    model, x, y, _, evals = trained
+    r = hessian_eigenvalues(model, CE, (x, y), k=1, tol=1e-4, dtype=torch.float32, seed=0)
+    assert r.eigenvalues[0] == pytest.approx(evals[-1], rel=1e-4)
+    with pytest.raises(ConfigError, match="`dtype`"):
+        hessian_eigenvalues(model, CE, (x, y), dtype=torch.float16)

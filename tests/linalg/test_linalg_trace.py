@@ -1,0 +1,116 @@
+"""Hutchinson and Hutch++ against the exact trace: unbiasedness, stderr and interval coverage over seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.linalg import dense_matvec, hutchinson, hutchpp, trace_estimate
+
+
+def hessian_like(dim: int, seed: int) -> np.ndarray:
+    """A few large eigenvalues over a decaying, partly negative bulk (the shape of a trained net's Hessian)."""
+    rng = np.random.default_rng(seed)
+    lam = np.concatenate([[20.0, 12.0, 8.0], 3.0 / np.arange(1, dim - 2) ** 1.2 - 0.05])
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    a = (q * lam) @ q.T
+    return 0.5 * (a + a.T)
+
+
+def coverage_bounds(reps: int, level: float, alpha: float = 1e-3) -> tuple[int, int]:
+    """Two-sided binomial acceptance region for the number of covering intervals."""
+    lo = int(stats.binom.ppf(alpha / 2, reps, level))
+    hi = int(stats.binom.isf(alpha / 2, reps, level))
+    return lo, hi
+
+
+def run_reps(estimator, a: np.ndarray, reps: int, budget: int) -> tuple[np.ndarray, np.ndarray, int]:
+    mv, dim = dense_matvec(a)
+    exact = float(np.trace(a))
+    est, se, covered = [], [], 0
+    for s in range(reps):
+        r = estimator(mv, dim, budget, seed=s)
+        assert r.n_matvec == budget
+        est.append(r.estimate)
+        se.append(r.stderr)
+        covered += int(r.ci_low <= exact <= r.ci_high)
+    return np.array(est), np.array(se), covered
+
+
+@pytest.mark.parametrize("estimator", [hutchinson, hutchpp], ids=["hutchinson", "hutch++"])
+def test_unbiased_and_calibrated(estimator):
+    a = hessian_like(120, 0)
+    exact = float(np.trace(a))
+    reps = 120
+    est, se, covered = run_reps(estimator, a, reps, 30)
+    sd = est.std(ddof=1)
+    # Unbiased: the mean of the estimates is within 4 standard errors of the exact trace.
+    assert abs(est.mean() - exact) <= 4 * sd / np.sqrt(reps)
+    # The reported stderr estimates the real spread (ratio of RMS stderr to sd within chi-square-ish noise).
+    assert 0.7 <= np.sqrt(np.mean(se**2)) / sd <= 1.4
+    lo, hi = coverage_bounds(reps, 0.95)
+    assert lo <= covered <= hi
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", [hutchinson, hutchpp], ids=["hutchinson", "hutch++"])
+def test_coverage_many_seeds(estimator):
+    a = hessian_like(200, 1)
+    reps = 3000
+    _, _, covered = run_reps(estimator, a, reps, 45)
+    lo, hi = coverage_bounds(reps, 0.95)
+    assert lo <= covered <= hi
+
+
+def test_hutchpp_beats_hutchinson_on_a_decaying_spectrum():
+    a = hessian_like(200, 2)
+    exact = float(np.trace(a))
+    e1, _, _ = run_reps(hutchinson, a, 40, 60)
+    e2, _, _ = run_reps(hutchpp, a, 40, 60)
+    rmse1 = np.sqrt(np.mean((e1 - exact) ** 2))
+    rmse2 = np.sqrt(np.mean((e2 - exact) ** 2))
+    assert rmse2 < rmse1
+
+
+def test_hutchpp_exact_when_the_sketch_spans_the_space():
+    a = hessian_like(10, 3)
+    mv, dim = dense_matvec(a)
+    r = hutchpp(mv, dim, 40, seed=0)
+    assert r.exact and r.stderr == 0.0
+    assert r.estimate == pytest.approx(np.trace(a), rel=1e-12)
+
+
+def test_low_rank_operator_is_exact_with_hutchpp():
+    rng = np.random.default_rng(4)
+    u = np.linalg.qr(rng.standard_normal((80, 3)))[0]
+    a = (u * np.array([5.0, 2.0, -1.0])) @ u.T
+    mv, dim = dense_matvec(a)
+    r = hutchpp(mv, dim, 30, seed=0)
+    assert r.estimate == pytest.approx(6.0, rel=1e-10)
+    assert r.stderr < 1e-10
+
+
+def test_width_target_stops_early_and_warns_when_unmet():
+    a = hessian_like(100, 5)
+    mv, dim = dense_matvec(a)
+    r = hutchinson(mv, dim, 2000, seed=0, rtol=0.05)
+    assert r.converged and r.n_matvec < 2000
+    assert r.half_width <= 0.05 * abs(r.estimate)
+    with pytest.warns(ConvergenceWarning, match="half-width"):
+        r2 = hutchinson(mv, dim, 12, seed=0, rtol=1e-6)
+    assert not r2.converged
+
+
+def test_bad_arguments():
+    a = hessian_like(20, 6)
+    mv, dim = dense_matvec(a)
+    with pytest.raises(ConfigError, match="`n_matvec`"):
+        hutchinson(mv, dim, 1)
+    with pytest.raises(ConfigError, match="`n_matvec`"):
+        hutchpp(mv, dim, 5, sketch_size=3)
+    with pytest.raises(ConfigError, match="`level`"):
+        hutchpp(mv, dim, 30, level=1.5)
+    with pytest.raises(ConfigError, match="`method`"):
+        trace_estimate(mv, dim, "girard")

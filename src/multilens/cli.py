@@ -207,6 +207,7 @@ def lens(
     profile: ProfileName = typer.Option(ProfileName.quick, help="Config defaults: smoke, quick or full."),
     seed: int = typer.Option(0, min=0, help="Seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Also write result.json, report.html and one JSON file per figure here (default runs/lens-NAME)."),
 ) -> None:
     """Run one lens on its default model and data and print its result."""
     from multilens.config import apply_overrides, from_dict
@@ -218,14 +219,40 @@ def lens(
         cfg = from_dict(cls, apply_overrides({}, set_), where=entry.section, base=cls.for_profile(profile.value))
         result = entry.load("run")(cfg, seed=seed)
         d = result.to_dict()
+        files = _write_lens_files(out_dir or Path("runs") / f"lens-{entry.name}", entry.name, d, cfg, seed)
         payload = {"lens": result.lens, **d["data"], "estimates": d["estimates"], "checks": d["checks"],
-                   "predictions": d["predictions"], "notes": d["notes"]}
+                   "predictions": d["predictions"], "notes": d["notes"], "files": files}
         if as_json:
             typer.echo(_dumps(payload))
             return
         _print_lens(d)
+        for k, v in files.items():
+            out.print(Text(f"{k}: {v}"))
 
     _guard(go)
+
+
+def _write_lens_files(folder: Path, name: str, d: dict[str, Any], cfg: Any, seed: int) -> dict[str, str]:
+    """result.json, a one-phase report.html and figures/<key>.json (Plotly JSON) per figure."""
+    import dataclasses
+
+    from multilens.io import atomic_write_json
+    from multilens.report import write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"result": str(atomic_write_json(folder / "result.json", d))}
+    for f in d["figures"]:
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in f["key"])
+        files[f"figure {f['key']}"] = str(atomic_write_json(folder / "figures" / f"{safe}.json",
+                                                            {"data": f["data"], "layout": f["layout"], "title": f["title"]}))
+    summary = {"schema_version": 1, "title": f"multilens lens {name}", "profile": "lens", "seed": seed,
+               "status": "complete", "stopped_at": None, "wall_time_s": 0.0, "started_utc": "",
+               "phases": [{"name": name, "title": name, "status": "done", "wall_time_s": 0.0, "consumes": {},
+                           "produces": {}, "error": None, "result": d, "metrics": {}}],
+               "gates": [], "cross_checks": [], "recommendations": [], "risks": [], "checklist": [], "artifacts": {}}
+    manifest = {"config": dataclasses.asdict(cfg), "seeds": [seed]}
+    files["report"] = str(write_report(folder, summary, manifest)["html"])
+    return files
 
 
 def _print_lens(d: dict[str, Any]) -> None:

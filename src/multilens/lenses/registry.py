@@ -36,6 +36,13 @@ LENSES: tuple[LensEntry, ...] = (
         "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
     ),
     LensEntry(
+        "curvature", "curvature",
+        "multilens.lenses.curvature.config:CurvatureConfig",
+        "multilens.lenses.curvature.lens:run_curvature",
+        "multilens.lenses.curvature.phase:CurvaturePhase",
+        "Hessian spectra, trace, density, sharpness, invariances, landscape slices, edge of stability",
+    ),
+    LensEntry(
         "distributed", "distributed",
         "multilens.lenses.distributed.config:DistributedConfig",
         "multilens.lenses.distributed.lens:run_distributed",

@@ -10,7 +10,6 @@ from multilens.errors import (
     ConvergenceWarning,
     DataError,
     MultilensError,
-    ProtocolStopped,
     StoreError,
 )
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table
@@ -27,7 +26,6 @@ __all__ = [
     "Figure",
     "LensResult",
     "MultilensError",
-    "ProtocolStopped",
     "StoreError",
     "Table",
     "__version__",

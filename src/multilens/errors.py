@@ -24,10 +24,6 @@ class StoreError(MultilensError):
     """The results store is unusable (wrong schema, locked, corrupt)."""
 
 
-class ProtocolStopped(MultilensError):
-    """A go/no-go gate with action "stop" failed; the protocol stopped at that phase."""
-
-
 class ConvergenceWarning(UserWarning):
     """An iterative method reached its iteration cap before meeting its tolerance."""
 

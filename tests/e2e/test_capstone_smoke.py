@@ -18,7 +18,13 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("capstone")
-    cfg = run_config_from_dict({"profile": "smoke", "seed": 0})
+    # Smoke-profile models are barely trained, so release gates (geometry score) rightly fail
+    # on them; this test is about the machinery, so every gate only warns here. Stopping is
+    # tested in tests/protocol/test_runner.py.
+    default = (Path(__file__).resolve().parents[2] / "src/multilens/defaults/policy.toml").read_text()
+    policy = out / "warn-only-policy.toml"
+    policy.write_text(default.replace('action = "stop"', 'action = "warn"'))
+    cfg = run_config_from_dict({"profile": "smoke", "seed": 0, "policy": str(policy)})
     summary, paths = run_capstone(cfg, out, executor="local", workers=2)
     return cfg, summary, paths
 

@@ -8,7 +8,6 @@ can re-render everything from the store alone.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,7 +49,9 @@ def build_manifest(cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def finalize(out_dir: Path, summary: dict[str, Any], manifest: dict[str, Any], store: Store | None) -> dict[str, Path]:
+def finalize(
+    out_dir: Path, summary: dict[str, Any], manifest: dict[str, Any], store: Store | None
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """Add cross-checks, recommendations and governance to the summary; write every artifact."""
     from multilens.report import write_report
 
@@ -73,7 +74,7 @@ def finalize(out_dir: Path, summary: dict[str, Any], manifest: dict[str, Any], s
     if store is not None:
         store.put_meta("summary", summary)
         store.put_meta("manifest", manifest)
-    return paths
+    return summary, paths
 
 
 def run_capstone(
@@ -87,7 +88,6 @@ def run_capstone(
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     out = Path(out_dir)
     ex = make_executor(executor, workers, address)
-    t0 = time.perf_counter()
     try:
         summary = run_protocol(cfg, out, ex, progress=progress, on_phase=on_phase)
     finally:
@@ -96,8 +96,7 @@ def run_capstone(
     manifest = build_manifest(cfg, summary)
     manifest["executor"] = summary["executor"]
     with Store(out / "results.sqlite") as store:
-        paths = finalize(out, summary, manifest, store)
-    summary["wall_time_s"] = time.perf_counter() - t0
+        summary, paths = finalize(out, summary, manifest, store)
     return summary, paths
 
 
@@ -114,4 +113,4 @@ def rerender(out_dir: str | Path) -> dict[str, Path]:
         if summary is None or manifest is None:
             raise ConfigError(f"the store in `{out}` has no finished protocol run; run `multilens run --out {out}` to finish it.")
         base = {k: v for k, v in summary.items() if k not in ("cross_checks", "recommendations", "assumptions", "risks", "checklist", "artifacts")}
-        return finalize(out, base, manifest, store)
+        return finalize(out, base, manifest, store)[1]

@@ -295,10 +295,12 @@ def _run(cfg: CurvatureConfig, seed: int, notes: list[str]) -> dict[str, Any]:
     for s in sam:
         est.append(Estimate(f"sam_sharpness_rho_{s.rho:g}", s.value, None, None, None, 0.95,
                             "projected gradient ascent in the L2 ball (lower bound on the maximum)", n=s.n_grad,
+                            note="deterministic ascent on fixed data: no sampling interval; a lower bound on the worst case",
                             converged=s.converged, n_iter=s.n_iter))
     for s in asam:
         est.append(Estimate(f"asam_sharpness_rho_{s.rho:g}", s.value, None, None, None, 0.95,
                             "projected gradient ascent in the ball ||delta/|theta| || <= rho (lower bound)", n=s.n_grad,
+                            note="deterministic ascent on fixed data: no sampling interval; a lower bound on the worst case",
                             converged=s.converged, n_iter=s.n_iter))
     est.append(Estimate("trace_over_param_norm", tr.estimate / pnorm, tr.ci_low / pnorm, tr.ci_high / pnorm, tr.stderr / pnorm,
                         cfg.level, "Hutch++ trace / ||theta||_2", n=tr.n_matvec))
@@ -522,9 +524,11 @@ def _along_training_checks(cfg, runs: list[ScheduleRun], checks, est, prediction
             ))
         est.append(Estimate(f"eos_ratio_max_{r.schedule}", ratio, None, None, None, 0.95,
                             "max over GD iterates (steps >= 1) of lambda_max * eta / 2 (Lanczos, explicit residuals)", n=len(r.checkpoints) - 1,
+                            note="one deterministic full-batch GD run; accuracy is the Lanczos residual, not a sampling interval",
                             converged=ok_conv))
         est.append(Estimate(f"lambda_max_relative_change_{r.schedule}", relative_change(r), None, None, None, 0.95,
-                            "max/min - 1 of lambda_max over checkpoints", n=len(r.checkpoints)))
+                            "max/min - 1 of lambda_max over checkpoints", n=len(r.checkpoints),
+                            note="one deterministic full-batch GD run: no sampling interval"))
 
 
 def _preconditioning(cfg, seed, checks, figs, tables, data, predictions) -> None:

@@ -623,7 +623,8 @@ def _analyze_straggler(cfg: DistributedConfig, outputs: Any, acc: _Acc, summarie
     extra = float(np.mean(others))
     baseline = summaries.get(cfg.modes_workers)
     base_idle = float(np.mean(baseline.per_rank_idle_s)) if baseline else 0.0
-    acc.estimates.append(Estimate("straggler_idle_s", extra, None, None, None, cfg.level, "mean per-step idle of the non-straggler ranks", ts.n_steps, "s"))
+    acc.estimates.append(Estimate("straggler_idle_s", extra, None, None, None, cfg.level, "mean per-step idle of the non-straggler ranks", ts.n_steps, "s",
+                                  note="mean over the non-straggler ranks of one run; per-rank values are in the data"))
     extra_idle = extra - base_idle
     acc.checks.append(
         Check("straggler_idle_matches_sleep", bool(abs(extra_idle - cfg.straggler_sleep_s) <= 0.5 * cfg.straggler_sleep_s), extra_idle, cfg.straggler_sleep_s,

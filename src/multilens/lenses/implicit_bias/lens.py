@@ -298,6 +298,7 @@ def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
              note="log10(GD gap / normalised-GD gap) at the same step T"),
         _est("logistic.ngd_power_exponent", ci_ngd_p, note="slope of log gap vs log t for normalised GD on [T/10, T]"),
         Estimate("logistic.svm_kkt_residual", kkt, method="max over seeds", n=cfg.n_seeds, converged=svm_ok,
+                 note="a worst case over seeds of a solver residual, not a sampled quantity: no interval",
                  n_iter=max(s.n_iter for s in tr.svms)),
     ]
     ngd_ok = bool(np.all(speed >= cfg.ngd_speedup))

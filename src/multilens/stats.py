@@ -20,6 +20,9 @@ class MeanCI:
     n: int
     level: float
 
+    def covers(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
     @property
     def method(self) -> str:
         return f"Student t over {self.n} independent seeds"

@@ -50,6 +50,13 @@ LENSES: tuple[LensEntry, ...] = (
         "data-parallel SGD with torch.distributed: parity, noise floor vs workers, local SGD, staleness, faults",
     ),
     LensEntry(
+        "double-descent", "double_descent",
+        "multilens.lenses.double_descent.config:DoubleDescentConfig",
+        "multilens.lenses.double_descent.lens:run_double_descent",
+        "multilens.lenses.double_descent.phase:DoubleDescentPhase",
+        "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths",
+    ),
+    LensEntry(
         "implicit-bias", "implicit_bias",
         "multilens.lenses.implicit_bias.config:ImplicitBiasConfig",
         "multilens.lenses.implicit_bias.lens:run_implicit_bias",
@@ -62,6 +69,13 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.spectral_bias.lens:run_spectral_bias",
         "multilens.lenses.spectral_bias.phase:SpectralBiasPhase",
         "kernel gradient flow modes and an MLP's per-frequency fitting times against the NTK",
+    ),
+    LensEntry(
+        "filters", "filters",
+        "multilens.lenses.filters.config:FiltersConfig",
+        "multilens.lenses.filters.lens:run_filters",
+        "multilens.lenses.filters.phase:FiltersPhase",
+        "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
     ),
 )
 

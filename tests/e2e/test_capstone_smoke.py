@@ -99,3 +99,13 @@ def test_real_report_renders_in_chromium(smoke_run):
             browser.close()
     assert errors == [] and blocked == []
     assert drawn == n_fig and notes == 0
+
+
+def test_every_finished_phase_is_stored_for_resume(smoke_run):
+    from multilens.experiments.store import Store
+
+    cfg, summary, paths = smoke_run
+    with Store(paths["store"]) as store:
+        for p in summary["phases"]:
+            if p["status"] == "done":
+                assert store.get_phase(p["name"], p["config_hash"], cfg.seed) is not None, p["name"]

@@ -92,7 +92,7 @@ def test_phase_contract(tmp_path: Path) -> None:
     assert isinstance(phase, Phase)
     ctx = PhaseContext(profile="smoke", seed=3, out_dir=tmp_path, config=TINY, artifacts={})
     out = phase.run(ctx)
-    assert isinstance(out.artifacts["implicit_bias_result"], LensResult)
+    assert out.artifacts["implicit_bias.metrics"] == out.metrics and json.dumps(out.artifacts)
     assert set(phase.produces) == set(out.artifacts)
     for key in ("implicit_bias.svm_cosine", "implicit_bias.pinv_distance"):
         assert math.isfinite(out.metrics[key])

@@ -97,3 +97,22 @@ def test_config_errors_name_the_key(fake_registry):
         run_config_from_dict({"phases": ["nope"]})
     with pytest.raises(ConfigError, match="not in `phases`"):
         run_config_from_dict({"phases": ["producer"], "consumer": {}})
+
+
+def test_unstorable_output_fails_the_phase_instead_of_passing_silently(tmp_path, fake_registry, monkeypatch):
+    monkeypatch.setattr(fake.ProducerPhase, "produces", {"fake.value": float})
+    orig = fake.ProducerPhase.run
+
+    def run(self, ctx):
+        out = orig(self, ctx)
+        return type(out)(out.result, out.artifacts, {"fake.value": 1.0, "bad": object()}, out.recommendations)
+
+    monkeypatch.setattr(fake.ProducerPhase, "run", run)
+    s = run_protocol(run_config_from_dict({"phases": ["producer"]}), tmp_path, None, policy(action="warn"))
+    assert s["phases"][0]["status"] == "failed" and "not JSON serializable" in s["phases"][0]["error"]
+
+
+def test_non_json_handoff_type_is_rejected(tmp_path, fake_registry, monkeypatch):
+    monkeypatch.setattr(fake.ProducerPhase, "produces", {"fake.value": object})
+    with pytest.raises(ConfigError, match="hand-offs must be JSON types"):
+        run_protocol(run_config_from_dict({"phases": ["producer"]}), tmp_path, None, policy())

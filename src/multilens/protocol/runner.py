@@ -57,11 +57,21 @@ def _tname(t: Any) -> str:
     return getattr(t, "__name__", str(t))
 
 
+# Hand-offs are persisted in the store as JSON (so a resumed protocol can reuse them).
+JSON_TYPES = (dict, list, float, int, str, bool)
+
+
 def build_phases(cfg: RunConfig) -> list[Any]:
     """Instantiate the phases and check the typed hand-offs between them."""
     phases = [get_lens(p).load("phase")() for p in cfg.phases]
     available: dict[str, Any] = {}
     for ph in phases:
+        for name, typ in ph.produces.items():
+            if typ not in JSON_TYPES:
+                raise ConfigError(
+                    f"phase `{ph.name}` declares `{name}` as {_tname(typ)}; hand-offs must be JSON types "
+                    f"({', '.join(t.__name__ for t in JSON_TYPES)}) so they can be stored."
+                )
         for name, typ in ph.consumes.items():
             if name not in available:
                 raise ConfigError(
@@ -155,6 +165,7 @@ def run_protocol(
                     payload = _phase_payload(out)
                     store.put_phase(ph.name, h, cfg.seed, payload)
                 except Exception as e:  # a failing phase is recorded; the protocol goes on
+                    payload = None  # including one whose output could not be stored
                     error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
             wall = time.perf_counter() - t0
             if payload is None:

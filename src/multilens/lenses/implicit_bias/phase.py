@@ -18,14 +18,14 @@ class ImplicitBiasPhase:
     name = "implicit_bias"
     title = "Implicit bias: which solution gradient methods pick"
     consumes: dict[str, type] = {}
-    produces: dict[str, type] = {"implicit_bias_result": LensResult}
+    produces: dict[str, type] = {"implicit_bias.metrics": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
         cfg = from_dict(ImplicitBiasConfig, dict(ctx.config), where=self.name,
                         base=ImplicitBiasConfig.for_profile(ctx.profile))
         result = run_implicit_bias(cfg, ctx.seed)
         metrics = {k: float(v) for k, v in result.data["metrics"].items() if v is not None and math.isfinite(v)}
-        return PhaseOutput(result, {"implicit_bias_result": result}, metrics, _recommendations(result))
+        return PhaseOutput(result, {"implicit_bias.metrics": metrics}, metrics, _recommendations(result))
 
 
 def _recommendations(result: LensResult) -> tuple[str, ...]:

@@ -18,14 +18,14 @@ class SpectralBiasPhase:
     name = "spectral_bias"
     title = "Spectral bias: which frequencies gradient descent fits first"
     consumes: dict[str, type] = {}
-    produces: dict[str, type] = {"spectral_bias_result": LensResult}
+    produces: dict[str, type] = {"spectral_bias.metrics": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
         cfg = from_dict(SpectralBiasConfig, dict(ctx.config), where=self.name,
                         base=SpectralBiasConfig.for_profile(ctx.profile))
         result = run_spectral_bias(cfg, ctx.seed)
         metrics = {k: float(v) for k, v in result.data["metrics"].items() if v is not None and math.isfinite(v)}
-        return PhaseOutput(result, {"spectral_bias_result": result}, metrics, _recommendations(result))
+        return PhaseOutput(result, {"spectral_bias.metrics": metrics}, metrics, _recommendations(result))
 
 
 def _recommendations(result: LensResult) -> tuple[str, ...]:

@@ -50,3 +50,17 @@ class Phase(Protocol):
     produces: Mapping[str, type]
 
     def run(self, ctx: PhaseContext) -> PhaseOutput: ...
+
+
+def phase_config(ctx: PhaseContext, cls: type, section: str) -> Any:
+    """The phase's frozen config: its profile's defaults updated by this run's table, strictly."""
+    from multilens.config import from_dict
+
+    return from_dict(cls, dict(ctx.config), where=section, base=cls.for_profile(ctx.profile))
+
+
+def finite_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """Gate metrics as plain floats; unmeasured (None) and non-finite values are left out."""
+    import math
+
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}

@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from multilens.config import from_dict
 from multilens.lenses.curvature.config import CurvatureConfig
 from multilens.lenses.curvature.lens import KAPPA_PROXY, run_curvature
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.phase import PhaseContext, PhaseOutput, phase_config
 from multilens.results import LensResult
 
 __all__ = ["KAPPA_PROXY", "CurvaturePhase", "metrics_of", "recommendations_of"]
@@ -84,7 +83,7 @@ class CurvaturePhase:
     produces: dict[str, type] = {"curvature.margin": float, "curvature.kappa": float}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
-        cfg = from_dict(CurvatureConfig, dict(ctx.config), base=CurvatureConfig.for_profile(ctx.profile))
+        cfg = phase_config(ctx, CurvatureConfig, "curvature")
         result = run_curvature(cfg, ctx.seed)
         metrics = metrics_of(result)
         artifacts: dict[str, Any] = {

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from multilens.config import from_dict
 from multilens.lenses.distributed.config import DistributedConfig
 from multilens.lenses.distributed.lens import run_distributed
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.phase import PhaseContext, PhaseOutput, phase_config
 
 
 class DistributedPhase:
@@ -23,7 +22,7 @@ class DistributedPhase:
     produces: dict[str, type] = {"distributed_summary": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
-        cfg = from_dict(DistributedConfig, dict(ctx.config), base=DistributedConfig.for_profile(ctx.profile))
+        cfg = phase_config(ctx, DistributedConfig, "distributed")
         result = run_distributed(cfg, ctx.seed)
         metrics: dict[str, float] = {}
         for key, value in result.data.get("metrics", {}).items():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from multilens.config import from_dict
 from multilens.lenses.double_descent.config import DoubleDescentConfig
 from multilens.lenses.double_descent.lens import run_double_descent
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.phase import PhaseContext, PhaseOutput, finite_metrics, phase_config
 from multilens.results import LensResult
 
 
@@ -21,10 +19,9 @@ class DoubleDescentPhase:
     produces: dict[str, type] = {"double_descent.curve": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
-        cfg = from_dict(DoubleDescentConfig, dict(ctx.config), where=self.name,
-                        base=DoubleDescentConfig.for_profile(ctx.profile))
+        cfg = phase_config(ctx, DoubleDescentConfig, self.name)
         result = run_double_descent(cfg, ctx.seed)
-        metrics = {k: float(v) for k, v in result.data["metrics"].items() if v is not None and math.isfinite(v)}
+        metrics = finite_metrics(result.data["metrics"])
         return PhaseOutput(result, {"double_descent.curve": _artifact(result)}, metrics, recommendations(result))
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from multilens.config import from_dict
 from multilens.lenses.filters.config import FiltersConfig
 from multilens.lenses.filters.lens import run_filters
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.phase import PhaseContext, PhaseOutput, finite_metrics, phase_config
 from multilens.results import LensResult
 
 
@@ -21,9 +19,9 @@ class FiltersPhase:
     produces: dict[str, type] = {"filters.matching": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
-        cfg = from_dict(FiltersConfig, dict(ctx.config), where=self.name, base=FiltersConfig.for_profile(ctx.profile))
+        cfg = phase_config(ctx, FiltersConfig, self.name)
         result = run_filters(cfg, ctx.seed)
-        metrics = {k: float(v) for k, v in result.data["metrics"].items() if v is not None and math.isfinite(v)}
+        metrics = finite_metrics(result.data["metrics"])
         matching = {"eta": result.data["eta"],
                     "rows": [{k: r[k] for k in ("t", "lambda", "lambda_eta_t", "gap", "continuum_gap")}
                              for r in result.data["wide"]["rows"]]}

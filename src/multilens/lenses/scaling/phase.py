@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from multilens.config import config_hash, from_dict
+from multilens.config import config_hash
 from multilens.errors import ConvergenceWarning, DataError
 from multilens.experiments.executors import LocalExecutor
 from multilens.experiments.store import Store
@@ -43,7 +43,7 @@ from multilens.lenses.scaling import (
     to_estimates,
 )
 from multilens.lenses.scaling.study import TASK, ScalingConfig, design
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.phase import PhaseContext, PhaseOutput, phase_config
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table, check_within
 from multilens.seeding import derive_seed
 
@@ -415,7 +415,7 @@ class ScalingPhase:
     produces: dict[str, type] = {"scaling.allocation": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
-        cfg = from_dict(ScalingConfig, dict(ctx.config), where="scaling", base=ScalingConfig.for_profile(ctx.profile))
+        cfg = phase_config(ctx, ScalingConfig, "scaling")
         result, metrics, recs = run_scaling(cfg, ctx.seed, store=ctx.store, executor=ctx.executor, progress=ctx.progress)
         return PhaseOutput(result, {"scaling.allocation": result.data["allocation"]}, metrics, recs)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from multilens.config import from_dict
 from multilens.lenses.spectral_bias.config import SpectralBiasConfig
 from multilens.lenses.spectral_bias.lens import run_spectral_bias
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.phase import PhaseContext, PhaseOutput, finite_metrics, phase_config
 from multilens.results import LensResult
 
 
@@ -21,10 +19,9 @@ class SpectralBiasPhase:
     produces: dict[str, type] = {"spectral_bias.metrics": dict}
 
     def run(self, ctx: PhaseContext) -> PhaseOutput:
-        cfg = from_dict(SpectralBiasConfig, dict(ctx.config), where=self.name,
-                        base=SpectralBiasConfig.for_profile(ctx.profile))
+        cfg = phase_config(ctx, SpectralBiasConfig, self.name)
         result = run_spectral_bias(cfg, ctx.seed)
-        metrics = {k: float(v) for k, v in result.data["metrics"].items() if v is not None and math.isfinite(v)}
+        metrics = finite_metrics(result.data["metrics"])
         return PhaseOutput(result, {"spectral_bias.metrics": metrics}, metrics, _recommendations(result))
 
 

@@ -316,9 +316,11 @@ def run_filters(config: FiltersConfig, seed: int) -> LensResult:
                  converged=worst["converged"], n_iter=worst["n_iter"],
                  note=f"at t={worst['t']}, lam(t)={worst['lambda']:.3g}, worst mode s={worst['worst_s']:.3g}"),
         Estimate(f"{LENS}.continuum_gap", worst["continuum_gap"], None, None, method="theory: minimax on a 20001-point "
-                 "grid of eta s^2 in (0, 1]", converged=True),
+                 "grid of eta s^2 in (0, 1]", converged=True,
+                 note="a closed-form bound evaluated on a grid: deterministic, no sampling interval"),
         Estimate(f"{LENS}.narrow_max_gap", max(r["gap"] for r in narrow["rows"]), None, None,
-                 method="exact: minimax on measured filters", n=narrow["n_modes_used"]),
+                 method="exact: minimax on measured filters", n=narrow["n_modes_used"],
+                 note="deterministic: computed from filters measured without noise, no sampling interval"),
         Estimate(f"{LENS}.best_gd_error", best_gd["err_gd"], best_gd["err_gd_ci_low"], best_gd["err_gd_ci_high"],
                  level=cfg.level, method="t-interval over noise draws", n=cfg.n_noise,
                  note=f"best checkpoint t={best_gd['t']} (selected on the same draws: optimistic)"),

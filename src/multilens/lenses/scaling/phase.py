@@ -333,12 +333,19 @@ def _figures(rows, front, fit, boot, cfit, cboot, extra, alloc, regimes, level) 
         traces += _band(cg.tolist(), lo.tolist(), hi.tolist(), f"{level:.0%} bootstrap band", "rgba(31,119,180,0.2)")
     traces.append({"type": "scatter", "x": cg.tolist(), "y": cfit.predict(cg).tolist(), "mode": "lines",
                    "name": f"L(C) = {cfit.A:.3g} C^-{cfit.alpha:.3f} + {cfit.L_inf:.3g}"})
-    traces.append({"type": "scatter", "x": [cg[0], cg[-1]], "y": [cfit.L_inf, cfit.L_inf], "mode": "lines",
-                   "line": {"dash": "dot"}, "name": "fitted floor L_inf"})
+    losses = np.array([r["test_loss"] for r in rows])
+    y_lo, y_hi = losses.min() / 2.0, losses.max() * 1.5
+    floor_note = ""
+    if cfit.L_inf >= y_lo:
+        traces.append({"type": "scatter", "x": [cg[0], cg[-1]], "y": [cfit.L_inf, cfit.L_inf], "mode": "lines",
+                       "line": {"dash": "dot"}, "name": "fitted floor L_inf"})
+    else:  # a floor far below the data would squash the plot; say where it is instead
+        floor_note = f" The fitted floor L_inf = {cfit.L_inf:.3g} lies below the plotted range: the runs have not approached it."
     figs.append(Figure("scaling.frontier", "Loss against training compute", traces,
                        {"xaxis": {"type": "log", "title": "training FLOPs C = 6ND"},
-                        "yaxis": {"type": "log", "title": "held-out loss"}},
-                       "Every run (grey), the compute frontier and the L(C) fit with its floor estimated."))
+                        "yaxis": {"type": "log", "title": "held-out loss",
+                                  "range": [math.log10(y_lo), math.log10(y_hi)]}},
+                       "Every run (grey), the compute frontier and the L(C) fit with its floor estimated." + floor_note))
     # 2. Iso-FLOP profiles with the fitted L(N, D = C/6N).
     traces = []
     for b in sorted({r["budget"] for r in rows}):

@@ -72,10 +72,13 @@ def run(
 ) -> None:
     """Run the capstone protocol and write the report and its artifacts into --out."""
     from multilens.config import load_toml
+    from multilens.errors import ConfigError
     from multilens.protocol.capstone import run_capstone
     from multilens.protocol.config import run_config_from_dict
 
     def go() -> None:
+        if address and executor is not ExecutorName.ray:
+            raise ConfigError("`--address` only applies to `--executor ray`; drop it or add --executor ray.")
         data = load_toml(config) if config else {}
         cfg = run_config_from_dict(data, profile=profile.value if profile else None, seed=seed)
         out.print(f"[bold]multilens run[/] profile={cfg.profile} seed={cfg.seed} phases={', '.join(cfg.phases)} -> {out_dir}")

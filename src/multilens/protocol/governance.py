@@ -119,9 +119,11 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
     item("data checksums recorded", bool(manifest.get("data_checksums")),
          ", ".join(f"{k}: {str(v)[:12]}…" for k, v in (manifest.get("data_checksums") or {}).items()))
     ests = [e for ph in summary["phases"] for e in ((ph.get("result") or {}).get("estimates", []))]
-    with_ci = [e for e in ests if e.get("value") is None or e.get("ci_low") is not None or e.get("stderr") is not None]
-    item("every estimate has an interval or standard error", bool(ests) and len(with_ci) == len(ests),
-         f"{len(with_ci)} of {len(ests)} estimates")
+    with_ci = [e for e in ests if e.get("ci_low") is not None or e.get("stderr") is not None]
+    explained = [e for e in ests if e not in with_ci and (e.get("value") is None or e.get("note"))]
+    item("every estimate has an interval, or says why not", bool(ests) and len(with_ci) + len(explained) == len(ests),
+         f"{len(with_ci)} of {len(ests)} with an interval or standard error; {len(explained)} deterministic or "
+         f"unmeasured, each with its reason; {len(ests) - len(with_ci) - len(explained)} neither")
     iters = [e for e in ests if e.get("converged") is not None]
     conv = [e for e in iters if e["converged"]]
     item("every iterative estimate converged", len(conv) == len(iters),
@@ -132,10 +134,13 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
     if store is not None:
         ok, why = rerun_matches(store)
         item("a stored run re-executes to identical metrics", ok, why)
-    n_checks = sum(len((ph.get("result") or {}).get("checks", [])) for ph in summary["phases"])
-    evaluated = sum(1 for ph in summary["phases"] for c in ((ph.get("result") or {}).get("checks", []))
-                    if c["passed"] is not None)
-    item("every check evaluated", n_checks > 0 and evaluated == n_checks, f"{evaluated} of {n_checks} checks evaluated")
+    checks = [c for ph in summary["phases"] for c in ((ph.get("result") or {}).get("checks", []))]
+    evaluated = [c for c in checks if c["passed"] is not None]
+    unexplained = [c for c in checks if c["passed"] is None and not c.get("reason")]
+    status = (len(evaluated) == len(checks) and bool(checks)) or (None if not unexplained and checks else False)
+    item("every check evaluated (or its reason stated)", status,
+         f"{len(evaluated)} of {len(checks)} checks evaluated; {len(checks) - len(evaluated) - len(unexplained)} not "
+         f"evaluated with a stated reason; {len(unexplained)} without one")
     return items
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -178,6 +178,13 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
     a2 = approach2_exponent(rows)
 
     estimates = list(to_estimates(fit, boot)) + list(to_estimates(cfit, cboot, prefix="scaling.frontier."))
+    boundary = {"scaling.E": fit.E, "scaling.frontier.L_inf": cfit.L_inf}
+    estimates = [
+        replace(e, ci_low=None, ci_high=None, stderr=None,
+                note="at the fit's lower boundary: the runs do not identify this floor; no valid interval")
+        if e.name in boundary and not floor_identified(boundary[e.name], data.loss) else e
+        for e in estimates
+    ]
     naive = naive_loglog_slope(Cf, Lf)
     estimates.append(Estimate("scaling.frontier.naive_loglog_alpha", float(naive), note=(
         "straight line through log-loss without the floor: biased toward 0; shown only as a contrast"),
@@ -198,7 +205,13 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
               f"{boot.n_failed} of {boot.n_boot} refits failed (tolerance 5%)"),
         extra.check,
     ]
-    if bayes is not None:
+    e_found = floor_identified(fit.E, data.loss)
+    if bayes is not None and not e_found:
+        checks.append(Check("floor E is not below the Bayes risk", None, fit.E, bayes, None,
+                            f"not evaluated: the fit put E = {fit.E:.3g} at its lower boundary (every run is far above "
+                            f"the noise floor {bayes:.3g}), so the runs do not identify the floor and a percentile "
+                            "interval at a boundary is not valid; add larger budgets"))
+    elif bayes is not None:
         hi = boot.intervals["E"].ci_high
         checks.append(Check("floor E is not below the Bayes risk", bool(hi >= bayes), fit.E, bayes, None,
                             f"E = {fit.E:.4g}, upper {level:.0%} CI {hi:.4g} {'>=' if hi >= bayes else '<'} "
@@ -244,9 +257,19 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
     result = LensResult("scaling", tuple(estimates), tuple(checks), tuple(figures), tuple(tables), assumptions,
                         predictions={"allocation_a": a_iv.estimate, "allocation_b": alloc.b.estimate},
                         data=_json_safe(data_payload), notes=tuple(notes))
-    metrics = _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes)
+    metrics = _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, data.loss)
     recs = _recommendations(alloc, extra, level)
     return result, metrics, recs
+
+
+def floor_identified(floor: float, loss: Any) -> bool:
+    """False when a fitted floor sits at its boundary (exp of a log-parameter driven to -inf).
+
+    Then every bootstrap refit lands on the same boundary and the percentile interval collapses
+    to a point; such an interval says nothing about the floor (Andrews 2000 on the bootstrap at
+    a boundary), so intervals and checks that rely on it are reported as not evaluated.
+    """
+    return bool(floor > 1e-3 * float(np.min(loss)))
 
 
 def _json_safe(x: Any) -> Any:
@@ -265,7 +288,8 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes) -> dict[str, float]:
+def _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, losses) -> dict[str, float]:
+    e_found, l_found = floor_identified(fit.E, losses), floor_identified(cfit.L_inf, losses)
     m: dict[str, Any] = {
         "scaling.failed_fraction": failed / total if total else 1.0,
         "scaling.r2_chinchilla": fit.r2,
@@ -276,11 +300,12 @@ def _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes) -> dict[
         "scaling.a_ci_low": a_iv.ci_low,
         "scaling.a_ci_high": a_iv.ci_high,
         "scaling.E": fit.E,
-        "scaling.E_ci_low": boot.intervals["E"].ci_low,
-        "scaling.E_ci_high": boot.intervals["E"].ci_high,
+        # Boundary floors have no valid interval: leave them unmeasured so cross-checks say so.
+        "scaling.E_ci_low": boot.intervals["E"].ci_low if e_found else None,
+        "scaling.E_ci_high": boot.intervals["E"].ci_high if e_found else None,
         "scaling.L_inf": cfit.L_inf,
-        "scaling.L_inf_ci_low": cboot.intervals["L_inf"].ci_low,
-        "scaling.L_inf_ci_high": cboot.intervals["L_inf"].ci_high,
+        "scaling.L_inf_ci_low": cboot.intervals["L_inf"].ci_low if l_found else None,
+        "scaling.L_inf_ci_high": cboot.intervals["L_inf"].ci_high if l_found else None,
         "scaling.extrapolation_within_interval": 1.0 if extra.check.passed else 0.0,
         "scaling.extrapolation_max_abs_rel_error": float(np.max(np.abs(extra.relative_error))),
     }

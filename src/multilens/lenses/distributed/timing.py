@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
@@ -64,7 +65,7 @@ class CollectiveLog:
         return asdict(self)
 
 
-class _RecordingComm:
+class _RecordingComm(ABC):
     """Shared bookkeeping: the clock, the current step, pauses for untimed evaluation."""
 
     rank: int
@@ -141,11 +142,13 @@ class _RecordingComm:
         self._record(t0, t1, payload, ring_allgather_bytes(payload, self.world_size))
         return out
 
-    def _allreduce(self, t: torch.Tensor) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _allreduce(self, t: torch.Tensor) -> None:
+        """Sum ``t`` across ranks in place (the backend's collective)."""
 
-    def _allgather(self, t: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _allgather(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's ``t``, in rank order."""
 
 
 class TimedComm(_RecordingComm):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from multilens.results import Estimate
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,21 @@ def interval_text(ci: MeanCI, digits: int = 3) -> str:
     if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
         return "(no interval)"
     return f"[{ci.low:.{digits}g}, {ci.high:.{digits}g}]"
+
+
+def json_float(x: Any) -> float | None:
+    """A JSON-safe float: None for None, NaN and infinities."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def json_floats(xs: Any) -> list[float | None]:
+    return [json_float(v) for v in np.asarray(xs, dtype=np.float64).ravel()]
+
+
+def estimate_from_ci(name: str, ci: MeanCI, unit: str = "", note: str = "", **kw: Any) -> Estimate:
+    """A results.Estimate from a mean with its t-interval."""
+    f = json_float
+    return Estimate(name, f(ci.mean), f(ci.low), f(ci.high), f(ci.stderr), ci.level, ci.method, ci.n, unit, note, **kw)

@@ -540,7 +540,6 @@ def _analyze_drift(cfg: DistributedConfig, seed: int, outputs: Any, acc: _Acc) -
     worst = max(r.max_abs_diff_vs_exact for r in rows)
     acc.checks.append(check_within("local_sgd_matches_exact_iterate", worst, 0.0, tol, what="max |local-SGD iterate - exact affine-map iterate| over (h, K)"))
     k1 = [r for r in rows if r.k == 1]
-    sync = {r.heterogeneity: r for r in rows if r.k == 0}
     finals = {(lev, k): np.asarray(th) for (lev, k), th in zip(rec0["combos"], rec0["final"])}
     if k1:
         d = max(float(np.max(np.abs(finals[(r.heterogeneity, 1)] - finals[(r.heterogeneity, 0)]))) for r in k1)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from multilens.seeding import SeedLike, as_generator, derive_seed
-from multilens.stats import MeanCI, mean_ci
+from multilens.stats import mean_ci
 from multilens.theory import double_descent as th
 
 # Designs per batched SVD: keep each chunk near 2e6 doubles (16 MB) whatever n and d are.

@@ -26,6 +26,9 @@ from multilens.lenses.implicit_bias import logistic as lg
 from multilens.lenses.implicit_bias import optimizers as op
 from multilens.lenses.implicit_bias.config import ImplicitBiasConfig
 from multilens.stats import MeanCI, interval_text, mean_ci
+from multilens.stats import estimate_from_ci as _est
+from multilens.stats import json_float as _f
+from multilens.stats import json_floats as _fl
 from multilens.report.figures import PALETTE, band_traces, curve_trace, errorbar_trace, figure, line_trace
 from multilens.results import Assumption, Check, Estimate, LensResult, Table, check_within
 from multilens.seeding import derive_seed
@@ -33,24 +36,6 @@ from multilens.theory.implicit_bias import cosine, soudry_gap_slope
 
 LENS = "implicit_bias"
 KKT_TOL = 1e-9  # the QP's KKT residuals; float64 solves reach ~1e-15 on these small problems
-
-
-def _f(x: Any) -> float | None:
-    """A JSON-safe float (None for NaN/inf/None)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _fl(xs: Any) -> list[float | None]:
-    return [_f(v) for v in np.asarray(xs, dtype=np.float64).ravel()]
-
-
-def _est(name: str, ci: MeanCI, unit: str = "", note: str = "", **kw: Any) -> Estimate:
-    return Estimate(
-        name, _f(ci.mean), _f(ci.low), _f(ci.high), _f(ci.stderr), ci.level, ci.method, ci.n, unit, note, **kw
-    )
 
 
 def _ci_or_tol(name: str, ci: MeanCI, expected: float, tol: float, what: str, severity: str = "error") -> Check:

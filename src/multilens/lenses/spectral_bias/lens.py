@@ -22,27 +22,14 @@ from multilens.lenses.spectral_bias import kernel_flow as kf
 from multilens.lenses.spectral_bias import mlp_fourier as mf
 from multilens.lenses.spectral_bias.config import SpectralBiasConfig
 from multilens.stats import MeanCI, interval_text, mean_ci
+from multilens.stats import estimate_from_ci as _est
+from multilens.stats import json_float as _f
+from multilens.stats import json_floats as _fl
 from multilens.report.figures import PALETTE, curve_trace, figure, line_trace
 from multilens.results import Assumption, Check, Estimate, LensResult, Table
 from multilens.seeding import derive_seed
 
 LENS = "spectral_bias"
-
-
-def _f(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _fl(xs: Any) -> list[float | None]:
-    return [_f(v) for v in np.asarray(xs, dtype=np.float64).ravel()]
-
-
-def _est(name: str, ci: MeanCI, unit: str = "", note: str = "", **kw: Any) -> Estimate:
-    return Estimate(name, _f(ci.mean), _f(ci.low), _f(ci.high), _f(ci.stderr), ci.level, ci.method, ci.n, unit,
-                    note, **kw)
 
 
 def _log_idx(n: int, k: int = 120) -> np.ndarray:

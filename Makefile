@@ -18,8 +18,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	@touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/multilens run --profile $(PROFILE) --out $(OUT)
-	@echo "report: $(abspath $(OUT))/report.html"
+	$(VENV)/bin/multilens run --profile $(PROFILE) --out $(OUT)  # prints the report's path
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m "not slow" --timeout=900

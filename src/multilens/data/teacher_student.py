@@ -25,6 +25,7 @@ class TeacherStudentTask:
     noise_std: float = 0.1
     teacher_seed: int = 0
     decay: float = 1.0  # teacher output weight of unit k is proportional to k**-decay
+    input_scale: float = 1.0  # teacher pre-activations are input_scale * w.x with |w| ~ 1: larger is more nonlinear
 
     def __post_init__(self) -> None:
         check_int("d_in", self.d_in, 1)
@@ -40,7 +41,7 @@ class TeacherStudentTask:
 
     def _teacher(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         g = torch_generator(self.teacher_seed)
-        w1 = torch.randn(self.d_in, self.teacher_width, generator=g) / np.sqrt(self.d_in)
+        w1 = self.input_scale * torch.randn(self.d_in, self.teacher_width, generator=g) / np.sqrt(self.d_in)
         # Power-law decaying output weights with random signs: a student of width w can capture
         # roughly the w strongest teacher units, which makes the approximation error fall as a
         # power law in width (the classic mechanism behind parameter scaling laws).

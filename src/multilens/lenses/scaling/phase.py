@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from multilens.config import config_hash
-from multilens.errors import ConvergenceWarning, DataError
+from multilens.errors import ConfigError, ConvergenceWarning, DataError
 from multilens.experiments.executors import LocalExecutor
 from multilens.experiments.store import Store
 from multilens.experiments.sweep import run_sweep
@@ -169,12 +169,15 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
             regimes_note = ""
         c_max = float(data.compute.max())
         budgets = [c_max, 10 * c_max, 100 * c_max]
-        alloc = allocation_with_intervals(fit, boot, budgets, reference_compute=c_max, level=level)
+        try:
+            alloc = allocation_with_intervals(fit, boot, budgets, reference_compute=c_max, level=level)
+            alloc_note = ""
+        except ConfigError as e:  # loss does not fall with both N and D: no optimum exists to allocate
+            alloc, alloc_note = None, f"no compute-optimal allocation: {e}"
         extra = extrapolation_check(data, form="chinchilla", holdout_budgets=1, n_boot=min(cfg.bootstrap, 200),
                                     seed=derive_seed(seed, "extrapolation"), level=level)
     notes = [f"{w.message}" for w in caught if issubclass(w.category, ConvergenceWarning)]
-    if regimes_note:
-        notes.append(regimes_note)
+    notes += [n for n in (regimes_note, alloc_note) if n]
     a2 = approach2_exponent(rows)
 
     estimates = list(to_estimates(fit, boot)) + list(to_estimates(cfit, cboot, prefix="scaling.frontier."))
@@ -216,8 +219,10 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
         checks.append(Check("floor E is not below the Bayes risk", bool(hi >= bayes), fit.E, bayes, None,
                             f"E = {fit.E:.4g}, upper {level:.0%} CI {hi:.4g} {'>=' if hi >= bayes else '<'} "
                             f"noise variance {bayes:.4g} (no model can beat the noise)"))
-    a_iv = alloc.a
-    if a2["slope"] is not None:
+    a_iv = alloc.a if alloc is not None else None
+    if a_iv is None:
+        checks.append(Check("Approach 2 and Approach 3 allocation exponents agree", None, reason=alloc_note))
+    elif a2["slope"] is not None:
         lo2, hi2 = estimates[-1].ci_low, estimates[-1].ci_high
         ok = lo2 <= a_iv.ci_high and a_iv.ci_low <= hi2
         checks.append(Check("Approach 2 and Approach 3 allocation exponents agree", bool(ok), a2["slope"], a_iv.estimate,
@@ -226,8 +231,9 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
                             f"{'intervals overlap' if ok else 'intervals do not overlap'}"))
     else:
         checks.append(Check("Approach 2 and Approach 3 allocation exponents agree", None, reason=a2["note"]))
-    checks.append(check_within("allocation exponents sum to 1", a_iv.estimate + alloc.b.estimate, 1.0, 1e-12,
-                               what="a + b (C = 6ND implies N* D* = C/6)"))
+    if alloc is not None:
+        checks.append(check_within("allocation exponents sum to 1", a_iv.estimate + alloc.b.estimate, 1.0, 1e-12,
+                                   what="a + b (C = 6ND implies N* D* = C/6)"))
 
     figures = _figures(rows, front, fit, boot, cfit, cboot, extra, alloc, regimes, level)
     tables = _tables(fit, boot, cfit, cboot, alloc, regimes, level)
@@ -241,7 +247,7 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
         Assumption("Each run's loss is measured on the same held-out set; D counts distinct fresh examples.",
                    "multilens.lenses.scaling.study", "", "holds"),
     )
-    alloc_d = alloc.to_dict()
+    alloc_d = alloc.to_dict() if alloc is not None else {"note": alloc_note}
     data_payload = {
         "n_runs": len(rows), "n_failed": failed, "n_total": total, "n_executed_now": executed,
         "bayes_risk": bayes,
@@ -255,10 +261,10 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
         "extrapolation": extra.to_dict() if hasattr(extra, "to_dict") else {},
     }
     result = LensResult("scaling", tuple(estimates), tuple(checks), tuple(figures), tuple(tables), assumptions,
-                        predictions={"allocation_a": a_iv.estimate, "allocation_b": alloc.b.estimate},
+                        predictions={"allocation_a": a_iv.estimate, "allocation_b": alloc.b.estimate} if alloc else {},
                         data=_json_safe(data_payload), notes=tuple(notes))
     metrics = _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, data.loss)
-    recs = _recommendations(alloc, extra, level)
+    recs = _recommendations(alloc, extra, level, alloc_note)
     return result, metrics, recs
 
 
@@ -296,9 +302,9 @@ def _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, losses) 
         "scaling.r2_compute": cfit.r2,
         "scaling.alpha": fit.alpha,
         "scaling.beta": fit.beta,
-        "scaling.a": a_iv.estimate,
-        "scaling.a_ci_low": a_iv.ci_low,
-        "scaling.a_ci_high": a_iv.ci_high,
+        "scaling.a": a_iv.estimate if a_iv else None,
+        "scaling.a_ci_low": a_iv.ci_low if a_iv else None,
+        "scaling.a_ci_high": a_iv.ci_high if a_iv else None,
         "scaling.E": fit.E,
         # Boundary floors have no valid interval: leave them unmeasured so cross-checks say so.
         "scaling.E_ci_low": boot.intervals["E"].ci_low if e_found else None,
@@ -314,7 +320,11 @@ def _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, losses) 
     return {k: (float(v) if v is not None and math.isfinite(float(v)) else None) for k, v in m.items()}
 
 
-def _recommendations(alloc, extra, level: float) -> tuple[str, ...]:
+def _recommendations(alloc, extra, level: float, alloc_note: str) -> tuple[str, ...]:
+    if alloc is None:
+        return (f"The fitted law has {alloc_note.removeprefix('no compute-optimal allocation: ')}: loss does not fall "
+                "with both model size and data over the measured range, so it cannot plan compute; check the "
+                "training recipe (learning rate per width) before scaling up.",)
     recs = []
     for i, c in enumerate(alloc.budgets[1:], start=1):
         n, d, loss = alloc.N_opt[i], alloc.D_opt[i], alloc.L_opt[i]
@@ -383,6 +393,9 @@ def _figures(rows, front, fit, boot, cfit, cboot, extra, alloc, regimes, level) 
     figs.append(Figure("scaling.isoflop", "Iso-FLOP profiles and the fitted L(N, D)", traces,
                        {"xaxis": {"type": "log", "title": "parameters N"}, "yaxis": {"type": "log", "title": "held-out loss"}},
                        "Each budget's runs against model size, with the Approach-3 law at D = C/(6N)."))
+    if alloc is None:
+        figs += _extrapolation_and_residual_figures(rows, fit, extra, level)
+        return figs
     # 3. Compute-optimal allocation with intervals.
     b = np.array(alloc.budgets)
     n_est = [v.estimate for v in alloc.N_opt]
@@ -393,6 +406,11 @@ def _figures(rows, front, fit, boot, cfit, cboot, extra, alloc, regimes, level) 
                      "arrayminus": [v.estimate - v.ci_low for v in alloc.N_opt]}}],
         {"xaxis": {"type": "log", "title": "training FLOPs"}, "yaxis": {"type": "log", "title": "N* (parameters)"}},
         f"N* ~ C^a with a = beta/(alpha+beta) = {alloc.a.estimate:.3f}; bars are {level:.0%} bootstrap intervals."))
+    return figs + _extrapolation_and_residual_figures(rows, fit, extra, level)
+
+
+def _extrapolation_and_residual_figures(rows, fit, extra, level) -> list[Figure]:
+    figs = []
     # 4. Extrapolation: observed vs predicted with the prediction interval.
     figs.append(Figure("scaling.extrapolation", "Extrapolation to the held-out largest budget", [
         {"type": "scatter", "x": list(range(len(extra.observed))), "y": np.asarray(extra.predicted).tolist(),
@@ -420,22 +438,28 @@ def _tables(fit, boot, cfit, cboot, alloc, regimes, level) -> list[Table]:
     t1 = Table("scaling.params", "Fitted scaling-law parameters (bootstrap over runs)", cols,
                [_iv_row(k, boot.intervals[k]) for k in ("E", "A", "B", "alpha", "beta")]
                + [_iv_row(f"frontier {k}", cboot.intervals[k]) for k in ("A", "alpha", "L_inf")]
-               + [_iv_row("a = beta/(alpha+beta)", alloc.a), _iv_row("b = alpha/(alpha+beta)", alloc.b)])
+               + ([_iv_row("a = beta/(alpha+beta)", alloc.a), _iv_row("b = alpha/(alpha+beta)", alloc.b)] if alloc else []))
+    if alloc is None:
+        return [t1] + _regimes_table(regimes)
     t2 = Table("scaling.allocation", "Compute-optimal allocation", ["C", "N*", "N* CI", "D*", "D* CI", "predicted loss"],
                [[c, n.estimate, f"[{n.ci_low:.3g}, {n.ci_high:.3g}]", d.estimate, f"[{d.ci_low:.3g}, {d.ci_high:.3g}]", l.estimate]
                 for c, n, d, l in zip(alloc.budgets, alloc.N_opt, alloc.D_opt, alloc.L_opt)])
     t3 = Table("scaling.regret", "Excess loss of a misspecified allocation exponent",
                ["exponent error", "C", "relative excess loss"],
                [[f"{k:+g}", c, float(r)] for k, rr in alloc.regret.items() for c, r in zip(rr.budgets, rr.relative_regret)])
+    return [t1, t2, t3] + _regimes_table(regimes)
+
+
+def _regimes_table(regimes) -> list[Table]:
     if regimes is None:
-        return [t1, t2, t3]
+        return []
     rd = regimes.to_dict()
     t4 = Table("scaling.regimes", "Regimes of the frontier (piecewise power laws, CV-selected)",
                ["breakpoints (K)", "CV error", "CV stderr", "bootstrap selection frequency"],
                [[k, rd["cv_error"][k], rd["cv_stderr"][k], rd["selection_frequency"][k]] for k in ("0", "1", "2")],
                caption=f"chosen K = {regimes.n_breaks}; breakpoints at C = "
                        + ", ".join(f"{c:.3g}" for c in regimes.breakpoints_C) if regimes.n_breaks else "chosen K = 0")
-    return [t1, t2, t3, t4]
+    return [t4]
 
 
 class ScalingPhase:

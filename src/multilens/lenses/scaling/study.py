@@ -42,6 +42,7 @@ class ScalingConfig:
     d_in: int = 16
     teacher_width: int = 256
     teacher_decay: float = 1.0
+    teacher_input_scale: float = 0.5  # a milder teacher: loss follows a power law to its floor (1.0 plateaus first)
     noise_std: float = 0.1
     n_test: int = 8192
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -117,6 +118,7 @@ def design(cfg: ScalingConfig) -> list[dict[str, Any]]:
                         "d_in": cfg.d_in,
                         "teacher_width": cfg.teacher_width,
                         "teacher_decay": cfg.teacher_decay,
+                        "teacher_input_scale": cfg.teacher_input_scale,
                         "noise_std": cfg.noise_std,
                         "n_test": cfg.n_test,
                         "train": {
@@ -144,7 +146,8 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if spec["task"] == "teacher_student":
         task = TeacherStudentTask(
-            spec["d_in"], spec["teacher_width"], spec["noise_std"], teacher_seed=0, decay=spec["teacher_decay"]
+            spec["d_in"], spec["teacher_width"], spec["noise_std"], teacher_seed=0, decay=spec["teacher_decay"],
+            input_scale=spec["teacher_input_scale"],
         )
         x, y = task.sample(spec["D"], seed=derive_seed(seed, "train", spec["D"]))
         # The test set is the same for every run (its seed does not depend on the run's seed).

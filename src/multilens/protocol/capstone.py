@@ -34,6 +34,17 @@ ARTIFACTS = {
 }
 
 
+def _data_checksums(cfg: RunConfig) -> dict[str, str]:
+    """Checksums of the bundled data and of the teacher-student task as this run configured it."""
+    sums = {"sklearn_digits": digits_checksum()}
+    if "scaling" in cfg.phases:
+        sc = cfg.lens_config("scaling")
+        task = TeacherStudentTask(sc.d_in, sc.teacher_width, sc.noise_std, teacher_seed=0, decay=sc.teacher_decay,
+                                  input_scale=sc.teacher_input_scale)
+        sums["scaling_teacher_student"] = task.checksum()
+    return sums
+
+
 def build_manifest(cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
     env = environment()
     return {
@@ -41,10 +52,7 @@ def build_manifest(cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
         "seeds": [cfg.seed],
         "config": cfg.to_dict(),
         "config_hashes": {p: cfg.phase_hash(p) for p in cfg.phases},
-        "data_checksums": {
-            "sklearn_digits": digits_checksum(),
-            "teacher_student_default": TeacherStudentTask().checksum(),
-        },
+        "data_checksums": _data_checksums(cfg),
         "wall_times": {ph["name"]: ph["wall_time_s"] for ph in summary["phases"]} | {"total": summary["wall_time_s"]},
     }
 

@@ -42,8 +42,10 @@ from multilens.lenses.scaling import (
     predict_compute,
     to_estimates,
 )
+from multilens.lenses.scaling.report import json_safe
 from multilens.lenses.scaling.study import TASK, ScalingConfig, design
 from multilens.protocol.phase import PhaseContext, PhaseOutput, phase_config
+from multilens.report.figures import band_traces
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table, check_within
 from multilens.seeding import derive_seed
 
@@ -262,7 +264,7 @@ def analyse(cfg: ScalingConfig, seed: int, rows: list[dict[str, Any]], failed: i
     }
     result = LensResult("scaling", tuple(estimates), tuple(checks), tuple(figures), tuple(tables), assumptions,
                         predictions={"allocation_a": a_iv.estimate, "allocation_b": alloc.b.estimate} if alloc else {},
-                        data=_json_safe(data_payload), notes=tuple(notes))
+                        data=json_safe(data_payload), notes=tuple(notes))
     metrics = _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, data.loss)
     recs = _recommendations(alloc, extra, level, alloc_note)
     return result, metrics, recs
@@ -276,22 +278,6 @@ def floor_identified(floor: float, loss: Any) -> bool:
     a boundary), so intervals and checks that rely on it are reported as not evaluated.
     """
     return bool(floor > 1e-3 * float(np.min(loss)))
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json_safe(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def _metrics(fit, boot, cfit, cboot, extra, a_iv, failed, total, bayes, losses) -> dict[str, float]:
@@ -342,15 +328,6 @@ def _recommendations(alloc, extra, level: float, alloc_note: str) -> tuple[str, 
     return tuple(recs)
 
 
-def _band(x, lo, hi, name, color):
-    return [
-        {"type": "scatter", "x": list(x), "y": list(hi), "mode": "lines", "line": {"width": 0, "color": color},
-         "showlegend": False, "hoverinfo": "skip", "name": f"{name} upper"},
-        {"type": "scatter", "x": list(x), "y": list(lo), "mode": "lines", "line": {"width": 0, "color": color},
-         "fill": "tonexty", "fillcolor": "rgba(31,119,180,0.18)", "name": name},
-    ]
-
-
 def _figures(rows, front, fit, boot, cfit, cboot, extra, alloc, regimes, level) -> list[Figure]:
     figs = []
     # 1. Frontier with the L(C) fit and its bootstrap band.
@@ -365,7 +342,7 @@ def _figures(rows, front, fit, boot, cfit, cboot, extra, alloc, regimes, level) 
                "marker": {"size": 8}, "name": "frontier (best width per budget)"}]
     if curves is not None:
         lo, hi = np.quantile(curves, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        traces += _band(cg.tolist(), lo.tolist(), hi.tolist(), f"{level:.0%} bootstrap band", "rgba(31,119,180,0.2)")
+        traces += band_traces(cg, lo, hi, f"{level:.0%} bootstrap band")
     traces.append({"type": "scatter", "x": cg.tolist(), "y": cfit.predict(cg).tolist(), "mode": "lines",
                    "name": f"L(C) = {cfit.A:.3g} C^-{cfit.alpha:.3f} + {cfit.L_inf:.3g}"})
     losses = np.array([r["test_loss"] for r in rows])

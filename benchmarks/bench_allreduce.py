@@ -73,7 +73,13 @@ def main() -> None:
         "threads": 1,
         "groups": [list(range(m)) for m in WORLDS],
         "tasks": [
-            {"name": f"sweep_m{m}", "kind": "comm_sweep", "ranks": list(range(m)), "sizes_bytes": sizes, "reps": args.reps}
+            {
+                "name": f"sweep_m{m}",
+                "kind": "comm_sweep",
+                "ranks": list(range(m)),
+                "sizes_bytes": sizes,
+                "reps": args.reps,
+            }
             for m in WORLDS
         ],
     }
@@ -114,10 +120,15 @@ def main() -> None:
         ],
     }
     atomic_write_json(args.out, report)
-    print(f"{'MB':>4} {'copy GB/s':>10} " + " ".join(f"{'m=' + str(m) + ' busbw GB/s':>18} {'ratio':>6}" for m in WORLDS))
+    print(
+        f"{'MB':>4} {'copy GB/s':>10} " + " ".join(f"{'m=' + str(m) + ' busbw GB/s':>18} {'ratio':>6}" for m in WORLDS)
+    )
     for s in SIZES_MB:
         line = f"{s:>4} {copy[str(s)]['algbw_Bps'] / 1e9:>10.2f} "
-        line += " ".join(f"{allreduce[str(m)][str(s)]['busbw_Bps'] / 1e9:>18.3f} {allreduce[str(m)][str(s)]['ratio_busbw_to_copy']:>6.3f}" for m in WORLDS)
+        line += " ".join(
+            f"{allreduce[str(m)][str(s)]['busbw_Bps'] / 1e9:>18.3f} {allreduce[str(m)][str(s)]['ratio_busbw_to_copy']:>6.3f}"
+            for m in WORLDS
+        )
         print(line)
     print(f"wrote {args.out} (load average {report['machine']['load_average_1m']:.2f}, {report['wall_time_s']:.1f} s)")
 

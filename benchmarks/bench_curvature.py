@@ -32,8 +32,9 @@ import importlib
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -142,7 +143,7 @@ class _CountHVP:
         self.count = 0
         self.orig = pyh_module.hessian_vector_product
 
-    def __enter__(self) -> "_CountHVP":
+    def __enter__(self) -> _CountHVP:
         def counted(*a: Any, **k: Any) -> Any:
             self.count += 1
             return self.orig(*a, **k)
@@ -213,7 +214,9 @@ def main() -> None:
     exact_top = evals[::-1][:3]
     exact_trace = float(np.trace(h))
     dim = h.shape[0]
-    print(f"model: 64-32-10 ReLU MLP, {dim} parameters, {args.examples} examples, float64; dense Hessian {dense_s:.1f} s")
+    print(
+        f"model: 64-32-10 ReLU MLP, {dim} parameters, {args.examples} examples, float64; dense Hessian {dense_s:.1f} s"
+    )
     print(f"exact top-3: {exact_top}, trace {exact_trace:.6g}")
 
     # --- one HVP's cost --------------------------------------------------------------------
@@ -229,11 +232,16 @@ def main() -> None:
     tols_ours = [float(10 ** (-k / 2)) for k in range(2, 21)]  # 1e-1 ... 1e-10
     tols_pyh = [float(10 ** (-k / 2)) for k in range(6, 25)]  # 1e-3 (its default) ... 1e-12
     methods: dict[str, list[dict[str, Any]]] = {
-        "multilens lanczos": [], "multilens lanczos, no deflation check": [], "multilens power iteration": [], "pyhessian power iteration": [],
+        "multilens lanczos": [],
+        "multilens lanczos, no deflation check": [],
+        "multilens power iteration": [],
+        "pyhessian power iteration": [],
     }
     for s in range(args.seeds):
         methods["multilens lanczos"].append(ladder(ours_lanczos(model, x, y, s, True), tols_ours, exact_top))
-        methods["multilens lanczos, no deflation check"].append(ladder(ours_lanczos(model, x, y, s, False), tols_ours, exact_top))
+        methods["multilens lanczos, no deflation check"].append(
+            ladder(ours_lanczos(model, x, y, s, False), tols_ours, exact_top)
+        )
         methods["multilens power iteration"].append(ladder(ours_power(model, x, y, s), tols_ours, exact_top))
         if pyhessian is not None:
             methods["pyhessian power iteration"].append(ladder(pyhessian_run(model, x, y, s), tols_pyh, exact_top))
@@ -267,13 +275,19 @@ def main() -> None:
                 continue
             nh, wt = srow["median_n_hvp" + sfx], srow["median_wall_s" + sfx]
             if nh is None:
-                print(f"{name:42s} did not reach {target:g} on every seed (error floor {srow['final_max_rel_err']:.2g})")
+                print(
+                    f"{name:42s} did not reach {target:g} on every seed (error floor {srow['final_max_rel_err']:.2g})"
+                )
                 continue
             srow["hvp_ratio_to_lanczos" + sfx] = nh / base["median_n_hvp" + sfx]
             srow["wall_ratio_to_lanczos" + sfx] = wt / base["median_wall_s" + sfx]
-            print(f"{name:42s} {nh:7.0f} {wt:8.3f} {srow['hvp_ratio_to_lanczos' + sfx]:12.2f} {srow['wall_ratio_to_lanczos' + sfx]:12.2f}")
+            print(
+                f"{name:42s} {nh:7.0f} {wt:8.3f} {srow['hvp_ratio_to_lanczos' + sfx]:12.2f} {srow['wall_ratio_to_lanczos' + sfx]:12.2f}"
+            )
     if pyh_default:
-        print(f"PyHessian at its default tol=1e-3: {pyh_default['n_hvp']} HVPs, max relative error {pyh_default['max_rel_err']:.2g}")
+        print(
+            f"PyHessian at its default tol=1e-3: {pyh_default['n_hvp']} HVPs, max relative error {pyh_default['max_rel_err']:.2g}"
+        )
 
     # --- trace at equal budget ------------------------------------------------------------------
     budgets = [30, 60, 120, 240]
@@ -288,34 +302,54 @@ def main() -> None:
                 ests.append(r.estimate)
                 cover += int(r.ci_low <= exact_trace <= r.ci_high)
             ests_a = np.array(ests)
-            row[name] = {"rel_rmse": float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace)),
-                         "ci95_coverage": cover / args.trace_reps}
+            row[name] = {
+                "rel_rmse": float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace)),
+                "ci95_coverage": cover / args.trace_reps,
+            }
         if pyhessian is not None:
             ests_a = np.array([pyhessian_trace(model, x, y, b, s) for s in range(args.trace_reps)])
-            row["pyhessian"] = {"rel_rmse": float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace)), "ci95_coverage": None}
+            row["pyhessian"] = {
+                "rel_rmse": float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace)),
+                "ci95_coverage": None,
+            }
         else:
             row["pyhessian"] = None
         row["rmse_ratio_hutchinson_over_hutchpp"] = row["hutchinson"]["rel_rmse"] / row["hutch++"]["rel_rmse"]
         trace_rows.append(row)
     print(f"\nTrace: relative RMSE over {args.trace_reps} seeds at equal HVP budget (exact trace {exact_trace:.6g})")
-    print(f"{'HVPs':>5s} {'Hutch++':>9s} {'Hutchinson':>11s} {'PyHessian':>10s} {'Hutchinson/Hutch++':>19s} {'coverage H++/H':>15s}")
+    print(
+        f"{'HVPs':>5s} {'Hutch++':>9s} {'Hutchinson':>11s} {'PyHessian':>10s} {'Hutchinson/Hutch++':>19s} {'coverage H++/H':>15s}"
+    )
     for r in trace_rows:
         pyh = f"{r['pyhessian']['rel_rmse']:10.4f}" if r["pyhessian"] else f"{'n/a':>10s}"
-        print(f"{r['budget']:5d} {r['hutch++']['rel_rmse']:9.4f} {r['hutchinson']['rel_rmse']:11.4f} {pyh} "
-              f"{r['rmse_ratio_hutchinson_over_hutchpp']:19.2f} {r['hutch++']['ci95_coverage']:7.2f}/{r['hutchinson']['ci95_coverage']:.2f}")
+        print(
+            f"{r['budget']:5d} {r['hutch++']['rel_rmse']:9.4f} {r['hutchinson']['rel_rmse']:11.4f} {pyh} "
+            f"{r['rmse_ratio_hutchinson_over_hutchpp']:19.2f} {r['hutch++']['ci95_coverage']:7.2f}/{r['hutchinson']['ci95_coverage']:.2f}"
+        )
 
     out = {
         "schema_version": 1,
         "target_relative_error": TARGET,
-        "model": {"architecture": "64-32-10 ReLU MLP", "n_params": dim, "n_examples": args.examples, "dtype": "float64"},
+        "model": {
+            "architecture": "64-32-10 ReLU MLP",
+            "n_params": dim,
+            "n_examples": args.examples,
+            "dtype": "float64",
+        },
         "exact": {"top3": [float(v) for v in exact_top], "trace": exact_trace, "dense_hessian_s": dense_s},
         "hvp_ms": {"multilens": ours_hvp_ms},
         "eigenvalues": summary,
         "pyhessian_default_tol": pyh_default,
         "trace": trace_rows,
         "environment": {
-            "torch": torch.__version__, "numpy": np.__version__, "pyhessian": PYHESSIAN, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "machine": platform.machine(), "seeds": args.seeds, "trace_reps": args.trace_reps,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pyhessian": PYHESSIAN,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "seeds": args.seeds,
+            "trace_reps": args.trace_reps,
         },
     }
     atomic_write_json(args.out, out)

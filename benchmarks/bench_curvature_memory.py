@@ -60,9 +60,15 @@ def main() -> None:
     r64 = res["hvp_float64"]["peak_delta_mb"] / max(res["train_float64"]["peak_delta_mb"], 1e-9)
     r32 = res["hvp_float64"]["peak_delta_mb"] / max(res["train_float32"]["peak_delta_mb"], 1e-9)
     print(f"HVP (float64) / training step (float64): {r64:.2f}x; / training step (float32): {r32:.2f}x")
-    atomic_write_json(Path(__file__).parent / "results" / "curvature_memory.json",
-                      {"benchmark": "curvature_memory", "runs": res, "hvp_over_train_same_dtype": r64,
-                       "hvp_float64_over_train_float32": r32})
+    atomic_write_json(
+        Path(__file__).parent / "results" / "curvature_memory.json",
+        {
+            "benchmark": "curvature_memory",
+            "runs": res,
+            "hvp_over_train_same_dtype": r64,
+            "hvp_float64_over_train_float32": r32,
+        },
+    )
 
 
 if __name__ == "__main__":

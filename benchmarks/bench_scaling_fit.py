@@ -30,8 +30,9 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -97,9 +98,27 @@ def main() -> None:
     ana, ana_wall, ana_cpu = timed(lambda: fit_chinchilla_exhaustive(data, starts=subset))
     scale = 4500 / args.subset
     rows = [
-        ("multilens fit_chinchilla (4500 starts, screened)", fit_wall, fit_cpu, fit.objective, f"{fit.n_starts} screened, {fit.n_polished} polished"),
-        (f"scipy L-BFGS-B numeric grad, {args.subset} starts -> x{scale:.0f}", num_wall * scale, num_cpu * scale, num["best_objective"], f"{num['converged']}/{args.subset} converged"),
-        (f"scipy L-BFGS-B analytic grad, {args.subset} starts -> x{scale:.0f}", ana_wall * scale, ana_cpu * scale, ana.objective, "no screening"),
+        (
+            "multilens fit_chinchilla (4500 starts, screened)",
+            fit_wall,
+            fit_cpu,
+            fit.objective,
+            f"{fit.n_starts} screened, {fit.n_polished} polished",
+        ),
+        (
+            f"scipy L-BFGS-B numeric grad, {args.subset} starts -> x{scale:.0f}",
+            num_wall * scale,
+            num_cpu * scale,
+            num["best_objective"],
+            f"{num['converged']}/{args.subset} converged",
+        ),
+        (
+            f"scipy L-BFGS-B analytic grad, {args.subset} starts -> x{scale:.0f}",
+            ana_wall * scale,
+            ana_cpu * scale,
+            ana.objective,
+            "no screening",
+        ),
         (f"bootstrap {args.boot} refits, serial", b1_wall, b1_cpu, None, f"{boot1.n_failed} failed"),
         (f"bootstrap {args.boot} refits, 2-process pool", b2_wall, None, None, f"identical to serial: {same}"),
     ]
@@ -120,22 +139,52 @@ def main() -> None:
         "schema_version": 1,
         "benchmark": "scaling_fit",
         "data": {"n_points": data.n_points, "truth": CHINCHILLA_PARAMS, "noise_log_sd": 0.01, "seed": args.seed},
-        "machine": {"cpu_count": os.cpu_count(), "load_average_start": load0[0], "load_average_end": os.getloadavg()[0],
-                    "python": platform.python_version(), "platform": platform.platform()},
-        "fit": {"wall_s": fit_wall, "cpu_s": fit_cpu, "objective": fit.objective, "converged": fit.converged,
-                "n_iter": fit.n_iter, "n_starts": fit.n_starts, "n_polished": fit.n_polished, "params": fit.params,
-                "target_wall_s": 10.0, "meets_target": fit_wall < 10.0},
-        "bootstrap": {"n_boot": args.boot, "serial_wall_s": b1_wall, "serial_cpu_s": b1_cpu, "pool2_wall_s": b2_wall,
-                      "pool_identical": same, "n_failed": boot1.n_failed, "method": boot1.method,
-                      "target_wall_s": 120.0, "meets_target": min(b1_wall, b2_wall) < 120.0,
-                      "intervals": {k: v.to_dict() for k, v in boot1.intervals.items()}},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_start": load0[0],
+            "load_average_end": os.getloadavg()[0],
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "fit": {
+            "wall_s": fit_wall,
+            "cpu_s": fit_cpu,
+            "objective": fit.objective,
+            "converged": fit.converged,
+            "n_iter": fit.n_iter,
+            "n_starts": fit.n_starts,
+            "n_polished": fit.n_polished,
+            "params": fit.params,
+            "target_wall_s": 10.0,
+            "meets_target": fit_wall < 10.0,
+        },
+        "bootstrap": {
+            "n_boot": args.boot,
+            "serial_wall_s": b1_wall,
+            "serial_cpu_s": b1_cpu,
+            "pool2_wall_s": b2_wall,
+            "pool_identical": same,
+            "n_failed": boot1.n_failed,
+            "method": boot1.method,
+            "target_wall_s": 120.0,
+            "meets_target": min(b1_wall, b2_wall) < 120.0,
+            "intervals": {k: v.to_dict() for k, v in boot1.intervals.items()},
+        },
         "baselines": {
             "subset_starts": args.subset,
-            "scipy_numeric_grad": {"wall_s_subset": num_wall, "projected_wall_s_4500": num_wall * scale,
-                                   "best_objective": num["best_objective"] if np.isfinite(num["best_objective"]) else None,
-                                   "converged": num["converged"], "speed_ratio": num_wall * scale / fit_wall},
-            "scipy_analytic_grad_no_screen": {"wall_s_subset": ana_wall, "projected_wall_s_4500": ana_wall * scale,
-                                              "best_objective": ana.objective, "speed_ratio": ana_wall * scale / fit_wall},
+            "scipy_numeric_grad": {
+                "wall_s_subset": num_wall,
+                "projected_wall_s_4500": num_wall * scale,
+                "best_objective": num["best_objective"] if np.isfinite(num["best_objective"]) else None,
+                "converged": num["converged"],
+                "speed_ratio": num_wall * scale / fit_wall,
+            },
+            "scipy_analytic_grad_no_screen": {
+                "wall_s_subset": ana_wall,
+                "projected_wall_s_4500": ana_wall * scale,
+                "best_objective": ana.objective,
+                "speed_ratio": ana_wall * scale / fit_wall,
+            },
         },
     }
     atomic_write_json(args.out, json_safe(result))

@@ -60,10 +60,17 @@ def main() -> None:
     print(f"parallel efficiency (2 workers vs 1): {eff:.2f}")
     print(f"Ray / local pool wall-time ratio at 2 workers: {ray_ratio:.2f}")
     print(f"identical losses across executors: {same}")
-    atomic_write_json(Path(__file__).parent / "results" / "sweep.json", {
-        "benchmark": "sweep", "n_runs": len(configs) * len(seeds), "executors": results,
-        "parallel_efficiency_2_vs_1": eff, "ray_over_local_2": ray_ratio, "identical_losses": same,
-    })
+    atomic_write_json(
+        Path(__file__).parent / "results" / "sweep.json",
+        {
+            "benchmark": "sweep",
+            "n_runs": len(configs) * len(seeds),
+            "executors": results,
+            "parallel_efficiency_2_vs_1": eff,
+            "ray_over_local_2": ray_ratio,
+            "identical_losses": same,
+        },
+    )
 
 
 if __name__ == "__main__":

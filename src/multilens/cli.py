@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -20,7 +21,12 @@ from rich.text import Text
 
 from multilens.errors import MultilensError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Measure the mathematical structure of training runs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Measure the mathematical structure of training runs.",
+)
 scaling_app = typer.Typer(no_args_is_help=True, help="Scaling-law fits on your own runs.")
 app.add_typer(scaling_app, name="scaling")
 out = Console()
@@ -63,10 +69,16 @@ def _dumps(obj: Any) -> str:
 @app.command()
 def run(
     profile: Optional[ProfileName] = typer.Option(None, help="smoke (tests, <1 min), quick (default) or full."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A run TOML file (profile, seed, phases, lens tables)."),
-    out_dir: Path = typer.Option(Path("runs/latest"), "--out", help="Run directory; rerun with the same one to resume."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="A run TOML file (profile, seed, phases, lens tables)."
+    ),
+    out_dir: Path = typer.Option(
+        Path("runs/latest"), "--out", help="Run directory; rerun with the same one to resume."
+    ),
     executor: ExecutorName = typer.Option(ExecutorName.local, help="Where sweeps run: a local process pool or Ray."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray); default starts a local Ray."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster address (with --executor ray); default starts a local Ray."
+    ),
     workers: Optional[int] = typer.Option(None, min=1, help="Parallel workers (default: number of cores)."),
     seed: Optional[int] = typer.Option(None, min=0, help="Protocol seed (overrides the config file)."),
 ) -> None:
@@ -81,9 +93,17 @@ def run(
             raise ConfigError("`--address` only applies to `--executor ray`; drop it or add --executor ray.")
         data = load_toml(config) if config else {}
         cfg = run_config_from_dict(data, profile=profile.value if profile else None, seed=seed)
-        out.print(f"[bold]multilens run[/] profile={cfg.profile} seed={cfg.seed} phases={', '.join(cfg.phases)} -> {out_dir}")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=out, transient=False) as bar:
+        out.print(
+            f"[bold]multilens run[/] profile={cfg.profile} seed={cfg.seed} phases={', '.join(cfg.phases)} -> {out_dir}"
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=False,
+        ) as bar:
             tasks: dict[str, Any] = {}
 
             def progress(label: str, done: int, total: int) -> None:
@@ -104,7 +124,10 @@ def run(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    t = Table(title=f"protocol {summary['status']}" + (f" (stopped after {summary['stopped_at']})" if summary.get("stopped_at") else ""))
+    t = Table(
+        title=f"protocol {summary['status']}"
+        + (f" (stopped after {summary['stopped_at']})" if summary.get("stopped_at") else "")
+    )
     for c in ("phase", "status", "checks pass/fail/n.e.", "wall s"):
         t.add_column(c)
     for ph in summary["phases"]:
@@ -112,7 +135,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         p = sum(c["passed"] is True for c in checks)
         f = sum(c["passed"] is False for c in checks)
         n = sum(c["passed"] is None for c in checks)
-        t.add_row(Text(ph["name"]), ph["status"] + (" (cached)" if ph.get("cached") else ""), f"{p}/{f}/{n}", f"{ph['wall_time_s']:.1f}")
+        t.add_row(
+            Text(ph["name"]),
+            ph["status"] + (" (cached)" if ph.get("cached") else ""),
+            f"{p}/{f}/{n}",
+            f"{ph['wall_time_s']:.1f}",
+        )
     out.print(t)
     _print_gates(summary["gates"])
 
@@ -131,7 +159,9 @@ def _print_gates(gates: list[dict[str, Any]]) -> None:
 @scaling_app.command("fit")
 def scaling_fit(
     csv: Path = typer.Argument(..., help="CSV with columns N,D,loss (or N,C,loss with D = C/(6N))."),
-    form: FormName = typer.Option(FormName.chinchilla, help="chinchilla: L(N,D)=E+A/N^a+B/D^b; compute: L(C)=A*C^-a+L_inf."),
+    form: FormName = typer.Option(
+        FormName.chinchilla, help="chinchilla: L(N,D)=E+A/N^a+B/D^b; compute: L(C)=A*C^-a+L_inf."
+    ),
     bootstrap: int = typer.Option(200, min=10, help="Bootstrap refits (resampling rows) for the intervals."),
     seed: int = typer.Option(0, min=0, help="Bootstrap seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the fit as JSON."),
@@ -210,7 +240,11 @@ def lens(
     profile: ProfileName = typer.Option(ProfileName.quick, help="Config defaults: smoke, quick or full."),
     seed: int = typer.Option(0, min=0, help="Seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Also write result.json, report.html and one JSON file per figure here (default runs/lens-NAME)."),
+    out_dir: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        help="Also write result.json, report.html and one JSON file per figure here (default runs/lens-NAME).",
+    ),
 ) -> None:
     """Run one lens on its default model and data and print its result."""
     from multilens.config import apply_overrides, from_dict
@@ -223,8 +257,15 @@ def lens(
         result = entry.load("run")(cfg, seed=seed)
         d = result.to_dict()
         files = _write_lens_files(out_dir or Path("runs") / f"lens-{entry.name}", entry.name, d, cfg, seed)
-        payload = {"lens": result.lens, **d["data"], "estimates": d["estimates"], "checks": d["checks"],
-                   "predictions": d["predictions"], "notes": d["notes"], "files": files}
+        payload = {
+            "lens": result.lens,
+            **d["data"],
+            "estimates": d["estimates"],
+            "checks": d["checks"],
+            "predictions": d["predictions"],
+            "notes": d["notes"],
+            "files": files,
+        }
         if as_json:
             typer.echo(_dumps(payload))
             return
@@ -246,13 +287,40 @@ def _write_lens_files(folder: Path, name: str, d: dict[str, Any], cfg: Any, seed
     files = {"result": str(atomic_write_json(folder / "result.json", d))}
     for f in d["figures"]:
         safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in f["key"])
-        files[f"figure {f['key']}"] = str(atomic_write_json(folder / "figures" / f"{safe}.json",
-                                                            {"data": f["data"], "layout": f["layout"], "title": f["title"]}))
-    summary = {"schema_version": 1, "title": f"multilens lens {name}", "profile": "lens", "seed": seed,
-               "status": "complete", "stopped_at": None, "wall_time_s": 0.0, "started_utc": "",
-               "phases": [{"name": name, "title": name, "status": "done", "wall_time_s": 0.0, "consumes": {},
-                           "produces": {}, "error": None, "result": d, "metrics": {}}],
-               "gates": [], "cross_checks": [], "recommendations": [], "risks": [], "checklist": [], "artifacts": {}}
+        files[f"figure {f['key']}"] = str(
+            atomic_write_json(
+                folder / "figures" / f"{safe}.json", {"data": f["data"], "layout": f["layout"], "title": f["title"]}
+            )
+        )
+    summary = {
+        "schema_version": 1,
+        "title": f"multilens lens {name}",
+        "profile": "lens",
+        "seed": seed,
+        "status": "complete",
+        "stopped_at": None,
+        "wall_time_s": 0.0,
+        "started_utc": "",
+        "phases": [
+            {
+                "name": name,
+                "title": name,
+                "status": "done",
+                "wall_time_s": 0.0,
+                "consumes": {},
+                "produces": {},
+                "error": None,
+                "result": d,
+                "metrics": {},
+            }
+        ],
+        "gates": [],
+        "cross_checks": [],
+        "recommendations": [],
+        "risks": [],
+        "checklist": [],
+        "artifacts": {},
+    }
     manifest = {"config": dataclasses.asdict(cfg), "seeds": [seed]}
     files["report"] = str(write_report(folder, summary, manifest)["html"])
     return files
@@ -263,9 +331,17 @@ def _print_lens(d: dict[str, Any]) -> None:
     for c in ("estimate", "value", "interval", "n", "converged"):
         t.add_column(c)
     for e in d["estimates"]:
-        ci = f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]" if e["ci_low"] is not None else (
-            f"± {_fmt(e['stderr'])}" if e["stderr"] is not None else "—")
-        t.add_row(*map(Text, (e["name"], _fmt(e["value"]), ci, str(e["n"]), "—" if e["converged"] is None else str(e["converged"]))))
+        ci = (
+            f"[{_fmt(e['ci_low'])}, {_fmt(e['ci_high'])}]"
+            if e["ci_low"] is not None
+            else (f"± {_fmt(e['stderr'])}" if e["stderr"] is not None else "—")
+        )
+        t.add_row(
+            *map(
+                Text,
+                (e["name"], _fmt(e["value"]), ci, str(e["n"]), "—" if e["converged"] is None else str(e["converged"])),
+            )
+        )
     out.print(t)
     c = Table(title="checks")
     for col in ("check", "verdict", "reason"):

@@ -112,9 +112,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "", base: T | 
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key `{prefix}{unknown[0]}`; valid keys are: {', '.join(sorted(fields))}."
-        )
+        raise ConfigError(f"unknown config key `{prefix}{unknown[0]}`; valid keys are: {', '.join(sorted(fields))}.")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key = f"{where}.{name}" if where else name

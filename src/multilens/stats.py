@@ -47,7 +47,7 @@ def mean_ci(values: np.ndarray | list[float], level: float = 0.95) -> MeanCI:
 
 
 def interval_text(ci: MeanCI, digits: int = 3) -> str:
-    """"[low, high]" or "(no interval)" when fewer than two finite replicates were available."""
+    """ "[low, high]" or "(no interval)" when fewer than two finite replicates were available."""
     if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
         return "(no interval)"
     return f"[{ci.low:.{digits}g}, {ci.high:.{digits}g}]"

@@ -36,20 +36,27 @@ def test_fit_json_has_params_allocation_and_diagnostics(tmp_path):
     assert abs(d["params"]["alpha"]["estimate"] - 0.34) < 0.1
     a, b = d["allocation"]["a"]["estimate"], d["allocation"]["b"]["estimate"]
     assert abs(a + b - 1) < 1e-12
-    assert abs(a - d["params"]["beta"]["estimate"] / (d["params"]["alpha"]["estimate"] + d["params"]["beta"]["estimate"])) < 1e-12
+    assert (
+        abs(a - d["params"]["beta"]["estimate"] / (d["params"]["alpha"]["estimate"] + d["params"]["beta"]["estimate"]))
+        < 1e-12
+    )
     assert d["n_points"] == 16 and d["diagnostics"]["converged"] is True
 
 
 def test_n_c_loss_columns_give_the_same_fit(tmp_path):
     one = runner.invoke(app, ["scaling", "fit", str(_law_csv(tmp_path / "a.csv")), "--bootstrap", "10", "--json"])
-    two = runner.invoke(app, ["scaling", "fit", str(_law_csv(tmp_path / "b.csv", with_c=True)), "--bootstrap", "10", "--json"])
+    two = runner.invoke(
+        app, ["scaling", "fit", str(_law_csv(tmp_path / "b.csv", with_c=True)), "--bootstrap", "10", "--json"]
+    )
     pa, pb = json.loads(one.stdout)["params"], json.loads(two.stdout)["params"]
     for k in pa:
         assert abs(pa[k]["estimate"] - pb[k]["estimate"]) <= 1e-6 * abs(pa[k]["estimate"])
 
 
 def test_compute_form(tmp_path):
-    r = runner.invoke(app, ["scaling", "fit", str(_law_csv(tmp_path / "a.csv")), "--form", "compute", "--bootstrap", "10", "--json"])
+    r = runner.invoke(
+        app, ["scaling", "fit", str(_law_csv(tmp_path / "a.csv")), "--form", "compute", "--bootstrap", "10", "--json"]
+    )
     assert r.exit_code == 0, r.output
     assert set(json.loads(r.stdout)["params"]) == {"A", "alpha", "L_inf"}
 

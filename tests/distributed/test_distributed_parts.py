@@ -239,7 +239,9 @@ def test_profiles_and_overrides() -> None:
     for profile in ("smoke", "quick", "full"):
         cfg = DistributedConfig.for_profile(profile)
         assert cfg.schema_version == 1 and max(cfg.workers) >= cfg.modes_workers
-    cfg = from_dict(DistributedConfig, {"workers": [1, 2], "modes_workers": 2}, base=DistributedConfig.for_profile("quick"))
+    cfg = from_dict(
+        DistributedConfig, {"workers": [1, 2], "modes_workers": 2}, base=DistributedConfig.for_profile("quick")
+    )
     assert cfg.workers == (1, 2)
     with pytest.raises(ConfigError, match="`profile` must be one of"):
         DistributedConfig.for_profile("huge")

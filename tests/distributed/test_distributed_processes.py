@@ -41,7 +41,16 @@ def test_json_has_the_documented_keys(smoke: LensResult) -> None:
     json.dumps(d, allow_nan=False)  # every number is JSON-safe
     data = smoke.data
     assert isinstance(data["ddp_parity_max_abs_diff"], float)
-    keys = {"workers", "noise_floor", "noise_floor_ci_low", "noise_floor_ci_high", "predicted_noise_floor", "step_compute_s", "step_comm_s", "speedup"}
+    keys = {
+        "workers",
+        "noise_floor",
+        "noise_floor_ci_low",
+        "noise_floor_ci_high",
+        "predicted_noise_floor",
+        "step_compute_s",
+        "step_comm_s",
+        "speedup",
+    }
     assert [p["workers"] for p in data["per_workers"]] == [1, 2]
     for p in data["per_workers"]:
         assert keys <= set(p)
@@ -69,11 +78,18 @@ def test_noise_floor_matches_the_exact_stationary_value(smoke: LensResult) -> No
     assert ratio["k"] == 2 and ratio["ci_low"] < ratio["ratio"] < ratio["ci_high"]
     for row in smoke.data["delayed_noise_floors"]:
         if row["exact"] is not None:
-            assert row["ci_low"] <= row["exact"] <= row["ci_high"] or abs(row["floor"] - row["exact"]) < 0.1 * row["exact"]
+            assert (
+                row["ci_low"] <= row["exact"] <= row["ci_high"] or abs(row["floor"] - row["exact"]) < 0.1 * row["exact"]
+            )
 
 
 def test_local_sgd_and_delays_against_exact_theory(smoke: LensResult) -> None:
-    for name in ("local_sgd_k1_equals_sync", "local_sgd_matches_exact_iterate", "staleness_stability_matches_theory", "delay_bounded"):
+    for name in (
+        "local_sgd_k1_equals_sync",
+        "local_sgd_matches_exact_iterate",
+        "staleness_stability_matches_theory",
+        "delay_bounded",
+    ):
         assert _check(smoke, name).passed is True, _check(smoke, name).reason
     drift = smoke.data["local_sgd_drift"]
     for h in {r["heterogeneity"] for r in drift}:
@@ -121,7 +137,18 @@ def test_phase_wraps_the_lens(smoke: LensResult, monkeypatch: pytest.MonkeyPatch
 def test_hung_worker_times_out_and_is_killed() -> None:
     cfg = replace(DistributedConfig.for_profile("smoke"), fault_timeout_s=2.0)
     res = launch(fault_job(cfg, SEED, "hang"), 2, deadline_s=120.0, grace_s=1.0)
-    ev = summarize_fault("hang", 1, cfg.fault_step, 2.0, res.outputs, res.returncodes, res.killed, res.leftover, res.wall_time_s, res.pids)
+    ev = summarize_fault(
+        "hang",
+        1,
+        cfg.fault_step,
+        2.0,
+        res.outputs,
+        res.returncodes,
+        res.killed,
+        res.leftover,
+        res.wall_time_s,
+        res.pids,
+    )
     assert ev.detected and 1.5 <= ev.detect_latency_s <= 6.0
     assert res.returncodes[0] == EXIT_PEER_FAILURE and res.killed == (1,)
     assert res.leftover == () and not any(pid_alive(p) for p in res.pids)
@@ -138,16 +165,49 @@ def test_launcher_deadline_kills_every_worker() -> None:
 
 def test_worker_runs_under_torchrun(tmp_path: Path) -> None:
     job = {
-        "seed": SEED, "backend": "gloo", "timeout_s": 60.0, "groups": [[0, 1]],
-        "tasks": [{"name": "n", "kind": "quad_noise", "ranks": [0, 1], "dim": 4, "kappa": 2.0, "init_dist": 1.0, "problem_seed": 1,
-                   "eta": 0.5, "sigma2": 1.0, "replicas": 4, "steps": 20, "burn_in": 5, "variants": [{"name": "sync", "delay": "none"}]}],
+        "seed": SEED,
+        "backend": "gloo",
+        "timeout_s": 60.0,
+        "groups": [[0, 1]],
+        "tasks": [
+            {
+                "name": "n",
+                "kind": "quad_noise",
+                "ranks": [0, 1],
+                "dim": 4,
+                "kappa": 2.0,
+                "init_dist": 1.0,
+                "problem_seed": 1,
+                "eta": 0.5,
+                "sigma2": 1.0,
+                "replicas": 4,
+                "steps": 20,
+                "burn_in": 5,
+                "variants": [{"name": "sync", "delay": "none"}],
+            }
+        ],
     }
     write_job(tmp_path / "job.json", job)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "multilens.lenses.distributed.worker", "--job", str(tmp_path / "job.json"), "--out", str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "multilens.lenses.distributed.worker",
+            "--job",
+            str(tmp_path / "job.json"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     outs = read_outputs(tmp_path / "out", 2)

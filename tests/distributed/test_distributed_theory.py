@@ -103,7 +103,9 @@ def test_delayed_floor_against_simulation_within_standard_error(rng: np.random.G
         if t >= burn:
             acc += (new**2).sum(axis=1)
     per_rep = acc / (steps - burn)
-    z = (per_rep.mean() - theory.delayed_stationary_floor(lam, eta, sigma2, 1, tau)) / (per_rep.std(ddof=1) / math.sqrt(reps))
+    z = (per_rep.mean() - theory.delayed_stationary_floor(lam, eta, sigma2, 1, tau)) / (
+        per_rep.std(ddof=1) / math.sqrt(reps)
+    )
     assert abs(z) < 4.0
     assert theory.delayed_stationary_floor(lam, 1.5, sigma2, 1, 3) is None  # unstable: no floor
 
@@ -133,8 +135,13 @@ def test_local_sgd_drift_grows_with_k_and_heterogeneity(seed: int) -> None:
     sh = make_least_squares_shards(10, 2, 128, (0.0, 0.5, 1.0), seed)
     eta = 0.5 / sh.max_local_curvature
     drift = np.array(
-        [[np.sum((theory.local_sgd_fixed_point(list(hs), list(bs), eta, k) - sh.theta_star) ** 2) for k in (2, 4, 16)]
-         for hs, bs in zip(sh.hessians, sh.linear)]
+        [
+            [
+                np.sum((theory.local_sgd_fixed_point(list(hs), list(bs), eta, k) - sh.theta_star) ** 2)
+                for k in (2, 4, 16)
+            ]
+            for hs, bs in zip(sh.hessians, sh.linear)
+        ]
     )
     assert np.all(np.diff(drift, axis=1) > 0)
     assert np.all(np.diff(drift, axis=0) > 0)

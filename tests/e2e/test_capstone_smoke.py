@@ -11,8 +11,16 @@ from multilens.protocol.capstone import run_capstone
 from multilens.protocol.config import run_config_from_dict
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,19 @@ def test_every_phase_ran_and_every_artifact_exists(smoke_run):
 def test_manifest_records_provenance(smoke_run):
     _, _, paths = smoke_run
     m = json.loads(paths["manifest"].read_text())
-    for key in ("package_versions", "python", "torch", "cpu", "seeds", "config", "config_hashes",
-                "data_checksums", "command", "wall_times", "git_commit"):
+    for key in (
+        "package_versions",
+        "python",
+        "torch",
+        "cpu",
+        "seeds",
+        "config",
+        "config_hashes",
+        "data_checksums",
+        "command",
+        "wall_times",
+        "git_commit",
+    ):
         assert key in m, key
     assert m["package_versions"]["torch"].startswith("2.13.0")
     assert len(m["data_checksums"]["sklearn_digits"]) == 64
@@ -62,8 +81,12 @@ def test_governance_is_computed(smoke_run):
     items = {i["item"]: i for i in summary["checklist"]}
     assert items["a stored run re-executes to identical metrics"]["status"] == "done", items
     assert items["seeds recorded"]["status"] == "done"
-    failed_checks = [c for p in summary["phases"] for c in ((p.get("result") or {}).get("checks", []))
-                     if c["passed"] is False and c.get("severity", "error") == "error"]
+    failed_checks = [
+        c
+        for p in summary["phases"]
+        for c in ((p.get("result") or {}).get("checks", []))
+        if c["passed"] is False and c.get("severity", "error") == "error"
+    ]
     risk_titles = " ".join(r["title"] for r in summary["risks"])
     for c in failed_checks:
         assert c["name"] in risk_titles
@@ -88,11 +111,16 @@ def test_real_report_renders_in_chromium(smoke_run):
             page = browser.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://")
-                       else (blocked.append(r.request.url), r.abort()))
+            page.route(
+                "**/*",
+                lambda r: (
+                    r.continue_() if r.request.url.startswith("file://") else (blocked.append(r.request.url), r.abort())
+                ),
+            )
             page.goto(paths["report"].resolve().as_uri(), wait_until="load")
-            page.wait_for_function("n => document.querySelectorAll('.ml-plot .main-svg').length >= n",
-                                   arg=n_fig, timeout=120_000)
+            page.wait_for_function(
+                "n => document.querySelectorAll('.ml-plot .main-svg').length >= n", arg=n_fig, timeout=120_000
+            )
             drawn = page.eval_on_selector_all(".ml-plot", "els => els.filter(e => e.querySelector('.main-svg')).length")
             notes = page.locator(".plot-note").count()
         finally:

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-
 CONFIG = """
 profile = "smoke"
 seed = 7
@@ -56,8 +55,13 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = tmp_path / "killed.log"
     with open(log, "wb") as fh:
-        p = subprocess.Popen(_cli("run", "--config", str(cfg), "--out", str(out), "--workers", "2"),
-                             stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        p = subprocess.Popen(
+            _cli("run", "--config", str(cfg), "--out", str(out), "--workers", "2"),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     deadline = time.time() + 240
     while time.time() < deadline and _count_done(db) < 4 and p.poll() is None:
         time.sleep(0.05)
@@ -70,8 +74,13 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert any(r[2] == "running" for r in killed), "nothing was in flight when killed; the test proved nothing"
     assert not (out / "summary.json").exists()
 
-    r = subprocess.run(_cli("run", "--config", str(cfg), "--out", str(out), "--workers", "2"),
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        _cli("run", "--config", str(cfg), "--out", str(out), "--workers", "2"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode in (0, 1), r.stderr[-2000:]  # 1 = a gate failed on smoke data; still complete
     after = _rows(db)
     keys = [(row[0], row[1]) for row in after]

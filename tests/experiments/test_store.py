@@ -23,9 +23,13 @@ def test_lifecycle_and_uniqueness(tmp_path):
         assert [r.attempts for r in s.runs()] == [1, 2]
     con = sqlite3.connect(tmp_path / "r.sqlite")
     with pytest.raises(sqlite3.IntegrityError):
-        con.execute("INSERT INTO runs (config_hash, seed, status, sweep, config_json) VALUES ('h1', 0, 'done', 'sw', '{}')")
+        con.execute(
+            "INSERT INTO runs (config_hash, seed, status, sweep, config_json) VALUES ('h1', 0, 'done', 'sw', '{}')"
+        )
     with pytest.raises(sqlite3.IntegrityError):
-        con.execute("INSERT INTO runs (config_hash, seed, status, sweep, config_json) VALUES ('h9', 0, 'weird', 'sw', '{}')")
+        con.execute(
+            "INSERT INTO runs (config_hash, seed, status, sweep, config_json) VALUES ('h9', 0, 'weird', 'sw', '{}')"
+        )
 
 
 def test_nan_metrics_are_rejected(tmp_path):

@@ -16,8 +16,10 @@ def tiny_configs(n: int = 3) -> list[dict]:
 
 
 def _metrics(store: Store) -> dict:
-    return {(r.config_hash, r.seed): {k: v for k, v in r.metrics.items() if not k.endswith("wall_time_s")}
-            for r in store.runs(status="done")}
+    return {
+        (r.config_hash, r.seed): {k: v for k, v in r.metrics.items() if not k.endswith("wall_time_s")}
+        for r in store.runs(status="done")
+    }
 
 
 def test_local_sweep_resumes_without_recomputing(tmp_path):
@@ -59,7 +61,7 @@ def test_in_process_and_pool_give_identical_numbers(tmp_path):
     direct = execute_task(TASK, dict(cfg, seed=3))["result"]["metrics"]
     ex = LocalExecutor(workers=1)
     try:
-        (_, out), = list(ex.map_unordered(TASK, [dict(cfg, seed=3)]))
+        ((_, out),) = list(ex.map_unordered(TASK, [dict(cfg, seed=3)]))
     finally:
         ex.close()
     strip = lambda m: {k: v for k, v in m.items() if not k.endswith("wall_time_s")}  # noqa: E731

@@ -15,11 +15,12 @@ from torch.func import functional_call, hessian
 from multilens.models import MLPSpec, build_mlp
 from multilens.seeding import torch_generator
 
-
 TORCH_FWD_AD_FILTER = "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
 
 
-def tiny_classifier(activation: str = "tanh", d_in: int = 6, width: int = 10, d_out: int = 3, seed: int = 0) -> nn.Module:
+def tiny_classifier(
+    activation: str = "tanh", d_in: int = 6, width: int = 10, d_out: int = 3, seed: int = 0
+) -> nn.Module:
     return build_mlp(MLPSpec(d_in, (width,), d_out, activation), seed=seed)
 
 
@@ -36,7 +37,9 @@ def flat_params(model: nn.Module, names: list[str] | None = None) -> tuple[list[
     return names, torch.cat([named[n].detach().double().reshape(-1) for n in names])
 
 
-def dense_hessian(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, names: list[str] | None = None) -> np.ndarray:
+def dense_hessian(
+    model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, names: list[str] | None = None
+) -> np.ndarray:
     """The exact Hessian of loss_fn(model(x), y) w.r.t. the named parameters, by torch.func.hessian."""
     names, theta = flat_params(model, names)
     named = dict(model.named_parameters())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _curvature_helpers import TORCH_FWD_AD_FILTER, assert_unchanged, dense_hessian, snapshot
 from scipy import stats
 from torch import nn
 
-from _curvature_helpers import TORCH_FWD_AD_FILTER, assert_unchanged, dense_hessian, snapshot
 from multilens.curvature import (
     hessian_density,
     hessian_eigenvalues,
@@ -50,7 +50,9 @@ def test_smallest_and_largest_magnitude(trained):
     sa = hessian_eigenvalues(model, CE, (x, y), k=1, which="SA", tol=1e-6, seed=1, max_iter=760)
     assert sa.converged
     assert sa.eigenvalues[0] == pytest.approx(evals[0], rel=1e-6)
-    lm = hessian_eigenvalues(model, CE, [(x[:50], y[:50]), (x[50:], y[50:])], k=2, which="LM", seed=2, return_eigenvectors=True)
+    lm = hessian_eigenvalues(
+        model, CE, [(x[:50], y[:50]), (x[50:], y[50:])], k=2, which="LM", seed=2, return_eigenvectors=True
+    )
     np.testing.assert_allclose(lm.eigenvalues, evals[np.argsort(-np.abs(evals))][:2], rtol=1e-6)
     assert lm.eigenvectors.shape == (760, 2)
 

@@ -7,9 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.func import functional_call, jacrev
-
 from _curvature_helpers import (
     TORCH_FWD_AD_FILTER,
     assert_unchanged,
@@ -19,6 +16,9 @@ from _curvature_helpers import (
     tiny_classifier,
     tiny_data,
 )
+from torch import nn
+from torch.func import functional_call, jacrev
+
 from multilens.errors import ConfigError, DataError
 from multilens.lenses.curvature.functional import FlatModel, parameter_groups
 from multilens.lenses.curvature.hvp import curvature_operator

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from _curvature_helpers import assert_unchanged, snapshot, tiny_classifier, tiny_data
 from torch import nn
 
-from _curvature_helpers import assert_unchanged, snapshot, tiny_classifier, tiny_data
 from multilens.errors import ConfigError, ConvergenceWarning
 from multilens.lenses.curvature.functional import FlatModel
 from multilens.lenses.curvature.hvp import CurvatureOperator

@@ -32,8 +32,20 @@ def test_smoke_runs_fast_and_is_json(smoke):
     assert wall < 60  # budget ~20 s on an idle 2-core box; generous for a loaded one
     payload = json.dumps(res.to_dict(), allow_nan=False)  # no NaN/inf anywhere
     assert len(payload) > 1000
-    for key in ("eigenvalues", "trace", "density", "sharpness", "invariance", "slices", "geometry_gate",
-                "along_training", "preconditioning", "per_layer", "model", "hessian"):
+    for key in (
+        "eigenvalues",
+        "trace",
+        "density",
+        "sharpness",
+        "invariance",
+        "slices",
+        "geometry_gate",
+        "along_training",
+        "preconditioning",
+        "per_layer",
+        "model",
+        "hessian",
+    ):
         assert key in res.data, key
 
 
@@ -67,8 +79,13 @@ def test_smoke_invariance_checks(smoke):
 def test_figures_show_the_slices_and_training(smoke):
     res, _ = smoke
     figs = {f.key: f for f in res.figures}
-    for key in ("curvature.slice_1d", "curvature.slice_2d", "curvature.along_training", "curvature.density",
-                "curvature.preconditioning"):
+    for key in (
+        "curvature.slice_1d",
+        "curvature.slice_2d",
+        "curvature.along_training",
+        "curvature.density",
+        "curvature.preconditioning",
+    ):
         assert key in figs, key
     s2 = figs["curvature.slice_2d"]
     contour = [t for t in s2.data if t["type"] == "contour"][0]
@@ -117,8 +134,11 @@ def test_config_profiles_and_overrides():
     for p in ("smoke", "quick", "full"):
         cfg = CurvatureConfig.for_profile(p)
         assert cfg.schema_version == 1
-    cfg = from_dict(CurvatureConfig, {"k": 5, "rhos": [0.02, 0.2], "at_schedules": ["cosine"]},
-                    base=CurvatureConfig.for_profile("smoke"))
+    cfg = from_dict(
+        CurvatureConfig,
+        {"k": 5, "rhos": [0.02, 0.2], "at_schedules": ["cosine"]},
+        base=CurvatureConfig.for_profile("smoke"),
+    )
     assert cfg.k == 5 and cfg.rhos == (0.02, 0.2) and cfg.at_schedules == ("cosine",)
     assert cfg.widths == CurvatureConfig.for_profile("smoke").widths
     with pytest.raises(ConfigError, match="`k` must be an int >= 1"):

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _curvature_helpers import (
+    TORCH_FWD_AD_FILTER,
+    assert_unchanged,
+    dense_hessian,
+    snapshot,
+    tiny_classifier,
+    tiny_data,
+)
 from torch import nn
 
-from _curvature_helpers import TORCH_FWD_AD_FILTER, assert_unchanged, dense_hessian, snapshot, tiny_classifier, tiny_data
 from multilens.curvature import worst_case_sharpness
 from multilens.errors import ConfigError, ConvergenceWarning
 from multilens.lenses.curvature.functional import FlatModel

@@ -30,9 +30,23 @@ def test_json_payload_has_the_documented_keys(smoke_result) -> None:
     cfg = DoubleDescentConfig.for_profile("smoke")
     assert [p["d"] for p in back["points"]] == list(cfg.dims)
     for p in back["points"]:
-        for k in ("gamma", "test_risk", "ci_low", "ci_high", "predicted_risk", "predicted_risk_asymptotic",
-                  "bias", "variance", "predicted_bias", "predicted_variance", "cond_median", "ridge_risk",
-                  "predicted_ridge_risk", "es_risk", "predicted_es_risk"):
+        for k in (
+            "gamma",
+            "test_risk",
+            "ci_low",
+            "ci_high",
+            "predicted_risk",
+            "predicted_risk_asymptotic",
+            "bias",
+            "variance",
+            "predicted_bias",
+            "predicted_variance",
+            "cond_median",
+            "ridge_risk",
+            "predicted_ridge_risk",
+            "es_risk",
+            "predicted_es_risk",
+        ):
             assert k in p
         singular = cfg.n - 1 <= p["d"] <= cfg.n + 1
         assert (p["predicted_risk"] is None) == singular
@@ -46,8 +60,13 @@ def test_json_payload_has_the_documented_keys(smoke_result) -> None:
 
 def test_headline_checks_are_computed_and_pass_on_smoke(smoke_result) -> None:
     checks = {c.name: c for c in smoke_result.checks}
-    for name in ("double_descent.peak_location", "double_descent.ridge_no_peak", "double_descent.coverage",
-                 "double_descent.ridge_exact_coverage", "double_descent.rf_threshold"):
+    for name in (
+        "double_descent.peak_location",
+        "double_descent.ridge_no_peak",
+        "double_descent.coverage",
+        "double_descent.ridge_exact_coverage",
+        "double_descent.rf_threshold",
+    ):
         assert checks[name].passed is True, checks[name].reason
     assert all(c.passed in (True, False, None) for c in smoke_result.checks)
     near = [c for c in smoke_result.checks if c.name.startswith("double_descent.risk_point") and c.passed is None]
@@ -79,12 +98,33 @@ def test_checks_can_fail() -> None:
     points = []
     for g, risk in ((0.2, 5.0), (0.5, 50.0), (1.0, 3.0), (2.0, 1.0)):
         d = int(g * cfg.n)
-        points.append({"gamma": g, "d": d, "test_risk": risk, "ci_low": risk - 1, "ci_high": risk + 1,
-                       "predicted_risk": 1.0, "evaluated": True, "covered": False, "variance_covered": False,
-                       "bias_covered": True, "ridge_risk": 20.0, "ridge_ci_low": 19.0, "ridge_ci_high": 21.0,
-                       "predicted_ridge_risk": 0.5, "ridge_minus_bayes_ci_low": 1.0, "ridge_minus_bayes_ci_high": 2.0,
-                       "es_risk": 0.5, "es_ci_low": 0.4, "es_ci_high": 0.6, "predicted_es_risk": 0.5,
-                       "es_minus_bayes_ci_low": -1.0, "es_minus_bayes_ci_high": 1.0, "cond_median": 2.0})
+        points.append(
+            {
+                "gamma": g,
+                "d": d,
+                "test_risk": risk,
+                "ci_low": risk - 1,
+                "ci_high": risk + 1,
+                "predicted_risk": 1.0,
+                "evaluated": True,
+                "covered": False,
+                "variance_covered": False,
+                "bias_covered": True,
+                "ridge_risk": 20.0,
+                "ridge_ci_low": 19.0,
+                "ridge_ci_high": 21.0,
+                "predicted_ridge_risk": 0.5,
+                "ridge_minus_bayes_ci_low": 1.0,
+                "ridge_minus_bayes_ci_high": 2.0,
+                "es_risk": 0.5,
+                "es_ci_low": 0.4,
+                "es_ci_high": 0.6,
+                "predicted_es_risk": 0.5,
+                "es_minus_bayes_ci_low": -1.0,
+                "es_minus_bayes_ci_high": 1.0,
+                "cond_median": 2.0,
+            }
+        )
     checks = {c.name: c for c in _linear_checks(cfg, points)[0]}
     assert checks["double_descent.peak_location"].passed is False
     assert checks["double_descent.ridge_no_peak"].passed is False
@@ -101,8 +141,9 @@ def test_random_features_min_norm_fit_equals_lstsq(rng: np.random.Generator) -> 
         phi, phi_te = relu_features(x_tr, w), relu_features(x_te, w)
         u, s, vt, keep = _spectral(phi)
         np.testing.assert_allclose(s[keep], np.linalg.svd(phi, compute_uv=False)[: keep.sum()], rtol=1e-8)
-        fs = _filter_fit(u, s, phi @ vt.T, phi_te @ vt.T, keep.astype(float), one_hot(labels), labels,
-                         one_hot(labels_te), labels_te)
+        fs = _filter_fit(
+            u, s, phi @ vt.T, phi_te @ vt.T, keep.astype(float), one_hot(labels), labels, one_hot(labels_te), labels_te
+        )
         a = np.linalg.lstsq(phi, one_hot(labels), rcond=None)[0]
         assert fs.test_mse == pytest.approx(np.mean((phi_te @ a - one_hot(labels_te)) ** 2), rel=1e-6)
         assert fs.train_mse == pytest.approx(np.mean((phi @ a - one_hot(labels)) ** 2), rel=1e-6, abs=1e-20)
@@ -125,8 +166,9 @@ def test_config_validation_and_overrides() -> None:
         DoubleDescentConfig(label_noise=(0.95,))
     with pytest.raises(ConfigError, match="`profile`"):
         DoubleDescentConfig.for_profile("medium")
-    cfg = from_dict(DoubleDescentConfig, {"gammas": [0.5, 1, 2], "neural": False},
-                    base=DoubleDescentConfig.for_profile("smoke"))
+    cfg = from_dict(
+        DoubleDescentConfig, {"gammas": [0.5, 1, 2], "neural": False}, base=DoubleDescentConfig.for_profile("smoke")
+    )
     assert cfg.gammas == (0.5, 1.0, 2.0) and cfg.dims == (15, 30, 60) and cfg.neural is False
     for profile in ("smoke", "quick", "full"):
         assert DoubleDescentConfig.for_profile(profile).schema_version == 1
@@ -153,13 +195,19 @@ def test_cli_lens_json_with_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     from multilens.lenses import registry
 
     entry = registry.LensEntry(
-        "double-descent", "double_descent", "multilens.lenses.double_descent.config:DoubleDescentConfig",
+        "double-descent",
+        "double_descent",
+        "multilens.lenses.double_descent.config:DoubleDescentConfig",
         "multilens.lenses.double_descent.lens:run_double_descent",
-        "multilens.lenses.double_descent.phase:DoubleDescentPhase", "double descent")
+        "multilens.lenses.double_descent.phase:DoubleDescentPhase",
+        "double descent",
+    )
     if all(e.name != "double-descent" for e in registry.LENSES):
         monkeypatch.setattr(registry, "LENSES", (*registry.LENSES, entry))
-    r = CliRunner().invoke(app, ["lens", "double-descent", "--profile", "smoke", "--set", "neural=false",
-                                 "--set", "n_designs=20", "--json"])
+    r = CliRunner().invoke(
+        app,
+        ["lens", "double-descent", "--profile", "smoke", "--set", "neural=false", "--set", "n_designs=20", "--json"],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["n"] == 30 and out["sigma2"] == 0.25 and out["r2"] == 1.0

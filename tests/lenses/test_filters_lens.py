@@ -45,8 +45,12 @@ def test_smoke_run_is_complete_json_safe_and_passes_its_exact_checks(seed: int) 
     d = res.to_dict()
     json.dumps(d, allow_nan=False)
     checks = {c.name: c for c in res.checks}
-    for name in ("filters.gd_closed_form[wide]", "filters.ridge_closed_form[wide]",
-                 "filters.gap_within_continuum_bound[wide]", "filters.matching_converged[wide]"):
+    for name in (
+        "filters.gd_closed_form[wide]",
+        "filters.ridge_closed_form[wide]",
+        "filters.gap_within_continuum_bound[wide]",
+        "filters.matching_converged[wide]",
+    ):
         assert checks[name].passed is True, checks[name].reason
     assert all(c.passed in (True, False, None) for c in res.checks)
     rows = d["data"]["wide"]["rows"]
@@ -64,10 +68,18 @@ def test_a_filter_check_can_fail() -> None:
     from multilens.lenses.filters.lens import _checks
 
     cfg = FiltersConfig.for_profile("smoke")
-    st = {"steps": [1, 10], "n_modes": 8, "n_modes_used": 8, "gd_closed_form_max_error": 0.3,
-          "ridge_closed_form_max_error": 0.0, "ridge_cond_max": 10.0,
-          "rows": [{"t": 1, "gap": 0.5, "continuum_gap": 0.2, "converged": True},
-                   {"t": 10, "gap": 0.01, "continuum_gap": 0.11, "converged": False}]}
+    st = {
+        "steps": [1, 10],
+        "n_modes": 8,
+        "n_modes_used": 8,
+        "gd_closed_form_max_error": 0.3,
+        "ridge_closed_form_max_error": 0.0,
+        "ridge_cond_max": 10.0,
+        "rows": [
+            {"t": 1, "gap": 0.5, "continuum_gap": 0.2, "converged": True},
+            {"t": 10, "gap": 0.01, "continuum_gap": 0.11, "converged": False},
+        ],
+    }
     checks = {c.name: c for c in _checks(cfg, st, st)}
     assert checks["filters.gd_closed_form[wide]"].passed is False
     assert checks["filters.gap_within_continuum_bound[wide]"].passed is False
@@ -104,9 +116,13 @@ def test_cli_lens_json(monkeypatch: pytest.MonkeyPatch) -> None:
     from multilens.lenses import registry
 
     entry = registry.LensEntry(
-        "filters", "filters", "multilens.lenses.filters.config:FiltersConfig",
+        "filters",
+        "filters",
+        "multilens.lenses.filters.config:FiltersConfig",
         "multilens.lenses.filters.lens:run_filters",
-        "multilens.lenses.filters.phase:FiltersPhase", "spectral filters")
+        "multilens.lenses.filters.phase:FiltersPhase",
+        "spectral filters",
+    )
     if all(e.name != "filters" for e in registry.LENSES):
         monkeypatch.setattr(registry, "LENSES", (*registry.LENSES, entry))
     r = CliRunner().invoke(app, ["lens", "filters", "--profile", "smoke", "--set", "t_max=200", "--json"])

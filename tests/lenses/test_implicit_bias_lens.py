@@ -15,8 +15,21 @@ from multilens.protocol.phase import Phase, PhaseContext
 from multilens.results import LensResult
 
 # A configuration small enough for a unit test (about a second), still exercising every part.
-TINY = {"n_seeds": 2, "ls_n": 10, "ls_d": 30, "ls_n_test": 200, "log_steps": 2000, "log_n": 8, "log_n_points": 20,
-        "opt_n": 10, "opt_d": 20, "opt_n_test": 200, "opt_epochs": 200, "opt_reseeds": 2, "opt_n_points": 5}
+TINY = {
+    "n_seeds": 2,
+    "ls_n": 10,
+    "ls_d": 30,
+    "ls_n_test": 200,
+    "log_steps": 2000,
+    "log_n": 8,
+    "log_n_points": 20,
+    "opt_n": 10,
+    "opt_d": 20,
+    "opt_n_test": 200,
+    "opt_epochs": 200,
+    "opt_reseeds": 2,
+    "opt_n_points": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +40,11 @@ def smoke() -> LensResult:
 def test_profiles_and_overrides() -> None:
     for p in ("smoke", "quick", "full"):
         assert ImplicitBiasConfig.for_profile(p).schema_version == 1
-    cfg = from_dict(ImplicitBiasConfig, {"log_steps": 1234, "opt_optimizers": ["gd", "sign"]},
-                    base=ImplicitBiasConfig.for_profile("smoke"))
+    cfg = from_dict(
+        ImplicitBiasConfig,
+        {"log_steps": 1234, "opt_optimizers": ["gd", "sign"]},
+        base=ImplicitBiasConfig.for_profile("smoke"),
+    )
     assert cfg.log_steps == 1234 and cfg.opt_optimizers == ("gd", "sign")
     assert cfg.ls_n == ImplicitBiasConfig.for_profile("smoke").ls_n
 
@@ -79,8 +95,14 @@ def test_smoke_checks_are_computed_and_exact_ones_pass(smoke: LensResult) -> Non
     for c in checks.values():
         assert c.passed in (True, False, None) and c.reason
     # Checks against exact answers hold at any budget.
-    for name in ("ls_exact_trajectory", "ls_null_component_kept", "ls_converges_to_pinv", "svm_kkt",
-                 "svm_planted_solution", "max_margin_references_solved"):
+    for name in (
+        "ls_exact_trajectory",
+        "ls_null_component_kept",
+        "ls_converges_to_pinv",
+        "svm_kkt",
+        "svm_planted_solution",
+        "max_margin_references_solved",
+    ):
         assert checks[name].passed is True, checks[name].reason
     for e in smoke.estimates:
         assert e.value is None or math.isfinite(e.value)

@@ -54,10 +54,19 @@ def test_reads_N_C_loss_and_converts_D(tmp_path):
         (csv_text("N,D,seed", GOOD_ROWS), r"missing column `loss`"),
         (csv_text("D,loss,seed", GOOD_ROWS), r"missing column `N`"),
         (csv_text("N,tokens,loss", GOOD_ROWS), r"missing column `D`.*or `C`"),
-        (csv_text("N,D,loss", GOOD_ROWS[:2] + [(1e9, "abc", 2.5)] + GOOD_ROWS[3:]), r"row 3 \(line 4\), column `D`: 'abc' is not a number"),
-        (csv_text("N,D,loss", GOOD_ROWS[:3] + [(1e9, 2e10, "nan")] + GOOD_ROWS[4:]), r"row 4 \(line 5\), column `loss` is 'nan'"),
+        (
+            csv_text("N,D,loss", GOOD_ROWS[:2] + [(1e9, "abc", 2.5)] + GOOD_ROWS[3:]),
+            r"row 3 \(line 4\), column `D`: 'abc' is not a number",
+        ),
+        (
+            csv_text("N,D,loss", GOOD_ROWS[:3] + [(1e9, 2e10, "nan")] + GOOD_ROWS[4:]),
+            r"row 4 \(line 5\), column `loss` is 'nan'",
+        ),
         (csv_text("N,D,loss", [(1e7, 2e8, "inf")] + GOOD_ROWS[1:]), r"row 1 \(line 2\), column `loss` is 'inf'"),
-        (csv_text("N,D,loss", GOOD_ROWS[:1] + [(-1e8, 2e9, 3.1)] + GOOD_ROWS[2:]), r"row 2 \(line 3\), column `N` is -100000000.0.*> 0"),
+        (
+            csv_text("N,D,loss", GOOD_ROWS[:1] + [(-1e8, 2e9, 3.1)] + GOOD_ROWS[2:]),
+            r"row 2 \(line 3\), column `N` is -100000000.0.*> 0",
+        ),
         (csv_text("N,D,loss", GOOD_ROWS[:4] + [(3e8, 0, 2.8)]), r"row 5 \(line 6\), column `D` is 0.*> 0"),
         (csv_text("N,C,loss", GOOD_ROWS[:4] + [(3e8, 5e9, -2.8)]), r"row 5 \(line 6\), column `loss` is -2.8"),
         (csv_text("N,D,loss", GOOD_ROWS[:3]), r"has 3 data rows but the fit has 5 parameters"),

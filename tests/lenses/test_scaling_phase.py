@@ -23,8 +23,19 @@ def law_rows(noise: float = 0.0, seed: int = 0) -> list[dict]:
         for n in np.geomspace(2e2, 2e5, 25):
             d = c / (6 * n)
             loss = TRUE["E"] + TRUE["A"] / n ** TRUE["alpha"] + TRUE["B"] / d ** TRUE["beta"]
-            rows.append({"N": float(n), "D": float(d), "C": float(c), "budget": float(c), "width": int(n), "seed": 0,
-                         "test_loss": loss * float(np.exp(rng.normal(0, noise))), "train_loss": loss, "steps": 1})
+            rows.append(
+                {
+                    "N": float(n),
+                    "D": float(d),
+                    "C": float(c),
+                    "budget": float(c),
+                    "width": int(n),
+                    "seed": 0,
+                    "test_loss": loss * float(np.exp(rng.normal(0, noise))),
+                    "train_loss": loss,
+                    "steps": 1,
+                }
+            )
     return rows
 
 

@@ -14,8 +14,17 @@ from multilens.lenses.spectral_bias import SpectralBiasConfig, SpectralBiasPhase
 from multilens.protocol.phase import Phase, PhaseContext
 from multilens.results import LensResult
 
-TINY = {"n_seeds": 2, "n_points": 32, "frequencies": [1, 4], "kf_features": 64, "kf_steps": 200, "mlp_width": 16,
-        "mlp_steps": 150, "ntk_modes": 5, "ff_features": 6}
+TINY = {
+    "n_seeds": 2,
+    "n_points": 32,
+    "frequencies": [1, 4],
+    "kf_features": 64,
+    "kf_steps": 200,
+    "mlp_width": 16,
+    "mlp_steps": 150,
+    "ntk_modes": 5,
+    "ff_features": 6,
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +35,11 @@ def smoke() -> LensResult:
 def test_profiles_and_overrides() -> None:
     for p in ("smoke", "quick", "full"):
         assert SpectralBiasConfig.for_profile(p).schema_version == 1
-    cfg = from_dict(SpectralBiasConfig, {"frequencies": [2, 7], "mlp_activation": "tanh"},
-                    base=SpectralBiasConfig.for_profile("smoke"))
+    cfg = from_dict(
+        SpectralBiasConfig,
+        {"frequencies": [2, 7], "mlp_activation": "tanh"},
+        base=SpectralBiasConfig.for_profile("smoke"),
+    )
     assert cfg.frequencies == (2, 7) and cfg.mlp_activation == "tanh"
 
 

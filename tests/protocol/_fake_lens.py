@@ -16,7 +16,7 @@ class FakeConfig:
     wrong_type: bool = False
 
     @classmethod
-    def for_profile(cls, profile: str) -> "FakeConfig":
+    def for_profile(cls, profile: str) -> FakeConfig:
         return cls()
 
 
@@ -26,8 +26,11 @@ CALLS: list[str] = []
 def run_fake(cfg: FakeConfig, seed: int) -> LensResult:
     if cfg.fail:
         raise RuntimeError("fake lens failed on purpose")
-    return LensResult("fake", estimates=(Estimate("v", cfg.value, cfg.value - 1, cfg.value + 1, n=3),),
-                      checks=(Check("v positive", cfg.value > 0, cfg.value, 0.0, None, "v > 0"),))
+    return LensResult(
+        "fake",
+        estimates=(Estimate("v", cfg.value, cfg.value - 1, cfg.value + 1, n=3),),
+        checks=(Check("v positive", cfg.value > 0, cfg.value, 0.0, None, "v > 0"),),
+    )
 
 
 class ProducerPhase:
@@ -53,8 +56,11 @@ class ConsumerPhase:
     def run(self, ctx: PhaseContext) -> PhaseOutput:
         CALLS.append("consumer")
         v = ctx.artifacts["fake.value"]
-        return PhaseOutput(LensResult("consumer", estimates=(Estimate("twice", 2 * v, stderr=0.0, n=1),)), {},
-                           {"consumer.twice": 2 * v})
+        return PhaseOutput(
+            LensResult("consumer", estimates=(Estimate("twice", 2 * v, stderr=0.0, n=1),)),
+            {},
+            {"consumer.twice": 2 * v},
+        )
 
 
 class BadConsumerPhase(ConsumerPhase):

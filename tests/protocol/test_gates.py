@@ -9,7 +9,9 @@ from multilens.protocol.gates import GateRule, evaluate_gate, policy_from_dict
 
 
 def rule(kind, inputs, op, threshold, action="stop", tol=1e-9):
-    return GateRule(name=f"{kind} gate", kind=kind, inputs=inputs, op=op, threshold=threshold, action=action, tolerance=tol)
+    return GateRule(
+        name=f"{kind} gate", kind=kind, inputs=inputs, op=op, threshold=threshold, action=action, tolerance=tol
+    )
 
 
 def test_unified_objective_matches_chapter():
@@ -17,7 +19,9 @@ def test_unified_objective_matches_chapter():
     res = evaluate_gate(r, {})
     assert res.value == pytest.approx(0.65, abs=1e-12)
     assert res.passed is True
-    worse = evaluate_gate(rule("objective", {"r_emp": 0.42, "lam": 0.30, "omega": 0.50, "rho": 0.40, "w": 0.45}, "<=", 0.70), {})
+    worse = evaluate_gate(
+        rule("objective", {"r_emp": 0.42, "lam": 0.30, "omega": 0.50, "rho": 0.40, "w": 0.45}, "<=", 0.70), {}
+    )
     assert worse.value == pytest.approx(0.75, abs=1e-12)
     assert worse.passed is False and worse.blocks
 
@@ -69,8 +73,14 @@ def test_warn_gate_does_not_block():
     [
         ({"name": "g", "kind": "geometry", "inputs": {"m": 1}, "op": ">=", "threshold": 0.1}, "missing ['kappa']"),
         ({"name": "g", "kind": "nope", "inputs": {}, "op": ">=", "threshold": 0.1}, "kind`"),
-        ({"name": "g", "kind": "threshold", "inputs": {"value": 1}, "op": "=>", "threshold": 0.1}, "op` must be one of"),
-        ({"name": "g", "kind": "threshold", "inputs": {"value": 1}, "op": ">=", "threshold": 0.1, "colour": 1}, "colour"),
+        (
+            {"name": "g", "kind": "threshold", "inputs": {"value": 1}, "op": "=>", "threshold": 0.1},
+            "op` must be one of",
+        ),
+        (
+            {"name": "g", "kind": "threshold", "inputs": {"value": 1}, "op": ">=", "threshold": 0.1, "colour": 1},
+            "colour",
+        ),
         ({"name": "g", "kind": "threshold", "inputs": {"value": 1}, "op": ">=", "threshold": "high"}, "threshold"),
     ],
 )

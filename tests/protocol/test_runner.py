@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import _fake_lens as fake
 import pytest
 
-import _fake_lens as fake
 from multilens.errors import ConfigError
 from multilens.lenses import registry
 from multilens.lenses.registry import LensEntry
@@ -30,8 +30,21 @@ def fake_registry(monkeypatch):
 
 
 def policy(op=">=", threshold=0.5, action="stop"):
-    return policy_from_dict({"gate": [{"name": "value ok", "kind": "threshold", "inputs": {"value": "metric:fake.value"},
-                                       "op": op, "threshold": threshold, "action": action, "phase": "producer"}]})
+    return policy_from_dict(
+        {
+            "gate": [
+                {
+                    "name": "value ok",
+                    "kind": "threshold",
+                    "inputs": {"value": "metric:fake.value"},
+                    "op": op,
+                    "threshold": threshold,
+                    "action": action,
+                    "phase": "producer",
+                }
+            ]
+        }
+    )
 
 
 def test_runs_in_order_and_hands_off_artifacts(tmp_path, fake_registry):

@@ -82,7 +82,9 @@ def test_verdict_is_computed_from_passed_not_copied(summary: dict[str, Any], man
     assert ">not evaluated</span>" in _check_row(page, "calibration_vs_scaling")
 
 
-def test_info_failures_and_warn_gates_are_amber_stop_gates_red(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
+def test_info_failures_and_warn_gates_are_amber_stop_gates_red(
+    summary: dict[str, Any], manifest: dict[str, Any]
+) -> None:
     page = render_html(summary, manifest)
     assert '<span class="badge badge-warn">fail</span>' in _check_row(page, "edge_of_stability")
     gate_rows = {g["name"]: _check_row(page, g["name"]) for g in summary["gates"]}
@@ -126,7 +128,11 @@ def test_script_embedded_json_cannot_close_the_script(
 
 
 def test_script_json_escapes_everything_dangerous() -> None:
-    value = {"a": "</script><!-- x --> & \u2028\u2029 </SCRIPT>", "n": [1.0, float("nan"), float("inf")], "arr": np.arange(3)}
+    value = {
+        "a": "</script><!-- x --> & \u2028\u2029 </SCRIPT>",
+        "n": [1.0, float("nan"), float("inf")],
+        "arr": np.arange(3),
+    }
     text = script_json(value)
     for bad in ("<", ">", "&", "\u2028", "\u2029"):
         assert bad not in text
@@ -153,7 +159,9 @@ def test_no_external_urls_and_plotly_inline(summary: dict[str, Any], manifest: d
     assert "default-src 'none'" in (csp["content"] or "")
 
 
-def test_each_figure_is_a_plot_div_with_its_key(summary: dict[str, Any], manifest: dict[str, Any], n_figures: int) -> None:
+def test_each_figure_is_a_plot_div_with_its_key(
+    summary: dict[str, Any], manifest: dict[str, Any], n_figures: int
+) -> None:
     page = render_html(summary, manifest)
     divs = [a for t, a in _parse(page).tags if t == "div" and "ml-plot" in (a.get("class") or "").split()]
     keys = [f["key"] for p in summary["phases"] for f in ((p["result"] or {}).get("figures", []))]
@@ -213,7 +221,7 @@ def test_artifact_links_are_relative_only(summary: dict[str, Any], manifest: dic
 
 def test_minimal_and_empty_inputs_render(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
     page = render_html({}, {})
-    assert page.startswith("<!DOCTYPE html>") and "No phases ran." in page and "ml-plot\"" not in page
+    assert page.startswith("<!DOCTYPE html>") and "No phases ran." in page and 'ml-plot"' not in page
     summary["phases"][0]["result"] = None
     summary["phases"][1]["metrics"] = None
     summary["gates"] = None

@@ -105,7 +105,8 @@ def test_optimal_ridge_lambda_minimizes_the_limiting_ridge_risk() -> None:
         best = grid[int(np.argmin(risks))]
         assert best == pytest.approx(lam_star, rel=5e-3)
         assert th.asymptotic_ridge_risk(gamma, lam_star, sigma2, r2) == pytest.approx(
-            th.asymptotic_optimal_ridge_risk(gamma, sigma2, r2), rel=1e-12)
+            th.asymptotic_optimal_ridge_risk(gamma, sigma2, r2), rel=1e-12
+        )
         assert th.asymptotic_optimal_ridge_risk(gamma, sigma2, r2) < r2
 
 
@@ -138,7 +139,8 @@ def test_conditional_gradient_flow_risk_matches_matrix_exponential(rng: np.rando
 def test_gradient_flow_limit_reaches_the_min_norm_limit_as_t_grows() -> None:
     for gamma in (0.5, 3.0):
         assert th.asymptotic_gradient_flow_risk(gamma, 1e7, 0.25, 1.0) == pytest.approx(
-            th.asymptotic_minnorm_risk(gamma, 0.25, 1.0), rel=1e-5)
+            th.asymptotic_minnorm_risk(gamma, 0.25, 1.0), rel=1e-5
+        )
     assert th.asymptotic_gradient_flow_risk(2.0, 0.0, 0.25, 1.0) == pytest.approx(1.0, rel=1e-12)  # beta_hat = 0
 
 

@@ -24,9 +24,14 @@ def _svm_slsqp(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """An independent solver: the primal QP min 1/2||w||^2 s.t. y x^T w >= 1 by SLSQP."""
     z = x * y[:, None]
     w0 = np.linalg.lstsq(z, np.ones(len(y)), rcond=None)[0] * 2.0
-    res = minimize(lambda w: 0.5 * w @ w, w0, jac=lambda w: w, method="SLSQP",
-                   constraints=[{"type": "ineq", "fun": lambda w: z @ w - 1.0, "jac": lambda w: z}],
-                   options={"ftol": 1e-14, "maxiter": 1000})
+    res = minimize(
+        lambda w: 0.5 * w @ w,
+        w0,
+        jac=lambda w: w,
+        method="SLSQP",
+        constraints=[{"type": "ineq", "fun": lambda w: z @ w - 1.0, "jac": lambda w: z}],
+        options={"ftol": 1e-14, "maxiter": 1000},
+    )
     assert res.success
     return res.x
 

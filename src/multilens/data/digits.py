@@ -45,9 +45,7 @@ def load_digits_split(seed: int, test_fraction: float = 0.25, n_train: int | Non
     d = load_digits()
     x = d.data.astype(np.float64)
     y = d.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=test_fraction, random_state=int(seed), stratify=y
-    )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=int(seed), stratify=y)
     if n_train is not None:
         if not 1 <= n_train <= len(y_tr):
             raise ConfigError(f"`n_train` must be in [1, {len(y_tr)}]; got {n_train}.")
@@ -56,6 +54,4 @@ def load_digits_split(seed: int, test_fraction: float = 0.25, n_train: int | Non
     sd = x_tr.std(axis=0)
     sd[sd == 0] = 1.0  # constant border pixels
     f = lambda a: torch.as_tensor((a - mu) / sd, dtype=torch.float32)  # noqa: E731
-    return DigitsSplit(
-        f(x_tr), torch.as_tensor(y_tr), f(x_te), torch.as_tensor(y_te), 10, digits_checksum()
-    )
+    return DigitsSplit(f(x_tr), torch.as_tensor(y_tr), f(x_te), torch.as_tensor(y_te), 10, digits_checksum())

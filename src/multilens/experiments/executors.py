@@ -15,9 +15,10 @@ import importlib
 import os
 import time
 import traceback
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from multilens.errors import ConfigError
 
@@ -110,9 +111,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ConfigError(
-                "`--executor ray` needs Ray; install it with `pip install 'multilens[ray]'`."
-            ) from None
+            raise ConfigError("`--executor ray` needs Ray; install it with `pip install 'multilens[ray]'`.") from None
         n = (os.cpu_count() or 1) if workers is None else workers
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"`workers` must be an int >= 1; got {workers!r}.")
@@ -129,7 +128,9 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except Exception as e:
-                raise ConfigError(f"`--address {address}`: could not connect to Ray ({e}); check the address.") from None
+                raise ConfigError(
+                    f"`--address {address}`: could not connect to Ray ({e}); check the address."
+                ) from None
             self._started = True
         self._remote = ray.remote(num_cpus=1, max_retries=0)(execute_task)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from multilens.errors import StoreError
 
@@ -88,12 +89,14 @@ class Store:
                     f"{SCHEMA_VERSION}; use a new --out directory."
                 )
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"store `{self.path}` is not a usable SQLite database ({e}); use a new --out directory.") from None
+            raise StoreError(
+                f"store `{self.path}` is not a usable SQLite database ({e}); use a new --out directory."
+            ) from None
 
     def close(self) -> None:
         self._con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,9 +123,7 @@ class Store:
         """Claim a run; a row left ``running`` by a killed process is reclaimed, never duplicated."""
         cfg = json.dumps(config, sort_keys=True)
         with self._tx() as con:
-            row = con.execute(
-                "SELECT status FROM runs WHERE config_hash=? AND seed=?", (config_hash, seed)
-            ).fetchone()
+            row = con.execute("SELECT status FROM runs WHERE config_hash=? AND seed=?", (config_hash, seed)).fetchone()
             if row is None:
                 con.execute(
                     "INSERT INTO runs (config_hash, seed, status, sweep, config_json, started_utc) "
@@ -182,9 +183,16 @@ class Store:
         for r in self._con.execute(q, args).fetchall():
             out.append(
                 RunRecord(
-                    r[0], int(r[1]), r[2], r[3], json.loads(r[4]),
-                    json.loads(r[5]) if r[5] else None, json.loads(r[6]) if r[6] else None,
-                    r[7], r[8], int(r[9]),
+                    r[0],
+                    int(r[1]),
+                    r[2],
+                    r[3],
+                    json.loads(r[4]),
+                    json.loads(r[5]) if r[5] else None,
+                    json.loads(r[6]) if r[6] else None,
+                    r[7],
+                    r[8],
+                    int(r[9]),
                 )
             )
         return out

@@ -7,8 +7,9 @@ curves in one transaction, or ``failed`` with its error). A failing run never st
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from multilens.config import config_hash
 from multilens.experiments.executors import Executor

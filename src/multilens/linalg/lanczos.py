@@ -347,8 +347,16 @@ def lanczos(
             # with the others by Rayleigh-Ritz on their span.
             n_missed += 1
             sub = lanczos(
-                matvec, dim, 1, which, tol=tol, atol=atol, max_iter=max_iter, seed=rng,
-                deflation_check=False, ortho_against=comp.T,
+                matvec,
+                dim,
+                1,
+                which,
+                tol=tol,
+                atol=atol,
+                max_iter=max_iter,
+                seed=rng,
+                deflation_check=False,
+                ortho_against=comp.T,
             )
             op.count += sub.n_matvec
             n_iter += sub.n_iter

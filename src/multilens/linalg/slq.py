@@ -158,9 +158,10 @@ def slq_density(
     lam_max, lam_min = float(nodes[hi_i]), float(nodes[lo_i])
     r_max, r_min = float(bounds[hi_i]), float(bounds[lo_i])
     scale = max(abs(lam_max), abs(lam_min), np.finfo(np.float64).tiny)
-    ok = r_max <= tol * max(abs(lam_max), 1e-300) + 1e-12 * scale and r_min <= tol * max(
-        abs(lam_min), 1e-300
-    ) + 1e-12 * scale
+    ok = (
+        r_max <= tol * max(abs(lam_max), 1e-300) + 1e-12 * scale
+        and r_min <= tol * max(abs(lam_min), 1e-300) + 1e-12 * scale
+    )
     width = sigma if sigma is not None else sigma_rel * max(lam_max - lam_min, 1e-12 * scale)
     grid = np.linspace(lam_min - 4 * width, lam_max + 4 * width, int(n_grid))
     density = gaussian_density(grid, nodes, weights, width)

@@ -183,9 +183,7 @@ def hutchpp(
     n_matvec = _check_budget("n_matvec", n_matvec, 4)
     s = n_matvec // 3 if sketch_size is None else _check_budget("sketch_size", sketch_size, 1)
     if n_matvec - 2 * s < 2:
-        raise ConfigError(
-            f"`n_matvec` ({n_matvec}) must leave at least 2 probes after the sketch (2*{s}); raise it."
-        )
+        raise ConfigError(f"`n_matvec` ({n_matvec}) must leave at least 2 probes after the sketch (2*{s}); raise it.")
     rng = as_generator(seed)
     op = CountingMatvec(matvec, dim)
     s_eff = min(s, dim)

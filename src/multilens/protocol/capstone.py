@@ -8,8 +8,9 @@ can re-render everything from the store alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from multilens.data.digits import digits_checksum
 from multilens.data.teacher_student import TeacherStudentTask
@@ -39,8 +40,14 @@ def _data_checksums(cfg: RunConfig) -> dict[str, str]:
     sums = {"sklearn_digits": digits_checksum()}
     if "scaling" in cfg.phases:
         sc = cfg.lens_config("scaling")
-        task = TeacherStudentTask(sc.d_in, sc.teacher_width, sc.noise_std, teacher_seed=0, decay=sc.teacher_decay,
-                                  input_scale=sc.teacher_input_scale)
+        task = TeacherStudentTask(
+            sc.d_in,
+            sc.teacher_width,
+            sc.noise_std,
+            teacher_seed=0,
+            decay=sc.teacher_decay,
+            input_scale=sc.teacher_input_scale,
+        )
         sums["scaling_teacher_student"] = task.checksum()
     return sums
 
@@ -119,6 +126,12 @@ def rerender(out_dir: str | Path) -> dict[str, Path]:
     with Store(db) as store:
         summary, manifest = store.get_meta("summary"), store.get_meta("manifest")
         if summary is None or manifest is None:
-            raise ConfigError(f"the store in `{out}` has no finished protocol run; run `multilens run --out {out}` to finish it.")
-        base = {k: v for k, v in summary.items() if k not in ("cross_checks", "recommendations", "assumptions", "risks", "checklist", "artifacts")}
+            raise ConfigError(
+                f"the store in `{out}` has no finished protocol run; run `multilens run --out {out}` to finish it."
+            )
+        base = {
+            k: v
+            for k, v in summary.items()
+            if k not in ("cross_checks", "recommendations", "assumptions", "risks", "checklist", "artifacts")
+        }
         return finalize(out, base, manifest, store)[1]

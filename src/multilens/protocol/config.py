@@ -58,8 +58,9 @@ class RunConfig:
         """The validated, frozen config of one lens: profile defaults + this run's table."""
         entry = get_lens(section)
         cls = entry.load("config")
-        return from_dict(cls, self.sections.get(entry.section, {}), where=entry.section,
-                         base=cls.for_profile(self.profile))
+        return from_dict(
+            cls, self.sections.get(entry.section, {}), where=entry.section, base=cls.for_profile(self.profile)
+        )
 
     def phase_hash(self, section: str) -> str:
         cfg = self.lens_config(section)
@@ -67,8 +68,12 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": self.schema_version, "profile": self.profile, "seed": self.seed,
-            "phases": list(self.phases), "policy": self.policy, "title": self.title,
+            "schema_version": self.schema_version,
+            "profile": self.profile,
+            "seed": self.seed,
+            "phases": list(self.phases),
+            "policy": self.policy,
+            "title": self.title,
             "lenses": {p: dataclasses.asdict(self.lens_config(p)) for p in self.phases},
         }
 
@@ -100,5 +105,7 @@ def run_config_from_dict(data: dict[str, Any], **overrides: Any) -> RunConfig:
         cfg.lens_config(p)  # validate now, before anything runs
     for s in sections:
         if s not in {get_lens(p).section for p in cfg.phases}:
-            raise ConfigError(f"config table `[{s}]` is for a phase that is not in `phases`; add it or remove the table.")
+            raise ConfigError(
+                f"config table `[{s}]` is for a phase that is not in `phases`; add it or remove the table."
+            )
     return cfg

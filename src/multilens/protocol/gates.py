@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from multilens.config import from_dict, load_toml
 from multilens.errors import ConfigError
@@ -100,9 +101,17 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         v = self.value if self.value is not None and math.isfinite(self.value) else None
         return {
-            "name": self.name, "kind": self.kind, "metric": self.metric, "value": v, "op": self.op,
-            "threshold": self.threshold, "action": self.action, "passed": self.passed,
-            "reason": self.reason, "phase": self.phase, "inputs": self.inputs,
+            "name": self.name,
+            "kind": self.kind,
+            "metric": self.metric,
+            "value": v,
+            "op": self.op,
+            "threshold": self.threshold,
+            "action": self.action,
+            "passed": self.passed,
+            "reason": self.reason,
+            "phase": self.phase,
+            "inputs": self.inputs,
         }
 
     @property
@@ -153,7 +162,9 @@ def gate_value(rule: GateRule, metrics: Mapping[str, Any]) -> tuple[float, dict[
 
 
 def _label(rule: GateRule) -> str:
-    return {"threshold": "value", "objective": "J", "geometry": "s", "composition": "L_sys", "certificate": "slack"}[rule.kind]
+    return {"threshold": "value", "objective": "J", "geometry": "s", "composition": "L_sys", "certificate": "slack"}[
+        rule.kind
+    ]
 
 
 def evaluate_gate(rule: GateRule, metrics: Mapping[str, Any]) -> GateResult:
@@ -162,16 +173,29 @@ def evaluate_gate(rule: GateRule, metrics: Mapping[str, Any]) -> GateResult:
     try:
         value, used = gate_value(rule, metrics)
     except _Missing as e:
-        return GateResult(rule.name, rule.kind, metric, None, rule.op, rule.threshold, rule.action, None,
-                          f"not evaluated: {e}; counts as a failure", rule.phase)
+        return GateResult(
+            rule.name,
+            rule.kind,
+            metric,
+            None,
+            rule.op,
+            rule.threshold,
+            rule.action,
+            None,
+            f"not evaluated: {e}; counts as a failure",
+            rule.phase,
+        )
     op = _OPS[rule.op]
     # Tolerance: shift the threshold toward passing by `tolerance`.
     slack = rule.tolerance if rule.op in ("<=", "<") else -rule.tolerance
     passed = bool(op(value, rule.threshold + slack))
     verdict = "pass" if passed else ("blocks" if rule.action == "stop" else "warns")
-    reason = f"{_label(rule)} = {value:.6g} {rule.op} {rule.threshold:g} (tol {rule.tolerance:g}) is {passed}: {verdict}"
-    return GateResult(rule.name, rule.kind, metric, value, rule.op, rule.threshold, rule.action, passed, reason,
-                      rule.phase, used)
+    reason = (
+        f"{_label(rule)} = {value:.6g} {rule.op} {rule.threshold:g} (tol {rule.tolerance:g}) is {passed}: {verdict}"
+    )
+    return GateResult(
+        rule.name, rule.kind, metric, value, rule.op, rule.threshold, rule.action, passed, reason, rule.phase, used
+    )
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,15 @@ def assumptions(summary: dict[str, Any]) -> list[dict[str, Any]]:
             if c is not None:
                 status = {True: "holds", False: "violated", None: "unchecked"}[c["passed"]]
                 how = f"check `{how}`: {c['reason']}"
-            out.append({"phase": ph["name"], "text": a["text"], "source": a["source"], "status": status,
-                        "checked_by": how or "not checked in this run"})
+            out.append(
+                {
+                    "phase": ph["name"],
+                    "text": a["text"],
+                    "source": a["source"],
+                    "status": status,
+                    "checked_by": how or "not checked in this run",
+                }
+            )
     return out
 
 
@@ -44,35 +51,60 @@ def risks(summary: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(title: str, trigger: str, likelihood: str, impact: str, mitigation: str, status: str) -> None:
-        out.append({"id": f"R{len(out) + 1}", "title": title, "trigger": trigger, "likelihood": likelihood,
-                    "impact": impact, "mitigation": mitigation, "status": status})
+        out.append(
+            {
+                "id": f"R{len(out) + 1}",
+                "title": title,
+                "trigger": trigger,
+                "likelihood": likelihood,
+                "impact": impact,
+                "mitigation": mitigation,
+                "status": status,
+            }
+        )
 
     for ph in summary["phases"]:
         if ph["status"] in ("failed", "skipped"):
-            add(f"phase `{ph['name']}` {ph['status']}", (ph.get("error") or "").splitlines()[0] if ph.get("error") else "",
-                "observed", "high: its lens contributes no evidence",
+            add(
+                f"phase `{ph['name']}` {ph['status']}",
+                (ph.get("error") or "").splitlines()[0] if ph.get("error") else "",
+                "observed",
+                "high: its lens contributes no evidence",
                 "read the error in summary.json, fix the input or code, re-run with the same --out (finished work is kept)",
-                "open")
+                "open",
+            )
         for c in (ph.get("result") or {}).get("checks", []):
             if c["passed"] is False and c.get("severity", "error") == "error":
-                add(f"{ph['name']}: check `{c['name']}` failed", c["reason"], "observed",
+                add(
+                    f"{ph['name']}: check `{c['name']}` failed",
+                    c["reason"],
+                    "observed",
                     "medium: the measurement disagrees with the theory's prediction or a tolerance",
                     "check the theorem's assumptions for this setting; rerun with the `full` profile (more seeds) "
                     "to tell noise from a real disagreement; do not rely on this estimate for decisions",
-                    "open")
+                    "open",
+                )
     for g in summary["gates"]:
         if g["passed"] is True:
             continue
         if g["reason"].startswith("not evaluated: phase"):
             continue
-        add(f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}", g["reason"],
-            "observed", "high: release blocked" if g["action"] == "stop" else "medium: release warning",
+        add(
+            f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}",
+            g["reason"],
+            "observed",
+            "high: release blocked" if g["action"] == "stop" else "medium: release warning",
             "address the measured cause or change the policy threshold with a written justification",
-            "blocking" if g["action"] == "stop" else "open")
-    add("small-model, CPU-only evidence", "always: every lens runs on small models and bundled data",
-        "likely", "medium: exponents and thresholds may not transfer to large models",
+            "blocking" if g["action"] == "stop" else "open",
+        )
+    add(
+        "small-model, CPU-only evidence",
+        "always: every lens runs on small models and bundled data",
+        "likely",
+        "medium: exponents and thresholds may not transfer to large models",
         "treat fitted laws as hypotheses for the user's own runs; refit with `multilens scaling fit` on them",
-        "accepted")
+        "accepted",
+    )
     return out
 
 
@@ -96,16 +128,19 @@ def rerun_matches(store: Store) -> tuple[bool | None, str]:
         return False, f"re-executing run {rec.config_hash}/{rec.seed} raised: {out['error'].splitlines()[0]}"
     a, b = _strip_timing(out["result"]["metrics"]), _strip_timing(rec.metrics)
     same = a == b
-    return same, (f"run {rec.config_hash}/{rec.seed} re-executed: metrics "
-                  + ("identical" if same else f"differ: {sorted(k for k in a if a.get(k) != b.get(k))}"))
+    return same, (
+        f"run {rec.config_hash}/{rec.seed} re-executed: metrics "
+        + ("identical" if same else f"differ: {sorted(k for k in a if a.get(k) != b.get(k))}")
+    )
 
 
 def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | None) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
 
     def item(name: str, ok: bool | None, evidence: str) -> None:
-        items.append({"item": name, "status": "done" if ok else ("missing" if ok is False else "partial"),
-                      "evidence": evidence})
+        items.append(
+            {"item": name, "status": "done" if ok else ("missing" if ok is False else "partial"), "evidence": evidence}
+        )
 
     item("seeds recorded", bool(manifest.get("seeds")), f"seeds: {manifest.get('seeds')}")
     hashes = manifest.get("config_hashes") or {}
@@ -114,20 +149,32 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
     torch_ok = str(pins.get("torch") or "").startswith("2.13.0")
     item("pinned torch==2.13.0 in use", torch_ok, f"torch {pins.get('torch')}")
     commit, dirty = manifest.get("git_commit"), manifest.get("git_dirty")
-    item("code version recorded (git commit, clean tree)", None if commit and dirty else bool(commit),
-         f"commit {commit or 'unknown'}" + (" with uncommitted changes" if dirty else ""))
-    item("data checksums recorded", bool(manifest.get("data_checksums")),
-         ", ".join(f"{k}: {str(v)[:12]}…" for k, v in (manifest.get("data_checksums") or {}).items()))
+    item(
+        "code version recorded (git commit, clean tree)",
+        None if commit and dirty else bool(commit),
+        f"commit {commit or 'unknown'}" + (" with uncommitted changes" if dirty else ""),
+    )
+    item(
+        "data checksums recorded",
+        bool(manifest.get("data_checksums")),
+        ", ".join(f"{k}: {str(v)[:12]}…" for k, v in (manifest.get("data_checksums") or {}).items()),
+    )
     ests = [e for ph in summary["phases"] for e in ((ph.get("result") or {}).get("estimates", []))]
     with_ci = [e for e in ests if e.get("ci_low") is not None or e.get("stderr") is not None]
     explained = [e for e in ests if e not in with_ci and (e.get("value") is None or e.get("note"))]
-    item("every estimate has an interval, or says why not", bool(ests) and len(with_ci) + len(explained) == len(ests),
-         f"{len(with_ci)} of {len(ests)} with an interval or standard error; {len(explained)} deterministic or "
-         f"unmeasured, each with its reason; {len(ests) - len(with_ci) - len(explained)} neither")
+    item(
+        "every estimate has an interval, or says why not",
+        bool(ests) and len(with_ci) + len(explained) == len(ests),
+        f"{len(with_ci)} of {len(ests)} with an interval or standard error; {len(explained)} deterministic or "
+        f"unmeasured, each with its reason; {len(ests) - len(with_ci) - len(explained)} neither",
+    )
     iters = [e for e in ests if e.get("converged") is not None]
     conv = [e for e in iters if e["converged"]]
-    item("every iterative estimate converged", len(conv) == len(iters),
-         f"{len(conv)} of {len(iters)} iterative estimates converged")
+    item(
+        "every iterative estimate converged",
+        len(conv) == len(iters),
+        f"{len(conv)} of {len(iters)} iterative estimates converged",
+    )
     counts = (store.counts() if store else summary.get("store_counts")) or {}
     unfinished = counts.get("running", 0) + counts.get("failed", 0)
     item("no unfinished or failed runs in the store", unfinished == 0, f"store: {counts}")
@@ -138,9 +185,12 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
     evaluated = [c for c in checks if c["passed"] is not None]
     unexplained = [c for c in checks if c["passed"] is None and not c.get("reason")]
     status = (len(evaluated) == len(checks) and bool(checks)) or (None if not unexplained and checks else False)
-    item("every check evaluated (or its reason stated)", status,
-         f"{len(evaluated)} of {len(checks)} checks evaluated; {len(checks) - len(evaluated) - len(unexplained)} not "
-         f"evaluated with a stated reason; {len(unexplained)} without one")
+    item(
+        "every check evaluated (or its reason stated)",
+        status,
+        f"{len(evaluated)} of {len(checks)} checks evaluated; {len(checks) - len(evaluated) - len(unexplained)} not "
+        f"evaluated with a stated reason; {len(unexplained)} without one",
+    )
     return items
 
 
@@ -158,15 +208,21 @@ def md_table(columns: list[str], rows: list[list[Any]]) -> str:
 
 def assumptions_md(items: list[dict[str, Any]]) -> str:
     head = "# Assumptions log\n\nEach assumption a phase relied on, where it comes from, and whether this run checked it.\n\n"
-    return head + md_table(["phase", "assumption", "source", "status", "how checked"],
-                           [[a["phase"], a["text"], a["source"], a["status"], a["checked_by"]] for a in items])
+    return head + md_table(
+        ["phase", "assumption", "source", "status", "how checked"],
+        [[a["phase"], a["text"], a["source"], a["status"], a["checked_by"]] for a in items],
+    )
 
 
 def risks_md(items: list[dict[str, Any]]) -> str:
     head = "# Risk register\n\nRaised automatically by failed phases, checks and gates of this run.\n\n"
-    return head + md_table(["id", "risk", "trigger", "likelihood", "impact", "mitigation", "status"],
-                           [[r["id"], r["title"], r["trigger"], r["likelihood"], r["impact"], r["mitigation"],
-                             r["status"]] for r in items])
+    return head + md_table(
+        ["id", "risk", "trigger", "likelihood", "impact", "mitigation", "status"],
+        [
+            [r["id"], r["title"], r["trigger"], r["likelihood"], r["impact"], r["mitigation"], r["status"]]
+            for r in items
+        ],
+    )
 
 
 def checklist_md(items: list[dict[str, Any]]) -> str:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from multilens.errors import ConfigError
 from multilens.experiments.store import Store
@@ -46,9 +47,17 @@ class PhaseRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "title": self.title, "status": self.status, "wall_time_s": self.wall_time_s,
-            "consumes": self.consumes, "produces": self.produces, "error": self.error, "result": self.result,
-            "metrics": self.metrics, "recommendations": self.recommendations, "cached": self.cached,
+            "name": self.name,
+            "title": self.title,
+            "status": self.status,
+            "wall_time_s": self.wall_time_s,
+            "consumes": self.consumes,
+            "produces": self.produces,
+            "error": self.error,
+            "result": self.result,
+            "metrics": self.metrics,
+            "recommendations": self.recommendations,
+            "cached": self.cached,
             "config_hash": self.config_hash,
         }
 
@@ -135,15 +144,41 @@ def run_protocol(
             cons = {k: _tname(v) for k, v in ph.consumes.items()}
             prod = {k: _tname(v) for k, v in ph.produces.items()}
             if status == "stopped":
-                records.append(PhaseRecord(ph.name, ph.title, "stopped", 0.0, cons, prod,
-                                           f"not run: the protocol stopped at gate(s) after `{stopped_at}`",
-                                           None, {}, [], False, h))
+                records.append(
+                    PhaseRecord(
+                        ph.name,
+                        ph.title,
+                        "stopped",
+                        0.0,
+                        cons,
+                        prod,
+                        f"not run: the protocol stopped at gate(s) after `{stopped_at}`",
+                        None,
+                        {},
+                        [],
+                        False,
+                        h,
+                    )
+                )
                 continue
             missing = [k for k in ph.consumes if k in failed_producers or k not in artifacts]
             if missing:
-                records.append(PhaseRecord(ph.name, ph.title, "skipped", 0.0, cons, prod,
-                                           f"skipped: needs {missing}, which a failed phase did not produce",
-                                           None, {}, [], False, h))
+                records.append(
+                    PhaseRecord(
+                        ph.name,
+                        ph.title,
+                        "skipped",
+                        0.0,
+                        cons,
+                        prod,
+                        f"skipped: needs {missing}, which a failed phase did not produce",
+                        None,
+                        {},
+                        [],
+                        False,
+                        h,
+                    )
+                )
                 failed_producers.update(ph.produces)
                 status, stopped_at = _gate(policy, metrics, ph.name, gates, status, stopped_at)
                 continue
@@ -154,14 +189,24 @@ def run_protocol(
             cached = payload is not None
             error = None
             if payload is None:
-                ctx = PhaseContext(cfg.profile, cfg.seed, out_dir, cfg.sections.get(ph.name, {}),
-                                   dict(artifacts), store, executor, progress)
+                ctx = PhaseContext(
+                    cfg.profile,
+                    cfg.seed,
+                    out_dir,
+                    cfg.sections.get(ph.name, {}),
+                    dict(artifacts),
+                    store,
+                    executor,
+                    progress,
+                )
                 try:
                     out = ph.run(ctx)
                     for name, typ in ph.produces.items():
                         if not isinstance(out.artifacts.get(name), typ):
-                            raise TypeError(f"phase `{ph.name}` declared it produces `{name}` as "
-                                            f"{_tname(typ)} but returned {type(out.artifacts.get(name)).__name__}")
+                            raise TypeError(
+                                f"phase `{ph.name}` declared it produces `{name}` as "
+                                f"{_tname(typ)} but returned {type(out.artifacts.get(name)).__name__}"
+                            )
                     payload = _phase_payload(out)
                     store.put_phase(ph.name, h, cfg.seed, payload)
                 except Exception as e:  # a failing phase is recorded; the protocol goes on
@@ -169,14 +214,30 @@ def run_protocol(
                     error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
             wall = time.perf_counter() - t0
             if payload is None:
-                records.append(PhaseRecord(ph.name, ph.title, "failed", wall, cons, prod, error, None, {}, [], False, h))
+                records.append(
+                    PhaseRecord(ph.name, ph.title, "failed", wall, cons, prod, error, None, {}, [], False, h)
+                )
                 failed_producers.update(ph.produces)
                 status, stopped_at = _gate(policy, metrics, ph.name, gates, status, stopped_at)
                 continue
             artifacts.update(payload["artifacts"])
             metrics.update(payload["metrics"])
-            records.append(PhaseRecord(ph.name, ph.title, "done", wall, cons, prod, None, payload["result"],
-                                       payload["metrics"], payload["recommendations"], cached, h))
+            records.append(
+                PhaseRecord(
+                    ph.name,
+                    ph.title,
+                    "done",
+                    wall,
+                    cons,
+                    prod,
+                    None,
+                    payload["result"],
+                    payload["metrics"],
+                    payload["recommendations"],
+                    cached,
+                    h,
+                )
+            )
             status, stopped_at = _gate(policy, metrics, ph.name, gates, status, stopped_at)
         if status != "stopped":
             status, stopped_at = _gate(policy, metrics, "", gates, status, stopped_at)
@@ -184,8 +245,20 @@ def run_protocol(
         ran = {r.name for r in records}
         for g in policy.gates:
             if g.phase and g.phase not in ran:
-                gates.append(GateResult(g.name, g.kind, ",".join(g.metrics), None, g.op, g.threshold, g.action,
-                                        None, f"not evaluated: phase `{g.phase}` is not in this run", g.phase))
+                gates.append(
+                    GateResult(
+                        g.name,
+                        g.kind,
+                        ",".join(g.metrics),
+                        None,
+                        g.op,
+                        g.threshold,
+                        g.action,
+                        None,
+                        f"not evaluated: phase `{g.phase}` is not in this run",
+                        g.phase,
+                    )
+                )
         if any(r.status == "failed" for r in records) and status == "complete":
             status = "failed"
         store_counts = store.counts()

@@ -106,7 +106,7 @@ def check_counts(checks: Sequence[Any]) -> tuple[int, int, int]:
 
 
 def fmt_counts(counts: tuple[int, int, int]) -> str:
-    """"3 pass · 1 fail · 0 not evaluated" style summary of :func:`check_counts`."""
+    """ "3 pass · 1 fail · 0 not evaluated" style summary of :func:`check_counts`."""
     n_pass, n_fail, n_ne = counts
     return f"{n_pass} pass \u00b7 {n_fail} fail \u00b7 {n_ne} not evaluated"
 
@@ -183,9 +183,7 @@ def badge(text: Any, kind: str | None = None) -> str:
 def table(columns: Sequence[Any], rows: Sequence[Sequence[str]], *, raw: bool = False, cls: str = "") -> str:
     """An HTML table; cells are escaped unless ``raw`` (then they must already be safe HTML)."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f'<div class="table-wrap"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -235,7 +233,13 @@ def script_json(obj: Any) -> str:
     appear), and so are U+2028/U+2029 (line terminators in older JavaScript).
     """
     text = json.dumps(jsonable(obj), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
     return text
 
@@ -394,7 +398,7 @@ def notes_html(notes: Sequence[Any]) -> str:
     """Free-text notes as a list."""
     if not notes:
         return ""
-    return "<h3>Notes</h3><ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+    return '<h3>Notes</h3><ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
 
 
 def _types_text(types: Any) -> str:
@@ -410,7 +414,7 @@ def phase_html(phase: Mapping[str, Any], index: int) -> str:
     status = phase.get("status") or "unknown"
     head = (
         f'<h2><span class="num">{index + 1}.</span> {esc(phase.get("title") or phase.get("name") or "phase")} '
-        f'<code>{esc(phase.get("name", ""))}</code> {badge(status)}</h2>'
+        f"<code>{esc(phase.get('name', ''))}</code> {badge(status)}</h2>"
     )
     ran = (
         '<dl class="ran">'
@@ -421,12 +425,16 @@ def phase_html(phase: Mapping[str, Any], index: int) -> str:
         + (f"<dt>lens</dt><dd><code>{esc(result.get('lens'))}</code></dd>" if result.get("lens") else "")
         + "</dl>"
     )
-    error = f'<div class="error"><strong>Error</strong><pre>{esc(phase.get("error"))}</pre></div>' if phase.get("error") else ""
+    error = (
+        f'<div class="error"><strong>Error</strong><pre>{esc(phase.get("error"))}</pre></div>'
+        if phase.get("error")
+        else ""
+    )
     metrics = as_dict(phase.get("metrics"))
     metrics_part = "<h3>Gate metrics</h3>" + _key_values(metrics) if metrics else ""
     figures = as_list(result.get("figures"))
     plots = (
-        "<h3>Plots</h3><div class=\"plots\">"
+        '<h3>Plots</h3><div class="plots">'
         + "".join(figure_html(f, f"ml-plot-{index}-{j}") for j, f in enumerate(figures))
         + "</div>"
         if figures
@@ -517,7 +525,8 @@ def recommendations_html(recs: Sequence[Any]) -> str:
     if not recs:
         return _empty("No recommendations.")
     items = "".join(
-        f'<li>{esc(r.get("text", ""))} <span class="source">{esc(r.get("source") or "")}</span></li>' for r in map(as_dict, recs)
+        f'<li>{esc(r.get("text", ""))} <span class="source">{esc(r.get("source") or "")}</span></li>'
+        for r in map(as_dict, recs)
     )
     return f'<ul class="recs">{items}</ul>'
 
@@ -535,7 +544,10 @@ def checklist_html(items: Sequence[Any]) -> str:
     """The reproducibility checklist."""
     if not items:
         return _empty("No checklist.")
-    rows = [[esc(c.get("item", "")), badge(c.get("status") or DASH), esc(c.get("evidence") or "")] for c in map(as_dict, items)]
+    rows = [
+        [esc(c.get("item", "")), badge(c.get("status") or DASH), esc(c.get("evidence") or "")]
+        for c in map(as_dict, items)
+    ]
     return table(["item", "status", "evidence"], rows, raw=True)
 
 
@@ -684,7 +696,7 @@ def plotly_js() -> str:
 def _nav(entries: Sequence[tuple[str, str]], phases: Sequence[Mapping[str, Any]]) -> str:
     phase_items = "".join(
         f'<li><a href="#phase-{i}">{esc(p.get("title") or p.get("name") or "phase")}</a> '
-        f'{badge(p.get("status") or "unknown")}</li>'
+        f"{badge(p.get('status') or 'unknown')}</li>"
         for i, p in enumerate(phases)
     )
     items = []
@@ -703,7 +715,11 @@ def render_html(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
     sections = [
         ("overview", "Overview", overview_html(phases)),
         ("gates", "Go/no-go gates", gates_html(as_list(summary.get("gates")))),
-        ("cross-checks", "Cross-lens checks", checks_html(cross, heading="") if cross else _empty("No cross-lens checks.")),
+        (
+            "cross-checks",
+            "Cross-lens checks",
+            checks_html(cross, heading="") if cross else _empty("No cross-lens checks."),
+        ),
         ("recommendations", "Recommendations", recommendations_html(as_list(summary.get("recommendations")))),
         ("risks", "Risk register", risks_html(as_list(summary.get("risks")))),
         ("checklist", "Reproducibility checklist", checklist_html(as_list(summary.get("checklist")))),
@@ -719,14 +735,14 @@ def render_html(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
         f"\u00b7 self-contained: opens offline, loads nothing from the network.</footer>"
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title} \u2014 multilens report</title>"
         f"<style>{_CSS}</style>\n"
         f'<script type="text/javascript">{plotly_js()}</script>\n'
         f"<script>{_PLOT_JS}</script>"
-        "</head><body><div class=\"layout\">"
+        '</head><body><div class="layout">'
         + _nav([(a, t) for a, t, _ in sections], phases)
         + "<main>"
         + header_html(summary)

@@ -36,7 +36,6 @@ from multilens.report.html import (
     verdict,
 )
 
-
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
@@ -139,7 +138,9 @@ def phase_md(phase: Mapping[str, Any], index: int) -> str:
         parts.append("**Error:**\n\n" + _fence(str(phase["error"])))
     metrics = as_dict(phase.get("metrics"))
     if metrics:
-        parts.append("#### Gate metrics\n\n" + md_table(["metric", "value"], [[k, fmt_num(v)] for k, v in metrics.items()]))
+        parts.append(
+            "#### Gate metrics\n\n" + md_table(["metric", "value"], [[k, fmt_num(v)] for k, v in metrics.items()])
+        )
     sub: list[tuple[str, str]] = [
         ("Figures (drawn in report.html)", figures_md(as_list(result.get("figures")))),
         ("Estimates", estimates_md(as_list(result.get("estimates"))) if result.get("estimates") else ""),
@@ -174,7 +175,9 @@ def phase_md(phase: Mapping[str, Any], index: int) -> str:
 def header_md(summary: Mapping[str, Any]) -> str:
     """Title and key facts."""
     phases = [as_dict(p) for p in as_list(summary.get("phases"))]
-    all_checks = [c for p in phases for c in as_list(phase_result(p).get("checks"))] + as_list(summary.get("cross_checks"))
+    all_checks = [c for p in phases for c in as_list(phase_result(p).get("checks"))] + as_list(
+        summary.get("cross_checks")
+    )
     gates = [as_dict(g) for g in as_list(summary.get("gates"))]
     stopped = f" (stopped at {md_text(summary['stopped_at'])})" if summary.get("stopped_at") else ""
     facts = [

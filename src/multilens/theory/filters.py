@@ -69,9 +69,7 @@ class FilterMatch:
     n_iter: int
 
 
-def best_matching_lambda(
-    s: np.ndarray, target: np.ndarray, *, rtol: float = 1e-12, max_iter: int = 400
-) -> FilterMatch:
+def best_matching_lambda(s: np.ndarray, target: np.ndarray, *, rtol: float = 1e-12, max_iter: int = 400) -> FilterMatch:
     """argmin_lam max_j |target_j - s_j^2/(s_j^2 + lam)| by bisection on log(lam).
 
     ``s`` must be positive. The deviation d_j(lam) = ridge_j(lam) - target_j decreases in lam,
@@ -108,8 +106,12 @@ def best_matching_lambda(
             converged = True
             break
     if not converged:
-        warnings.warn(f"best_matching_lambda stopped at max_iter={max_iter} with log-bracket width {hi - lo:.3g} "
-                      f"> rtol={rtol:g}; raise max_iter.", ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"best_matching_lambda stopped at max_iter={max_iter} with log-bracket width {hi - lo:.3g} "
+            f"> rtol={rtol:g}; raise max_iter.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     lam = math.exp(0.5 * (lo + hi))
     dev = np.abs(ridge_filter(s, lam) - target)
     j = int(np.argmax(dev))

@@ -41,7 +41,6 @@ from scipy.optimize import linprog, minimize
 
 from multilens.errors import ConfigError
 
-
 # --------------------------------------------------------------------------------------------
 # Least squares: the pseudoinverse limit and the per-mode rate
 
@@ -185,7 +184,11 @@ def hard_margin_svm(x: np.ndarray, y: np.ndarray, tol: float = 1e-9, max_iter: i
         return gram @ a - 1.0
 
     res = minimize(
-        f, np.zeros(n), jac=g, method="L-BFGS-B", bounds=[(0.0, None)] * n,
+        f,
+        np.zeros(n),
+        jac=g,
+        method="L-BFGS-B",
+        bounds=[(0.0, None)] * n,
         options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": max_iter, "maxfun": 4 * max_iter},
     )
     alpha = np.maximum(res.x, 0.0)

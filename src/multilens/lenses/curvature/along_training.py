@@ -131,9 +131,17 @@ def run_schedule(
     data = load_digits_split(seed, n_train=n_train)
     x = data.x_train
     y = nn.functional.one_hot(data.y_train, data.n_classes).to(torch.float32)  # (n, 10) targets
-    model = build_mlp(MLPSpec(data.d_in, widths, data.n_classes, activation), seed=derive_seed(seed, "along-training-init"))
+    model = build_mlp(
+        MLPSpec(data.d_in, widths, data.n_classes, activation), seed=derive_seed(seed, "along-training-init")
+    )
     cfg = TrainConfig(
-        optimizer="sgd", lr=lr, batch_size=int(x.shape[0]), epochs=steps, schedule=schedule, step_gamma=step_gamma, loss="mse"
+        optimizer="sgd",
+        lr=lr,
+        batch_size=int(x.shape[0]),
+        epochs=steps,
+        schedule=schedule,
+        step_gamma=step_gamma,
+        loss="mse",
     )
     every = max(1, steps // n_checkpoints)
     cps: list[Checkpoint] = []
@@ -144,11 +152,17 @@ def run_schedule(
         )
         eta = lr_at(cfg, max(step - 1, 0), steps)
         thr = eos_threshold(eta) if eta > 0 else math.inf
-        cps.append(Checkpoint(step, eta, thr, loss, top, res, ok, nmv + tr.n_matvec, tr.estimate, tr.stderr, tr.ci_low, tr.ci_high))
+        cps.append(
+            Checkpoint(
+                step, eta, thr, loss, top, res, ok, nmv + tr.n_matvec, tr.estimate, tr.stderr, tr.ci_low, tr.ci_high
+            )
+        )
 
     t0 = time.perf_counter()
     record(0, model)
-    res = train_model(model, x, y, cfg, seed=derive_seed(seed, "along-training-order"), callback=record, callback_every=every)
+    res = train_model(
+        model, x, y, cfg, seed=derive_seed(seed, "along-training-order"), callback=record, callback_every=every
+    )
     return ScheduleRun(schedule, tuple(cps), res.diverged, res.final_train_loss, res.steps, time.perf_counter() - t0)
 
 

@@ -118,7 +118,15 @@ def hessian_density(
     """
     op = curvature_operator(model, loss_fn, data, params=params, kind=kind, dtype=dtype, mode=mode)
     return slq_density(
-        op, op.dim, n_vectors=n_vectors, n_iter=n_iter, sigma=sigma, sigma_rel=sigma_rel, n_grid=n_grid, tol=tol, seed=seed
+        op,
+        op.dim,
+        n_vectors=n_vectors,
+        n_iter=n_iter,
+        sigma=sigma,
+        sigma_rel=sigma_rel,
+        n_grid=n_grid,
+        tol=tol,
+        seed=seed,
     )
 
 
@@ -151,12 +159,32 @@ class LayerTable:
     schema_version: int = 1
 
     def to_table(self, key: str = "per_layer", title: str = "Per-layer curvature") -> Table:
-        cols = ["layer", "n_params", "top eigenvalue", "converged", "rel. residual", "trace", "trace CI low", "trace CI high", "HVPs"]
+        cols = [
+            "layer",
+            "n_params",
+            "top eigenvalue",
+            "converged",
+            "rel. residual",
+            "trace",
+            "trace CI low",
+            "trace CI high",
+            "HVPs",
+        ]
         rows = []
         for r in self.rows:
             rel = r.residual / max(abs(r.top_eigenvalue), 1e-300)
             rows.append(
-                [r.layer, r.n_params, _json(r.top_eigenvalue), r.converged, _json(rel), _json(r.trace), _json(r.trace_ci_low), _json(r.trace_ci_high), r.eig_n_matvec + r.trace_n_matvec]
+                [
+                    r.layer,
+                    r.n_params,
+                    _json(r.top_eigenvalue),
+                    r.converged,
+                    _json(rel),
+                    _json(r.trace),
+                    _json(r.trace_ci_low),
+                    _json(r.trace_ci_high),
+                    r.eig_n_matvec + r.trace_n_matvec,
+                ]
             )
         cap = (
             f"Diagonal blocks of the {self.kind} of the mean loss: top eigenvalue by Lanczos "

@@ -90,19 +90,48 @@ class CurvatureConfig:
 
     def __post_init__(self) -> None:
         ints_ge = {
-            "epochs": 1, "batch_size": 1, "hessian_batch_size": 1, "k": 1, "max_iter": 2, "trace_matvecs": 4,
-            "density_vectors": 2, "density_iters": 2, "dense_check_max_dim": 0, "layer_trace_matvecs": 4,
-            "margin_bootstrap": 10, "sharpness_steps": 1, "invariance_trace_matvecs": 4, "layernorm_epochs": 1,
-            "fit_points": 7, "at_n_train": 2, "at_steps": 1, "at_checkpoints": 1, "at_k": 1, "at_trace_matvecs": 4,
-            "pc_dim": 2, "n_train": 0, "hessian_examples": 0,
+            "epochs": 1,
+            "batch_size": 1,
+            "hessian_batch_size": 1,
+            "k": 1,
+            "max_iter": 2,
+            "trace_matvecs": 4,
+            "density_vectors": 2,
+            "density_iters": 2,
+            "dense_check_max_dim": 0,
+            "layer_trace_matvecs": 4,
+            "margin_bootstrap": 10,
+            "sharpness_steps": 1,
+            "invariance_trace_matvecs": 4,
+            "layernorm_epochs": 1,
+            "fit_points": 7,
+            "at_n_train": 2,
+            "at_steps": 1,
+            "at_checkpoints": 1,
+            "at_k": 1,
+            "at_trace_matvecs": 4,
+            "pc_dim": 2,
+            "n_train": 0,
+            "hessian_examples": 0,
         }
         for name, lo in ints_ge.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ConfigError(f"`{name}` must be an int >= {lo}; got {v!r}.")
         positive = (
-            "lr", "tol", "density_sigma_rel", "invariance_rho", "invariance_rho_adaptive", "input_noise",
-            "slice_radius", "fit_radius", "at_lr", "at_tol", "at_step_gamma", "eos_tolerance", "pc_tol",
+            "lr",
+            "tol",
+            "density_sigma_rel",
+            "invariance_rho",
+            "invariance_rho_adaptive",
+            "input_noise",
+            "slice_radius",
+            "fit_radius",
+            "at_lr",
+            "at_tol",
+            "at_step_gamma",
+            "eos_tolerance",
+            "pc_tol",
         )
         for name in positive:
             v = getattr(self, name)
@@ -125,7 +154,9 @@ class CurvatureConfig:
         if not 0.0 < self.margin_quantile < 1.0:
             raise ConfigError(f"`margin_quantile` must be in (0, 1); got {self.margin_quantile!r}.")
         if self.slice_directions not in _DIRECTIONS:
-            raise ConfigError(f"`slice_directions` must be one of {', '.join(_DIRECTIONS)}; got {self.slice_directions!r}.")
+            raise ConfigError(
+                f"`slice_directions` must be one of {', '.join(_DIRECTIONS)}; got {self.slice_directions!r}."
+            )
         if self.slice_directions == "eigen" and self.k < 2:
             raise ConfigError("`slice_directions` = 'eigen' needs `k` >= 2 eigenvectors; raise `k`.")
         if self.slice_mode not in ("eval", "train"):
@@ -135,39 +166,83 @@ class CurvatureConfig:
             if not vals or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in vals):
                 raise ConfigError(f"`{name}` must be a non-empty list of numbers > 0; got {vals!r}.")
         if any(v < 1 for v in self.pc_kappas) or any(v < 1 for v in self.pc_scale_ranges) or self.pc_kappa_m < 1:
-            raise ConfigError("`pc_kappas`, `pc_scale_ranges` and `pc_kappa_m` must be >= 1 (condition numbers, ranges).")
+            raise ConfigError(
+                "`pc_kappas`, `pc_scale_ranges` and `pc_kappa_m` must be >= 1 (condition numbers, ranges)."
+            )
         if any(c == 1.0 for c in self.rescale_factors):
             raise ConfigError("`rescale_factors` must not contain 1 (the identity transform tests nothing).")
         if not self.at_schedules or any(s not in _SCHEDULES for s in self.at_schedules):
-            raise ConfigError(f"`at_schedules` must be a non-empty list of {', '.join(_SCHEDULES)}; got {self.at_schedules!r}.")
+            raise ConfigError(
+                f"`at_schedules` must be a non-empty list of {', '.join(_SCHEDULES)}; got {self.at_schedules!r}."
+            )
         if not self.pc_tol < 1.0:
             raise ConfigError(f"`pc_tol` must be in (0, 1); got {self.pc_tol!r}.")
         if self.max_iter < self.k:
             raise ConfigError(f"`max_iter` must be >= `k` ({self.k}); got {self.max_iter}.")
 
     @classmethod
-    def for_profile(cls, profile: str) -> "CurvatureConfig":
+    def for_profile(cls, profile: str) -> CurvatureConfig:
         if profile == "quick":
             return cls()
         if profile == "smoke":
             return dataclasses.replace(
                 cls(),
-                widths=(16,), epochs=4, hessian_examples=128, hessian_batch_size=128, k=2, trace_matvecs=30,
-                density_vectors=2, density_iters=30, layer_trace_matvecs=12, margin_bootstrap=50,
-                rhos=(0.05,), asam_rhos=(0.05,), sharpness_steps=3, rescale_factors=(2.0,),
-                invariance_trace_matvecs=12, layernorm_epochs=2, slice_points_1d=11, slice_points_2d=7,
-                fit_points=11, at_schedules=("constant", "cosine"), at_n_train=128, at_steps=40, at_checkpoints=2,
-                at_k=1, at_trace_matvecs=12, pc_dim=30, pc_kappas=(10.0, 100.0), pc_scale_ranges=(1.0, 10.0),
+                widths=(16,),
+                epochs=4,
+                hessian_examples=128,
+                hessian_batch_size=128,
+                k=2,
+                trace_matvecs=30,
+                density_vectors=2,
+                density_iters=30,
+                layer_trace_matvecs=12,
+                margin_bootstrap=50,
+                rhos=(0.05,),
+                asam_rhos=(0.05,),
+                sharpness_steps=3,
+                rescale_factors=(2.0,),
+                invariance_trace_matvecs=12,
+                layernorm_epochs=2,
+                slice_points_1d=11,
+                slice_points_2d=7,
+                fit_points=11,
+                at_schedules=("constant", "cosine"),
+                at_n_train=128,
+                at_steps=40,
+                at_checkpoints=2,
+                at_k=1,
+                at_trace_matvecs=12,
+                pc_dim=30,
+                pc_kappas=(10.0, 100.0),
+                pc_scale_ranges=(1.0, 10.0),
             )
         if profile == "full":
             return dataclasses.replace(
                 cls(),
-                widths=(64,), epochs=60, k=5, trace_matvecs=300,
-                density_vectors=8, density_iters=100, dense_check_max_dim=5000, layer_trace_matvecs=150,
-                margin_bootstrap=1000, rhos=(0.005, 0.01, 0.05, 0.1, 0.2), asam_rhos=(0.01, 0.05, 0.1),
-                sharpness_steps=60, rescale_factors=(0.25, 0.5, 2.0, 4.0, 10.0), invariance_trace_matvecs=99,
-                layernorm_epochs=20, slice_points_1d=61, slice_points_2d=41, at_n_train=1024, at_steps=1500,
-                at_checkpoints=15, at_k=3, at_trace_matvecs=60, pc_dim=200, pc_kappas=(10.0, 100.0, 1000.0, 10000.0),
+                widths=(64,),
+                epochs=60,
+                k=5,
+                trace_matvecs=300,
+                density_vectors=8,
+                density_iters=100,
+                dense_check_max_dim=5000,
+                layer_trace_matvecs=150,
+                margin_bootstrap=1000,
+                rhos=(0.005, 0.01, 0.05, 0.1, 0.2),
+                asam_rhos=(0.01, 0.05, 0.1),
+                sharpness_steps=60,
+                rescale_factors=(0.25, 0.5, 2.0, 4.0, 10.0),
+                invariance_trace_matvecs=99,
+                layernorm_epochs=20,
+                slice_points_1d=61,
+                slice_points_2d=41,
+                at_n_train=1024,
+                at_steps=1500,
+                at_checkpoints=15,
+                at_k=3,
+                at_trace_matvecs=60,
+                pc_dim=200,
+                pc_kappas=(10.0, 100.0, 1000.0, 10000.0),
                 pc_scale_ranges=(1.0, 3.0, 10.0, 30.0, 100.0),
             )
         raise ConfigError(f"`profile` must be 'smoke', 'quick' or 'full'; got {profile!r}.")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,7 +41,9 @@ def as_batches(data: Any) -> list[Batch]:
         try:
             batches = list(data)
         except TypeError:
-            raise DataError(f"`data` must be an (x, y) pair of tensors or an iterable of them; got {type(data).__name__}.") from None
+            raise DataError(
+                f"`data` must be an (x, y) pair of tensors or an iterable of them; got {type(data).__name__}."
+            ) from None
     if not batches:
         raise DataError("`data` is empty; pass at least one (x, y) batch with one example.")
     out: list[Batch] = []
@@ -146,7 +148,10 @@ class FlatModel:
         self.fixed.update({n: cast(b) for n, b in model.named_buffers()})
         self.theta0 = torch.cat([named[n].detach().reshape(-1).to(self.dtype) for n in self.names]).clone()
         batches = as_batches(data)
-        self.batches = [(x.to(self.dtype) if x.is_floating_point() else x, y.to(self.dtype) if y.is_floating_point() else y) for x, y in batches]
+        self.batches = [
+            (x.to(self.dtype) if x.is_floating_point() else x, y.to(self.dtype) if y.is_floating_point() else y)
+            for x, y in batches
+        ]
         sizes = np.array([int(x.shape[0]) for x, _ in self.batches], dtype=np.float64)
         self.n_examples = int(sizes.sum())
         self.weights = [float(s / sizes.sum()) for s in sizes]
@@ -166,7 +171,10 @@ class FlatModel:
 
     def flatten(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
         return torch.cat(
-            [(t if t is not None else torch.zeros(k, dtype=self.dtype)).reshape(-1) for t, k in zip(tensors, self.numels)]
+            [
+                (t if t is not None else torch.zeros(k, dtype=self.dtype)).reshape(-1)
+                for t, k in zip(tensors, self.numels)
+            ]
         )
 
     def to_tensor(self, v: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,7 @@ class CurvatureOperator:
         that of one batch.
         """
         if self._graph is None:
-            (x, y), = self.flat.batches
+            ((x, y),) = self.flat.batches
             theta = self.flat.theta0.detach().clone().requires_grad_(True)
             (g,) = torch.autograd.grad(self.flat.batch_loss(theta, x, y), theta, create_graph=True)
             self._graph = (theta, g)

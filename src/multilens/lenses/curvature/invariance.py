@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,9 @@ def rescale_relu_layers(model: nn.Module, first: str, second: str, c: float) -> 
     mods = dict(model.named_modules())
     for name in (first, second):
         if not isinstance(mods.get(name), nn.Linear):
-            raise ConfigError(f"`{'first' if name == first else 'second'}` must name an nn.Linear in the model; got {name!r}.")
+            raise ConfigError(
+                f"`{'first' if name == first else 'second'}` must name an nn.Linear in the model; got {name!r}."
+            )
     if isinstance(model, nn.Sequential):
         i, j = int(first), int(second)
         between = list(model)[i + 1 : j]
@@ -145,12 +148,16 @@ def measure_metrics(
     """
     flat = FlatModel(model, loss_fn, data, dtype=torch.float64, mode=mode)
     op = CurvatureOperator(flat, "hessian")
-    eig = lanczos(op, op.dim, 1, "LA", tol=1e-10, seed=derive_seed(seed, "eig"), return_eigenvectors=False, deflation_check=False)
+    eig = lanczos(
+        op, op.dim, 1, "LA", tol=1e-10, seed=derive_seed(seed, "eig"), return_eigenvectors=False, deflation_check=False
+    )
     tr = hutchpp(op, op.dim, trace_matvecs, seed=derive_seed(seed, "trace"))
     theta = flat.theta0_numpy()
     pnorm = float(np.linalg.norm(theta))
     sam = ascent_sharpness(flat, rho, adaptive=False, n_steps=sharpness_steps, seed=derive_seed(seed, "sam"))
-    asam = ascent_sharpness(flat, rho_adaptive, adaptive=True, eta=0.0, n_steps=sharpness_steps, seed=derive_seed(seed, "asam"))
+    asam = ascent_sharpness(
+        flat, rho_adaptive, adaptive=True, eta=0.0, n_steps=sharpness_steps, seed=derive_seed(seed, "asam")
+    )
     x = x_eval.to(torch.float64)
     g = torch_generator(derive_seed(seed, "input-noise"))
     noise = input_noise * torch.randn(x.shape, generator=g, dtype=torch.float64)
@@ -231,7 +238,9 @@ def compare(
         else:
             changes = rel > rel_tol
         rows.append(
-            InvarianceRow(family, c, name, a.value, b.value, rel, "changes" if changes else "invariant", theory_for(name))
+            InvarianceRow(
+                family, c, name, a.value, b.value, rel, "changes" if changes else "invariant", theory_for(name)
+            )
         )
     return rows
 
@@ -254,8 +263,12 @@ def invariance_study(
 ) -> tuple[list[TransformCheck], list[InvarianceRow]]:
     """Verify each transform preserves the outputs, then compare every metric with the original."""
     kw = dict(
-        rho=rho, rho_adaptive=rho_adaptive, sharpness_steps=sharpness_steps, trace_matvecs=trace_matvecs,
-        input_noise=input_noise, seed=seed,
+        rho=rho,
+        rho_adaptive=rho_adaptive,
+        sharpness_steps=sharpness_steps,
+        trace_matvecs=trace_matvecs,
+        input_noise=input_noise,
+        seed=seed,
     )
     base = measure_metrics(model, loss_fn, data, x_eval, **kw)
     checks, rows = [], []

@@ -124,7 +124,9 @@ def _f(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def slice_1d(flat: FlatModel, direction: np.ndarray, radius: float, n: int, *, label: str, normalization: str) -> Slice1D:
+def slice_1d(
+    flat: FlatModel, direction: np.ndarray, radius: float, n: int, *, label: str, normalization: str
+) -> Slice1D:
     """``L(theta + a d)`` for ``a`` on the centred grid."""
     alphas = centred_grid(radius, n)
     theta = flat.theta0_numpy()

@@ -58,8 +58,13 @@ def per_example_margins(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 def normalized_margin(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, quantile: float, n_bootstrap: int,
-    seed: SeedLike, level: float = 0.95,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    quantile: float,
+    n_bootstrap: int,
+    seed: SeedLike,
+    level: float = 0.95,
 ) -> MarginResult:
     """The ``quantile`` of the per-example normalized margins, with a percentile-bootstrap interval."""
     flat = FlatModel(model, nn.functional.cross_entropy, (x, y), dtype=torch.float64)

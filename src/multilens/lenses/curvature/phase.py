@@ -55,7 +55,9 @@ def recommendations_of(result: LensResult) -> tuple[str, ...]:
         recs.append("The top eigenvalues did not converge: raise `max_iter` before trusting kappa.")
     for run in d.get("along_training", {}).get("runs", []):
         # Step 0 is the initialization, not a GD iterate: it is left out (see along_training.max_ratio).
-        ratios = [c["ratio_to_threshold"] for c in run["checkpoints"] if c["step"] > 0 and c["ratio_to_threshold"] is not None]
+        ratios = [
+            c["ratio_to_threshold"] for c in run["checkpoints"] if c["step"] > 0 and c["ratio_to_threshold"] is not None
+        ]
         if ratios and max(ratios) >= 0.9:
             recs.append(
                 f"Under the {run['schedule']} schedule lambda_max reached {max(ratios):.2f} x 2/eta: full-batch GD "
@@ -63,7 +65,9 @@ def recommendations_of(result: LensResult) -> tuple[str, ...]:
             )
     sam = d.get("sharpness", {}).get("sam", [])
     if any(not s["converged"] for s in sam):
-        recs.append("Some SAM ascents were still improving at the step cap; their sharpness values are loose lower bounds.")
+        recs.append(
+            "Some SAM ascents were still improving at the step cap; their sharpness values are loose lower bounds."
+        )
     inv = [r for r in d.get("invariance", {}).get("rows", []) if r["metric"] == "top Hessian eigenvalue"]
     if inv:
         worst = max(r["rel_change"] or 0.0 for r in inv)

@@ -106,12 +106,15 @@ def extremes(h: np.ndarray, seed: SeedLike) -> tuple[float, float, bool]:
     # tol 1e-8 on residuals gives eigenvalues to ~1e-16 relative here (error <= residual^2 / gap).
     top = lanczos(mv, dim, 1, "LA", tol=1e-8, seed=seed, return_eigenvectors=False, deflation_check=False)
     big = float(top.eigenvalues[0])
-    bot = lanczos(mv, dim, 1, "SA", tol=1e-8, atol=1e-12 * abs(big), seed=seed, return_eigenvectors=False,
-                  deflation_check=False)
+    bot = lanczos(
+        mv, dim, 1, "SA", tol=1e-8, atol=1e-12 * abs(big), seed=seed, return_eigenvectors=False, deflation_check=False
+    )
     return float(bot.eigenvalues[0]), big, top.converged and bot.converged
 
 
-def condition_sweep(dim: int, kappas: tuple[float, ...], tol: float, seed: SeedLike, max_iter_factor: float = 3.0) -> list[ConditioningRow]:
+def condition_sweep(
+    dim: int, kappas: tuple[float, ...], tol: float, seed: SeedLike, max_iter_factor: float = 3.0
+) -> list[ConditioningRow]:
     """GD iterations to ``tol`` against kappa, from the worst-case and from a random start."""
     rng = as_generator(seed)
     rows = []
@@ -126,7 +129,9 @@ def condition_sweep(dim: int, kappas: tuple[float, ...], tol: float, seed: SeedL
         worst = (q[:, 0] + q[:, -1]) / math.sqrt(2.0)  # equal error on both extreme eigenvectors
         w = gd_to_tolerance(h, worst, step, tol, cap)
         r = gd_to_tolerance(h, rng.standard_normal(dim), step, tol, cap)
-        rows.append(ConditioningRow(kappa, mu, big, ok, rel, theory, w.iterations, w.converged, r.iterations, r.converged))
+        rows.append(
+            ConditioningRow(kappa, mu, big, ok, rel, theory, w.iterations, w.converged, r.iterations, r.converged)
+        )
     return rows
 
 
@@ -158,7 +163,9 @@ class PreconditionRow:
         return dict(self.__dict__) | {"gain_measured": self.gain_measured, "gain_theory": self.gain_theory}
 
 
-def _preconditioned_run(h: np.ndarray, p_diag: np.ndarray, tol: float, cap: int, seed: SeedLike) -> tuple[float, int, GDRun]:
+def _preconditioned_run(
+    h: np.ndarray, p_diag: np.ndarray, tol: float, cap: int, seed: SeedLike
+) -> tuple[float, int, GDRun]:
     """GD with P^-1 on H, as plain GD on P^-1/2 H P^-1/2 (z = P^1/2 theta), worst-case start in z."""
     s = 1.0 / np.sqrt(p_diag)
     ht = (h * s[:, None]) * s[None, :]
@@ -190,10 +197,19 @@ def preconditioning_sweep(
         k_bad, t_bad, r_bad = _preconditioned_run(h, 1.0 / np.diag(h), tol, min(max_iter, 2 * t_plain + 10), rng)
         rows.append(
             PreconditionRow(
-                float(sr), k_plain, k_jac, k_bad,
-                t_plain, r_plain.iterations, r_plain.converged,
-                t_jac, r_jac.iterations, r_jac.converged,
-                t_bad, r_bad.iterations, r_bad.converged,
+                float(sr),
+                k_plain,
+                k_jac,
+                k_bad,
+                t_plain,
+                r_plain.iterations,
+                r_plain.converged,
+                t_jac,
+                r_jac.iterations,
+                r_jac.converged,
+                t_bad,
+                r_bad.iterations,
+                r_bad.converged,
             )
         )
     return rows

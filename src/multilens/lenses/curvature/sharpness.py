@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -201,7 +202,9 @@ class QuadraticBounds:
     upper: float
 
 
-def quadratic_bounds(rho: float, grad_norm: float, ghat_h_ghat: float, g_dot_v1: float, lambda1: float) -> QuadraticBounds:
+def quadratic_bounds(
+    rho: float, grad_norm: float, ghat_h_ghat: float, g_dot_v1: float, lambda1: float
+) -> QuadraticBounds:
     """Bounds on ``max_{||d|| <= rho} g.d + d.H d / 2`` from ||g||, ghat.H ghat, g.v1 and lambda_1."""
     lo = max(rho * grad_norm + 0.5 * rho**2 * ghat_h_ghat, rho * abs(g_dot_v1) + 0.5 * rho**2 * lambda1, 0.0)
     hi = rho * grad_norm + 0.5 * rho**2 * max(lambda1, 0.0)

@@ -88,8 +88,14 @@ def delay_distribution(records: list[dict[str, Any]], index: int, kind: str) -> 
         expected = n * pmf[support]
         pval = float(stats.chisquare(window[support], expected).pvalue)
     return DelayDistribution(
-        len(pmf) - 1, kind, tuple(float(v) for v in pmf), tuple(int(v) for v in realized), tuple(int(v) for v in window),
-        int(sum(d["pending_at_end"] for d in ds)), pval, n,
+        len(pmf) - 1,
+        kind,
+        tuple(float(v) for v in pmf),
+        tuple(int(v) for v in realized),
+        tuple(int(v) for v in window),
+        int(sum(d["pending_at_end"] for d in ds)),
+        pval,
+        n,
     )
 
 
@@ -108,7 +114,9 @@ def curve_band(rec0: dict[str, Any], index: int, level: float) -> tuple[np.ndarr
 # ---------------------------------------------------------------------------------------------
 
 
-def reference_sgd(widths: tuple[int, ...], lr: float, steps: int, batch: int, seeds: dict[str, int], seed: int) -> np.ndarray:
+def reference_sgd(
+    widths: tuple[int, ...], lr: float, steps: int, batch: int, seeds: dict[str, int], seed: int
+) -> np.ndarray:
     """Plain single-process large-batch SGD (torch.optim.SGD, float64) on the same global batches."""
     x, y = load_data(seeds["data"], torch.float64, torch.device("cpu"))
     model = build_model(list(widths), seeds["init"], torch.float64, torch.device("cpu"))
@@ -192,7 +200,9 @@ def loss_at_step(rec0: dict[str, Any], step: int) -> float | None:
     return None
 
 
-def comm_points(outputs: tuple[dict[str, Any] | None, ...], workers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def comm_points(
+    outputs: tuple[dict[str, Any] | None, ...], workers: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(m, payload bytes, seconds) from every comm sweep; seconds are the mean over ranks per rep."""
     ms, ps, ts = [], [], []
     for m in workers:
@@ -245,9 +255,16 @@ def drift_rows(rec0: dict[str, Any], shards: LeastSquaresShards, eta: float, ste
         th = np.asarray(theta, dtype=np.float64)
         rows.append(
             DriftRow(
-                float(lev), int(k), float(np.sum((th - star) ** 2)), float(np.sum((pred - star) ** 2)),
-                float(np.sum((fixed - star) ** 2)), float(np.max(np.abs(th - pred))), float(sent),
-                contraction, bool(contraction <= 1e-3), int(steps),
+                float(lev),
+                int(k),
+                float(np.sum((th - star) ** 2)),
+                float(np.sum((pred - star) ** 2)),
+                float(np.sum((fixed - star) ** 2)),
+                float(np.max(np.abs(th - pred))),
+                float(sent),
+                contraction,
+                bool(contraction <= 1e-3),
+                int(steps),
             )
         )
     return rows
@@ -292,6 +309,17 @@ def stale_rows(rec0: dict[str, Any], eta: float, dim: int, steps: int) -> list[S
         classifiable = abs(pred) * max(last - start, 1) >= 2.0
         measured_stable = None if rate is None else bool(rate < 0 and diverged_at is None)
         rows.append(
-            StaleRow(float(kappa), int(tau), float(eta * kappa), rate, pred, measured_stable, bool(rho < 1.0), bool(classifiable), diverged_at, int(ok.sum()))
+            StaleRow(
+                float(kappa),
+                int(tau),
+                float(eta * kappa),
+                rate,
+                pred,
+                measured_stable,
+                bool(rho < 1.0),
+                bool(classifiable),
+                diverged_at,
+                int(ok.sum()),
+            )
         )
     return rows

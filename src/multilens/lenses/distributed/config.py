@@ -146,7 +146,9 @@ class DistributedConfig:
                 raise ConfigError(f"`stale_kappas[{i}]` must be a number >= 1; got {k!r}.")
         check_positive("stale_eta_l", self.stale_eta_l)
         if self.stale_eta_l >= 2.0:
-            raise ConfigError(f"`stale_eta_l` must be in (0, 2) so that undelayed GD is stable; got {self.stale_eta_l}.")
+            raise ConfigError(
+                f"`stale_eta_l` must be in (0, 2) so that undelayed GD is stable; got {self.stale_eta_l}."
+            )
         check_int("stale_steps", self.stale_steps, 4)
         if self.stale_dist not in DELAY_DISTRIBUTIONS:
             raise ConfigError(f"`stale_dist` must be one of {', '.join(DELAY_DISTRIBUTIONS)}; got {self.stale_dist!r}.")
@@ -156,13 +158,19 @@ class DistributedConfig:
             check_int(f"mlp_widths[{i}]", w, 1)
         check_int("global_batch", self.global_batch, 1)
         if self.global_batch > DIGITS_TRAIN_ROWS:
-            raise ConfigError(f"`global_batch` must be an int <= {DIGITS_TRAIN_ROWS} (the digits training rows); got {self.global_batch}.")
+            raise ConfigError(
+                f"`global_batch` must be an int <= {DIGITS_TRAIN_ROWS} (the digits training rows); got {self.global_batch}."
+            )
         check_int("parity_batch", self.parity_batch, 1)
         for m in sorted(set(self.workers) | {self.modes_workers}):
             if self.global_batch % m != 0:
-                raise ConfigError(f"`global_batch` must be a multiple of every worker count ({m}); got {self.global_batch}.")
+                raise ConfigError(
+                    f"`global_batch` must be a multiple of every worker count ({m}); got {self.global_batch}."
+                )
             if self.parity_batch % m != 0:
-                raise ConfigError(f"`parity_batch` must be a multiple of every worker count ({m}); got {self.parity_batch}.")
+                raise ConfigError(
+                    f"`parity_batch` must be a multiple of every worker count ({m}); got {self.parity_batch}."
+                )
         check_positive("lr", self.lr)
         check_int("train_steps", self.train_steps, 2)
         check_int("eval_every", self.eval_every, 1)

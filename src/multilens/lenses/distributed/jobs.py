@@ -18,7 +18,7 @@ from multilens.seeding import derive_seed
 
 
 def resolve_backend(name: str) -> str:
-    """"auto" is NCCL when CUDA is available (one GPU per rank), else gloo."""
+    """ "auto" is NCCL when CUDA is available (one GPU per rank), else gloo."""
     if name != "auto":
         return name
     import torch
@@ -60,7 +60,14 @@ def noise_variants(cfg: DistributedConfig, with_delays: bool) -> list[dict[str, 
             if 0 < tau <= cfg.stale_tau_max:
                 out.append({"name": f"const{tau}", "delay": "const", "tau": tau})
         if cfg.stale_tau_max > 0:
-            out.append({"name": cfg.stale_dist, "delay": cfg.stale_dist, "tau_max": cfg.stale_tau_max, "p": cfg.stale_geometric_p})
+            out.append(
+                {
+                    "name": cfg.stale_dist,
+                    "delay": cfg.stale_dist,
+                    "tau_max": cfg.stale_tau_max,
+                    "p": cfg.stale_geometric_p,
+                }
+            )
     return out
 
 
@@ -78,7 +85,9 @@ def modes_runs(cfg: DistributedConfig) -> list[dict[str, Any]]:
                 "p": cfg.stale_geometric_p,
             }
         )
-    runs += [{"label": f"{c} {cfg.compression_ratio:g}", "mode": c, "ratio": cfg.compression_ratio} for c in cfg.compression]
+    runs += [
+        {"label": f"{c} {cfg.compression_ratio:g}", "mode": c, "ratio": cfg.compression_ratio} for c in cfg.compression
+    ]
     return runs
 
 
@@ -101,14 +110,38 @@ def main_job(cfg: DistributedConfig, seed: int) -> dict[str, Any]:
         "burn_in": cfg.burn_in,
     }
     for m in sizes:  # the noise floor at every m, and the delay variants at modes_workers
-        tasks.append({"name": f"noise_m{m}", "kind": "quad_noise", "ranks": list(range(m)), **quad, "variants": noise_variants(cfg, m == mw)})
+        tasks.append(
+            {
+                "name": f"noise_m{m}",
+                "kind": "quad_noise",
+                "ranks": list(range(m)),
+                **quad,
+                "variants": noise_variants(cfg, m == mw),
+            }
+        )
     for m in sorted(cfg.workers):
         ranks = list(range(m))
         if m > 1:
             tasks.append(
-                {"name": f"parity_m{m}", "kind": "mlp_parity", "ranks": ranks, **mlp, "steps": cfg.parity_steps, "batch": cfg.parity_batch, "dtype": "float64"}
+                {
+                    "name": f"parity_m{m}",
+                    "kind": "mlp_parity",
+                    "ranks": ranks,
+                    **mlp,
+                    "steps": cfg.parity_steps,
+                    "batch": cfg.parity_batch,
+                    "dtype": "float64",
+                }
             )
-            tasks.append({"name": f"sweep_m{m}", "kind": "comm_sweep", "ranks": ranks, "sizes_bytes": list(cfg.comm_sizes_bytes), "reps": cfg.comm_reps})
+            tasks.append(
+                {
+                    "name": f"sweep_m{m}",
+                    "kind": "comm_sweep",
+                    "ranks": ranks,
+                    "sizes_bytes": list(cfg.comm_sizes_bytes),
+                    "reps": cfg.comm_reps,
+                }
+            )
         tasks.append(
             {
                 "name": f"sync_m{m}",

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from multilens.errors import MultilensError
-from multilens.lenses.distributed.faults import EXIT_INIT_FAILED, describe_exit, leftover_processes
 from multilens.io import atomic_write_json
+from multilens.lenses.distributed.faults import EXIT_INIT_FAILED, describe_exit, leftover_processes
 
 
 class LaunchError(MultilensError):
@@ -120,7 +120,9 @@ def _tail(path: Path, n: int = 2000) -> str:
         return ""
 
 
-def _launch_once(job_path: Path, out_dir: Path, world_size: int, port: int, deadline_s: float, grace_s: float) -> dict[str, Any]:
+def _launch_once(
+    job_path: Path, out_dir: Path, world_size: int, port: int, deadline_s: float, grace_s: float
+) -> dict[str, Any]:
     procs: list[subprocess.Popen] = []
     logs = []
     killed: list[int] = []
@@ -132,7 +134,15 @@ def _launch_once(job_path: Path, out_dir: Path, world_size: int, port: int, dead
             logs.append(log)
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "multilens.lenses.distributed.worker", "--job", str(job_path), "--out", str(out_dir)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "multilens.lenses.distributed.worker",
+                        "--job",
+                        str(job_path),
+                        "--out",
+                        str(out_dir),
+                    ],
                     env=worker_env(r, world_size, port),
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -180,7 +190,9 @@ def read_outputs(out_dir: Path, world_size: int) -> tuple[dict[str, Any] | None,
     return tuple(outs)
 
 
-def launch(job: dict[str, Any], world_size: int, *, deadline_s: float, grace_s: float, max_attempts: int = 3) -> LaunchResult:
+def launch(
+    job: dict[str, Any], world_size: int, *, deadline_s: float, grace_s: float, max_attempts: int = 3
+) -> LaunchResult:
     """Run ``job`` on ``world_size`` fresh worker processes; always returns with every process gone."""
     if world_size < 1:
         raise LaunchError(f"`world_size` must be an int >= 1; got {world_size}.")

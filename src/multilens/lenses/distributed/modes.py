@@ -176,5 +176,7 @@ def compressed_average(comm: Comm, ef: ErrorFeedback, step: int, grad: torch.Ten
 
 def realized_histogram(delays: list[int], tau_max: int) -> list[int]:
     """Counts of delays 0..tau_max (a delay above tau_max would be a bug in the bound)."""
-    counts = np.bincount(np.asarray(delays, dtype=np.int64), minlength=tau_max + 1) if delays else np.zeros(tau_max + 1, int)
+    counts = (
+        np.bincount(np.asarray(delays, dtype=np.int64), minlength=tau_max + 1) if delays else np.zeros(tau_max + 1, int)
+    )
     return [int(c) for c in counts]

@@ -29,7 +29,15 @@ class DistributedPhase:
             if value is not None:
                 metrics[f"distributed.{key}"] = float(value)
         summary: dict[str, Any] = {
-            k: result.data.get(k) for k in ("ddp_parity_max_abs_diff", "per_workers", "noise_floor_ratio", "optimal_workers", "comm_model", "faults")
+            k: result.data.get(k)
+            for k in (
+                "ddp_parity_max_abs_diff",
+                "per_workers",
+                "noise_floor_ratio",
+                "optimal_workers",
+                "comm_model",
+                "faults",
+            )
         }
         return PhaseOutput(
             result=result,

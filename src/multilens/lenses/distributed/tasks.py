@@ -172,7 +172,10 @@ def quad_stale(p: dict[str, Any], comm: TimedComm, ctx: TaskContext) -> dict[str
     combos = [(k, tau) for k in kappas for tau in taus]
     lam = torch.stack([_t(np.linspace(1.0, k, d), ctx) for k, _ in combos])  # (C, d)
     theta = torch.stack(
-        [_t(diagonal_quadratic(np.linspace(1.0, k, d), p["init_dist"], p["problem_seed"]).theta0, ctx) for k, _ in combos]
+        [
+            _t(diagonal_quadratic(np.linspace(1.0, k, d), p["init_dist"], p["problem_seed"]).theta0, ctx)
+            for k, _ in combos
+        ]
     )
     buffers = [DelayBuffer() for _ in combos]
     alive = torch.ones(len(combos), dtype=torch.bool, device=ctx.device)

@@ -89,10 +89,15 @@ class BatchSource:
         n = int(y.shape[0])
         if self.sampler == "global":
             self.rank = rank
-            self.idx = global_batch_indices(n, int(p["batch"]), int(p["steps"]), derive_seed(seed, "batches", p["batch_seed"]))
+            self.idx = global_batch_indices(
+                n, int(p["batch"]), int(p["steps"]), derive_seed(seed, "batches", p["batch_seed"])
+            )
         else:
             parts = heterogeneous_partition(
-                y.cpu().numpy().astype(np.float64), m, float(p["heterogeneity"]), derive_seed(seed, "partition", p["batch_seed"])
+                y.cpu().numpy().astype(np.float64),
+                m,
+                float(p["heterogeneity"]),
+                derive_seed(seed, "partition", p["batch_seed"]),
             )
             self.shard = parts[rank]
             self.rng = as_generator(derive_seed(seed, "shard-batches", p["batch_seed"], rank))
@@ -114,11 +119,20 @@ def _train_loop(
     k = int(p.get("k", 1))
     buffer = DelayBuffer() if mode == "stale" else None
     sampler = (
-        DelaySampler(p["tau_kind"], int(p["tau_max"]), derive_seed(ctx.seed, "mlp-delay", p["name"], ctx.global_rank), float(p.get("p", 0.5)))
+        DelaySampler(
+            p["tau_kind"],
+            int(p["tau_max"]),
+            derive_seed(ctx.seed, "mlp-delay", p["name"], ctx.global_rank),
+            float(p.get("p", 0.5)),
+        )
         if mode == "stale"
         else None
     )
-    ef = ErrorFeedback(mode, float(p["ratio"]), derive_seed(ctx.seed, "randk", p["name"])) if mode in ("topk", "randk") else None
+    ef = (
+        ErrorFeedback(mode, float(p["ratio"]), derive_seed(ctx.seed, "randk", p["name"]))
+        if mode in ("topk", "randk")
+        else None
+    )
     fault = FaultPlan(**p["fault"]) if p.get("fault") else None
     strag = p.get("straggler")
     eval_every = int(p.get("eval_every", 0))
@@ -163,7 +177,10 @@ def _train_loop(
                 next_eval = t + 1 + eval_every
     out: dict[str, Any] = {"log": comm.log.to_dict(), "local_losses": local_losses, "wall_timed_s": comm.elapsed()}
     if buffer is not None and sampler is not None:
-        out["delays"] = {"realized": realized_histogram(buffer.realized, sampler.tau_max), "pending_at_end": buffer.pending}
+        out["delays"] = {
+            "realized": realized_histogram(buffer.realized, sampler.tau_max),
+            "pending_at_end": buffer.pending,
+        }
     if src.sampler == "shard":
         out["label_counts"] = src.label_counts
     if comm.rank == 0:
@@ -180,7 +197,9 @@ def mlp_train(p: dict[str, Any], comm: TimedComm, ctx: TaskContext) -> dict[str,
     return out
 
 
-def _ddp_run(p: dict[str, Any], comm: TimedComm, ctx: TaskContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+def _ddp_run(
+    p: dict[str, Any], comm: TimedComm, ctx: TaskContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> None:
     """torch's DistributedDataParallel + torch.optim.SGD on the same shards of the same global batches."""
     from torch.nn.parallel import DistributedDataParallel
 

@@ -171,7 +171,9 @@ def delay_pmf(kind: str, tau_max: int, p: float = 0.5) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def local_sgd_round_map(hessians: list[np.ndarray], linear: list[np.ndarray], eta: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+def local_sgd_round_map(
+    hessians: list[np.ndarray], linear: list[np.ndarray], eta: float, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(M, c) with one local-SGD round theta -> M theta + c (K local GD steps, then the average)."""
     check_int("k", k, 1)
     d = hessians[0].shape[0]

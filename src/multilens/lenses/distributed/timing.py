@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -426,7 +427,9 @@ def predicted_step_time(m: int, compute: ComputeFit, comm: RingFit | None, grad_
     return compute.predict(m) + comm.predict(m, grad_bytes)
 
 
-def time_to_target(times: list[float], losses: list[float], target: float) -> tuple[float | None, float | None, float | None]:
+def time_to_target(
+    times: list[float], losses: list[float], target: float
+) -> tuple[float | None, float | None, float | None]:
     """First evaluated time with loss <= target, bracketed by the previous evaluation's time.
 
     Returns (time, low, high): the crossing lies in (low, high] on the evaluation grid; all None

@@ -28,8 +28,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -102,7 +103,11 @@ def run_worker(job: dict[str, Any], out_dir: Path) -> int:
     t_start = time.perf_counter()
     try:
         dist.init_process_group(
-            backend, init_method="env://", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=float(job["timeout_s"]))
+            backend,
+            init_method="env://",
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=float(job["timeout_s"])),
         )
     except Exception as e:  # noqa: BLE001 - any init failure is reported, then the launcher decides
         out["error"] = f"init_process_group failed: {type(e).__name__}: {e}"
@@ -149,7 +154,9 @@ def run_worker(job: dict[str, Any], out_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m multilens.lenses.distributed.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m multilens.lenses.distributed.worker", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--job", required=True, help="job JSON written by launch.write_job")
     parser.add_argument("--out", required=True, help="folder for rank<k>.json results")
     args = parser.parse_args(argv)

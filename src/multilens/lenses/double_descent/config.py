@@ -14,8 +14,38 @@ from multilens.errors import ConfigError, check_int, check_positive
 
 # gamma = d/n, dense near the interpolation threshold gamma = 1.
 _GAMMAS_QUICK = (
-    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99, 1.0,
-    1.01, 1.02, 1.03, 1.05, 1.08, 1.1, 1.15, 1.2, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.85,
+    0.9,
+    0.92,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    1.0,
+    1.01,
+    1.02,
+    1.03,
+    1.05,
+    1.08,
+    1.1,
+    1.15,
+    1.2,
+    1.3,
+    1.5,
+    1.75,
+    2.0,
+    2.5,
+    3.0,
+    4.0,
+    5.0,
 )
 _GAMMAS_SMOKE = (0.2, 0.4, 0.6, 0.8, 0.9, 0.97, 1.0, 1.03, 1.1, 1.3, 1.6, 2.0, 3.0)
 _RF_RATIOS = (0.1, 0.25, 0.5, 0.7, 0.85, 0.95, 1.0, 1.05, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -103,7 +133,8 @@ class DoubleDescentConfig:
         check_int("rf_n_train", self.rf_n_train, 20)
         if self.rf_n_train > 1300:
             raise ConfigError(
-                f"`rf_n_train` must be an int <= 1300 (digits has 1347 training rows); got {self.rf_n_train}.")
+                f"`rf_n_train` must be an int <= 1300 (digits has 1347 training rows); got {self.rf_n_train}."
+            )
         _check_tuple("rf_ratios", self.rf_ratios, minimum_len=3)
         for i, r in enumerate(self.rf_ratios):
             check_positive(f"rf_ratios[{i}]", r)
@@ -146,18 +177,38 @@ class DoubleDescentConfig:
             return cls()
         if profile == "smoke":
             return replace(
-                cls(), n=30, gammas=_GAMMAS_SMOKE, n_designs=40, n_noise=3,
-                rf_n_train=60, rf_ratios=(0.25, 0.6, 0.9, 1.0, 1.2, 2.0, 5.0), rf_seeds=4,
-                rf_ridge=(1e-2,), rf_gd_steps=(100,),
-                mlp_n_train=60, mlp_widths=(4, 32), mlp_seeds=2, mlp_steps=60, mlp_horizons=(20, 60),
+                cls(),
+                n=30,
+                gammas=_GAMMAS_SMOKE,
+                n_designs=40,
+                n_noise=3,
+                rf_n_train=60,
+                rf_ratios=(0.25, 0.6, 0.9, 1.0, 1.2, 2.0, 5.0),
+                rf_seeds=4,
+                rf_ridge=(1e-2,),
+                rf_gd_steps=(100,),
+                mlp_n_train=60,
+                mlp_widths=(4, 32),
+                mlp_seeds=2,
+                mlp_steps=60,
+                mlp_horizons=(20, 60),
                 mlp_weight_decays=(0.0,),
             )
         if profile == "full":
             return replace(
-                cls(), n=200, n_designs=400, n_noise=6, rf_n_train=400, rf_seeds=10,
+                cls(),
+                n=200,
+                n_designs=400,
+                n_noise=6,
+                rf_n_train=400,
+                rf_seeds=10,
                 rf_ratios=(*_RF_RATIOS[:-1], 0.98, 1.02, 7.0, 10.0),
-                rf_ridge=(1e-4, 1e-3, 1e-2, 1e-1), rf_gd_steps=(10, 100, 1000, 10000),
-                mlp_widths=(2, 4, 8, 12, 16, 24, 32, 64, 128, 512), mlp_seeds=3,
-                mlp_steps=3000, mlp_weight_decays=(0.0, 1e-3), mlp_horizons=(100, 300, 1000, 3000),
+                rf_ridge=(1e-4, 1e-3, 1e-2, 1e-1),
+                rf_gd_steps=(10, 100, 1000, 10000),
+                mlp_widths=(2, 4, 8, 12, 16, 24, 32, 64, 128, 512),
+                mlp_seeds=3,
+                mlp_steps=3000,
+                mlp_weight_decays=(0.0, 1e-3),
+                mlp_horizons=(100, 300, 1000, 3000),
             )
         raise ConfigError(f"`profile` must be one of 'smoke', 'quick', 'full'; got {profile!r}.")

@@ -33,8 +33,6 @@ from multilens.theory import double_descent as th
 _CHUNK_ELEMENTS = 2_000_000
 
 
-
-
 def median_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """Median and its distribution-free order-statistic interval (binomial, coverage >= level).
 
@@ -128,8 +126,9 @@ def simulate_point(
     t_es = 1.0 / lam
     beta = rng.standard_normal(d)
     beta *= math.sqrt(r2) / np.linalg.norm(beta)
-    out: dict[str, list[np.ndarray]] = {k: [] for k in
-                                        ("risk", "bias", "variance", "ridge", "ridge_bayes", "es", "es_bayes", "cond")}
+    out: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("risk", "bias", "variance", "ridge", "ridge_bayes", "es", "es_bayes", "cond")
+    }
     chunk = max(1, min(n_designs, _CHUNK_ELEMENTS // (n * d)))
     done = 0
     while done < n_designs:
@@ -156,8 +155,21 @@ def simulate_point(
         out["cond"].append(s.max(axis=1) / s.min(axis=1))
         done += c
     cat = {k: np.concatenate(v) for k, v in out.items()}
-    return PointDraws(n, d, lam, t_es, cat["risk"], cat["bias"], cat["variance"], cat["ridge"], cat["ridge_bayes"],
-                      cat["es"], cat["es_bayes"], cat["cond"], n_noise)
+    return PointDraws(
+        n,
+        d,
+        lam,
+        t_es,
+        cat["risk"],
+        cat["bias"],
+        cat["variance"],
+        cat["ridge"],
+        cat["ridge_bayes"],
+        cat["es"],
+        cat["es_bayes"],
+        cat["cond"],
+        n_noise,
+    )
 
 
 def _none(x: float) -> float | None:

@@ -36,9 +36,9 @@ import torch
 
 from multilens.data.digits import load_digits_split
 from multilens.lenses.double_descent.minnorm import median_ci
-from multilens.stats import mean_ci
 from multilens.models.mlp import MLPSpec, build_mlp, n_params
 from multilens.seeding import as_generator, derive_seed
+from multilens.stats import mean_ci
 from multilens.theory.filters import gd_filter
 from multilens.train.loop import TrainConfig, train_model
 
@@ -84,8 +84,15 @@ class FitStats:
 
 
 def _filter_fit(
-    u: np.ndarray, s: np.ndarray, tr_basis: np.ndarray, te_basis: np.ndarray, filt: np.ndarray, y_oh: np.ndarray,
-    labels_tr: np.ndarray, y_te_onehot: np.ndarray, labels_te: np.ndarray,
+    u: np.ndarray,
+    s: np.ndarray,
+    tr_basis: np.ndarray,
+    te_basis: np.ndarray,
+    filt: np.ndarray,
+    y_oh: np.ndarray,
+    labels_tr: np.ndarray,
+    y_te_onehot: np.ndarray,
+    labels_te: np.ndarray,
 ) -> FitStats:
     """Errors of the estimator A = V diag(filt/s) U^T Y (filt = 0 where s is numerically zero).
 
@@ -122,8 +129,13 @@ def _peak(x: list[float], per_rep: np.ndarray, level: float) -> dict[str, Any]:
     left = [cis[i].high for i in range(j)]
     right = [cis[i].high for i in range(j + 1, len(x))]
     significant = bool(left and right and cis[j].low > min(left) and cis[j].low > min(right))
-    return {"index": j, "x": x[j], "height": float(math.exp(mean[j])), "significant": significant,
-            "scale": "geometric mean over repetitions (interval on log risk)"}
+    return {
+        "index": j,
+        "x": x[j],
+        "height": float(math.exp(mean[j])),
+        "significant": significant,
+        "scale": "geometric mean over repetitions (interval on log risk)",
+    }
 
 
 def _curve_summary(per_rep: np.ndarray, level: float) -> dict[str, list[float]]:
@@ -158,8 +170,14 @@ def _spectral(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def random_features_sweep(
-    n_train: int, ratios: tuple[float, ...], n_seeds: int, label_noise: tuple[float, ...],
-    ridge: tuple[float, ...], gd_steps: tuple[int, ...], level: float, seed: int,
+    n_train: int,
+    ratios: tuple[float, ...],
+    n_seeds: int,
+    label_noise: tuple[float, ...],
+    ridge: tuple[float, ...],
+    gd_steps: tuple[int, ...],
+    level: float,
+    seed: int,
 ) -> dict[str, Any]:
     """Min-norm, ridge and early-stopped GD on random ReLU features of digits, swept over p/n."""
     split = load_digits_split(seed, n_train=n_train)
@@ -177,8 +195,10 @@ def random_features_sweep(
     cond = np.zeros((len(ps), n_seeds))
     rank = np.zeros((len(ps), n_seeds))
     for r in range(n_seeds):
-        labels = {q: noisy_labels(lab_tr, q, N_CLASSES, as_generator(derive_seed(seed, "rf-labels", q, r)))
-                  for q in label_noise}
+        labels = {
+            q: noisy_labels(lab_tr, q, N_CLASSES, as_generator(derive_seed(seed, "rf-labels", q, r)))
+            for q in label_noise
+        }
         rng = as_generator(derive_seed(seed, "rf-features", r))
         w_all = rng.standard_normal((max(ps), d_in)) / math.sqrt(d_in)  # nested features: p uses the first p rows
         for i, p in enumerate(ps):
@@ -211,32 +231,59 @@ def random_features_sweep(
             interp = [bool(np.all(vals[q][v]["train_mse"][i] <= INTERPOLATION_RTOL * energy)) for i in range(len(ps))]
             emp = next((ps[i] for i in range(len(ps)) if interp[i]), None)
             theo = next((ps[i] for i in range(len(ps)) if df[i] >= n - 0.5), None)
-            curves.append({
-                "label_noise": q, "variant": v, "p": ps, "p_over_n": x_ratio,
-                "test_mse": test["mean"], "test_mse_ci_low": test["ci_low"], "test_mse_ci_high": test["ci_high"],
-                "test_err": terr["mean"], "test_err_ci_low": terr["ci_low"], "test_err_ci_high": terr["ci_high"],
-                "train_mse": train_mse.tolist(), "train_err": train_err.tolist(), "df": df.tolist(),
-                "df_over_n": (df / n).tolist(),
-                "interpolates": interp,
-                "threshold_empirical_p": emp,
-                "threshold_theoretical_p": theo,
-                "peak": _peak(x_ratio, vals[q][v]["test_mse"], level),
-                "test_mse_per_seed": vals[q][v]["test_mse"].tolist(),  # (len(p), n_seeds)
-            })
+            curves.append(
+                {
+                    "label_noise": q,
+                    "variant": v,
+                    "p": ps,
+                    "p_over_n": x_ratio,
+                    "test_mse": test["mean"],
+                    "test_mse_ci_low": test["ci_low"],
+                    "test_mse_ci_high": test["ci_high"],
+                    "test_err": terr["mean"],
+                    "test_err_ci_low": terr["ci_low"],
+                    "test_err_ci_high": terr["ci_high"],
+                    "train_mse": train_mse.tolist(),
+                    "train_err": train_err.tolist(),
+                    "df": df.tolist(),
+                    "df_over_n": (df / n).tolist(),
+                    "interpolates": interp,
+                    "threshold_empirical_p": emp,
+                    "threshold_theoretical_p": theo,
+                    "peak": _peak(x_ratio, vals[q][v]["test_mse"], level),
+                    "test_mse_per_seed": vals[q][v]["test_mse"].tolist(),  # (len(p), n_seeds)
+                }
+            )
     cond_med = [median_ci(cond[i], level) for i in range(len(ps))]
     return {
-        "n_train": n, "n_test": int(x_te.shape[0]), "n_seeds": n_seeds, "p": ps, "p_over_n": x_ratio,
+        "n_train": n,
+        "n_test": int(x_te.shape[0]),
+        "n_seeds": n_seeds,
+        "p": ps,
+        "p_over_n": x_ratio,
         "rank_mean": rank.mean(axis=1).tolist(),
-        "cond_median": [c[0] for c in cond_med], "cond_ci_low": [c[1] for c in cond_med],
+        "cond_median": [c[0] for c in cond_med],
+        "cond_ci_low": [c[1] for c in cond_med],
         "cond_ci_high": [c[2] for c in cond_med],
-        "variants": variants, "curves": curves, "level": level,
+        "variants": variants,
+        "curves": curves,
+        "level": level,
         "interpolation_rtol": INTERPOLATION_RTOL,
     }
 
 
 def _mlp_run(
-    x_tr: torch.Tensor, y_tr: torch.Tensor, lab_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor,
-    lab_te: torch.Tensor, width: int, weight_decay: float, steps: int, lr: float, horizons: tuple[int, ...],
+    x_tr: torch.Tensor,
+    y_tr: torch.Tensor,
+    lab_tr: torch.Tensor,
+    x_te: torch.Tensor,
+    y_te: torch.Tensor,
+    lab_te: torch.Tensor,
+    width: int,
+    weight_decay: float,
+    steps: int,
+    lr: float,
+    horizons: tuple[int, ...],
     seed: int,
 ) -> dict[int, dict[str, float]]:
     """Train one MLP full-batch and return its errors at each horizon (step count)."""
@@ -259,8 +306,15 @@ def _mlp_run(
             "test_err": float((out_te.argmax(1) != lab_te).float().mean()),
         }
 
-    cfg = TrainConfig(optimizer="adam", lr=lr, batch_size=int(x_tr.shape[0]), epochs=steps,
-                      weight_decay=weight_decay, loss="mse", n_curve_points=10)
+    cfg = TrainConfig(
+        optimizer="adam",
+        lr=lr,
+        batch_size=int(x_tr.shape[0]),
+        epochs=steps,
+        weight_decay=weight_decay,
+        loss="mse",
+        n_curve_points=10,
+    )
     res = train_model(model, x_tr, y_tr, cfg, seed=derive_seed(seed, "batches"), callback=record, callback_every=every)
     if res.diverged:
         return {}
@@ -268,8 +322,16 @@ def _mlp_run(
 
 
 def mlp_width_sweep(
-    n_train: int, widths: tuple[int, ...], n_seeds: int, label_noise: tuple[float, ...],
-    weight_decays: tuple[float, ...], steps: int, lr: float, horizons: tuple[int, ...], level: float, seed: int,
+    n_train: int,
+    widths: tuple[int, ...],
+    n_seeds: int,
+    label_noise: tuple[float, ...],
+    weight_decays: tuple[float, ...],
+    steps: int,
+    lr: float,
+    horizons: tuple[int, ...],
+    level: float,
+    seed: int,
 ) -> dict[str, Any]:
     """One-hidden-layer MLP test/train error vs width, per label noise, weight decay and horizon."""
     split = load_digits_split(seed, n_train=n_train)
@@ -282,27 +344,49 @@ def mlp_width_sweep(
     curves: list[dict[str, Any]] = []
     n_diverged = 0
     for q in label_noise:
-        labs = [torch.as_tensor(noisy_labels(split.y_train.numpy(), q, N_CLASSES,
-                                             as_generator(derive_seed(seed, "mlp-labels", q, r))))
-                for r in range(n_seeds)]
+        labs = [
+            torch.as_tensor(
+                noisy_labels(split.y_train.numpy(), q, N_CLASSES, as_generator(derive_seed(seed, "mlp-labels", q, r)))
+            )
+            for r in range(n_seeds)
+        ]
         for wd in weight_decays:
             # res[h][stat]: (len(widths), n_seeds), NaN where a run diverged
-            res = {h: {k: np.full((len(widths), n_seeds), np.nan)
-                       for k in ("train_mse", "test_mse", "train_err", "test_err")} for h in horizons}
+            res = {
+                h: {
+                    k: np.full((len(widths), n_seeds), np.nan)
+                    for k in ("train_mse", "test_mse", "train_err", "test_err")
+                }
+                for h in horizons
+            }
             for i, w in enumerate(widths):
                 for r in range(n_seeds):
                     lab = labs[r]
                     y_tr = torch.nn.functional.one_hot(lab, N_CLASSES).float()
-                    at = _mlp_run(split.x_train, y_tr, lab, split.x_test, y_te, lab_te, w, wd, steps, lr, horizons,
-                                  derive_seed(seed, "mlp", q, wd, w, r))
+                    at = _mlp_run(
+                        split.x_train,
+                        y_tr,
+                        lab,
+                        split.x_test,
+                        y_te,
+                        lab_te,
+                        w,
+                        wd,
+                        steps,
+                        lr,
+                        horizons,
+                        derive_seed(seed, "mlp", q, wd, w, r),
+                    )
                     n_diverged += int(not at)
                     for h, vals in at.items():
                         for k, v in vals.items():
                             res[h][k][i, r] = v
             for h in horizons:
                 ok = ~np.isnan(res[h]["test_mse"])
-                cis = [mean_ci(res[h]["test_mse"][i][ok[i]], level) if ok[i].sum() >= 2 else None
-                       for i in range(len(widths))]
+                cis = [
+                    mean_ci(res[h]["test_mse"][i][ok[i]], level) if ok[i].sum() >= 2 else None
+                    for i in range(len(widths))
+                ]
                 mean = [c.mean if c else None for c in cis]
                 lo = [c.low if c else None for c in cis]
                 hi = [c.high if c else None for c in cis]
@@ -310,19 +394,39 @@ def mlp_width_sweep(
                 zero = [bool(np.all(res[h]["train_err"][i][ok[i]] == 0.0)) and ok[i].any() for i in range(len(widths))]
                 emp = next((params[i] for i in range(len(widths)) if zero[i]), None)
                 finite = all(m is not None for m in mean)
-                curves.append({
-                    "label_noise": q, "weight_decay": wd, "horizon": h, "width": list(widths), "params": params,
-                    "params_over_nK": [p / (n * N_CLASSES) for p in params],
-                    "test_mse": mean, "test_mse_ci_low": lo, "test_mse_ci_high": hi,
-                    "test_err": np.nanmean(res[h]["test_err"], axis=1).tolist(),
-                    "train_mse": np.nanmean(res[h]["train_mse"], axis=1).tolist(),
-                    "train_err": train_err.tolist(),
-                    "threshold_empirical_params": emp,
-                    "peak": _peak([p / (n * N_CLASSES) for p in params], res[h]["test_mse"], level) if finite else None,
-                    "test_mse_per_seed": [[_num(v) for v in row] for row in res[h]["test_mse"]],  # (widths, seeds)
-                })
+                curves.append(
+                    {
+                        "label_noise": q,
+                        "weight_decay": wd,
+                        "horizon": h,
+                        "width": list(widths),
+                        "params": params,
+                        "params_over_nK": [p / (n * N_CLASSES) for p in params],
+                        "test_mse": mean,
+                        "test_mse_ci_low": lo,
+                        "test_mse_ci_high": hi,
+                        "test_err": np.nanmean(res[h]["test_err"], axis=1).tolist(),
+                        "train_mse": np.nanmean(res[h]["train_mse"], axis=1).tolist(),
+                        "train_err": train_err.tolist(),
+                        "threshold_empirical_params": emp,
+                        "peak": _peak([p / (n * N_CLASSES) for p in params], res[h]["test_mse"], level)
+                        if finite
+                        else None,
+                        "test_mse_per_seed": [[_num(v) for v in row] for row in res[h]["test_mse"]],  # (widths, seeds)
+                    }
+                )
     return {
-        "n_train": n, "n_classes": N_CLASSES, "threshold_theoretical_params": n * N_CLASSES, "widths": list(widths),
-        "params": params, "n_seeds": n_seeds, "steps": steps, "lr": lr, "horizons": list(horizons),
-        "weight_decays": list(weight_decays), "curves": curves, "n_diverged": n_diverged, "level": level,
+        "n_train": n,
+        "n_classes": N_CLASSES,
+        "threshold_theoretical_params": n * N_CLASSES,
+        "widths": list(widths),
+        "params": params,
+        "n_seeds": n_seeds,
+        "steps": steps,
+        "lr": lr,
+        "horizons": list(horizons),
+        "weight_decays": list(weight_decays),
+        "curves": curves,
+        "n_diverged": n_diverged,
+        "level": level,
     }

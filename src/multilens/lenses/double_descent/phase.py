@@ -28,9 +28,13 @@ class DoubleDescentPhase:
 def _artifact(result: LensResult) -> dict[str, Any]:
     """The measured curve for later phases: gamma, risk with CI and the exact prediction."""
     keys = ("gamma", "d", "test_risk", "ci_low", "ci_high", "predicted_risk", "ridge_risk", "cond_median")
-    return {"n": result.data["n"], "sigma2": result.data["sigma2"], "r2": result.data["r2"],
-            "points": [{k: p[k] for k in keys} for p in result.data["points"]],
-            "peak": result.data["peak"]}
+    return {
+        "n": result.data["n"],
+        "sigma2": result.data["sigma2"],
+        "r2": result.data["r2"],
+        "points": [{k: p[k] for k in keys} for p in result.data["points"]],
+        "peak": result.data["peak"],
+    }
 
 
 def recommendations(result: LensResult) -> tuple[str, ...]:
@@ -48,8 +52,9 @@ def recommendations(result: LensResult) -> tuple[str, ...]:
         for c in rf["curves"]:
             if c["variant"] != "min-norm":
                 continue
-            best = min((r for r in rf["curves"] if r["label_noise"] == c["label_noise"]),
-                       key=lambda r: r["peak"]["height"])
+            best = min(
+                (r for r in rf["curves"] if r["label_noise"] == c["label_noise"]), key=lambda r: r["peak"]["height"]
+            )
             if c["peak"]["significant"]:
                 out.append(
                     f"Random features on digits (label noise {c['label_noise']:.0%}): ridgeless test MSE peaked at "
@@ -65,8 +70,11 @@ def recommendations(result: LensResult) -> tuple[str, ...]:
             out.append(
                 f"MLP widths on digits (label noise {c['label_noise']:.0%}, weight decay {c['weight_decay']:g}, "
                 f"{c['horizon']} steps): test MSE peaked at {c['peak']['x']:.3g} x n*K parameters"
-                + (f" and the widest model recovered to {last:.3g} (from {top:.3g}); read the whole width curve "
-                   "before choosing a size." if recovered else
-                   "; the widest model did not recover, so prefer a width below the peak or regularize.")
+                + (
+                    f" and the widest model recovered to {last:.3g} (from {top:.3g}); read the whole width curve "
+                    "before choosing a size."
+                    if recovered
+                    else "; the widest model did not recover, so prefer a width below the peak or regularize."
+                )
             )
     return tuple(out)

@@ -43,8 +43,9 @@ class FiltersConfig:
         if not (isinstance(self.narrow_condition, (int, float)) and 1.0 < self.narrow_condition < 1e3):
             raise ConfigError(f"`narrow_condition` must be a number in (1, 1000); got {self.narrow_condition!r}.")
         if not (isinstance(self.step_scale, (int, float)) and 0.0 < self.step_scale <= 1.0):
-            raise ConfigError(f"`step_scale` must be a number in (0, 1] (eta s^2 <= 1 on every mode); "
-                              f"got {self.step_scale!r}.")
+            raise ConfigError(
+                f"`step_scale` must be a number in (0, 1] (eta s^2 <= 1 on every mode); got {self.step_scale!r}."
+            )
         check_int("t_max", self.t_max, 1)
         check_int("n_checkpoints", self.n_checkpoints, 2)
         check_int("n_lambdas", self.n_lambdas, 2)

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from multilens.stats import mean_ci
 from multilens.lenses.filters.config import FiltersConfig
 from multilens.report import figures as fig
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table
 from multilens.seeding import SeedLike, as_generator, derive_seed
+from multilens.stats import mean_ci
 from multilens.theory.filters import best_matching_lambda, continuum_gd_ridge_gap, gd_filter, ridge_filter
 
 LENS = "filters"
@@ -143,22 +143,39 @@ def _study(a: np.ndarray, cfg: FiltersConfig, noisy: np.ndarray | None, x_true: 
         diff = np.abs(phi_gd - phi_r)[keep]
         cont = continuum_gd_ridge_gap(t)
         row = {
-            "t": t, "lambda": match.lam, "lambda_eta_t": match.lam * eta * t, "gap": float(diff.max()),
-            "gap_closed_form": match.gap, "worst_mode": int(np.flatnonzero(keep)[int(np.argmax(diff))]),
-            "worst_s": float(s[keep][int(np.argmax(diff))]), "continuum_gap": cont.gap,
-            "continuum_lambda_eta_t": cont.lam * t, "converged": match.converged and cont.converged,
-            "n_iter": match.n_iter, "phi_gd": phi_gd.tolist(), "phi_ridge": phi_r.tolist(),
-            "phi_gd_closed": closed_gd.tolist(), "phi_ridge_closed": ridge_filter(s, match.lam).tolist(),
+            "t": t,
+            "lambda": match.lam,
+            "lambda_eta_t": match.lam * eta * t,
+            "gap": float(diff.max()),
+            "gap_closed_form": match.gap,
+            "worst_mode": int(np.flatnonzero(keep)[int(np.argmax(diff))]),
+            "worst_s": float(s[keep][int(np.argmax(diff))]),
+            "continuum_gap": cont.gap,
+            "continuum_lambda_eta_t": cont.lam * t,
+            "converged": match.converged and cont.converged,
+            "n_iter": match.n_iter,
+            "phi_gd": phi_gd.tolist(),
+            "phi_ridge": phi_r.tolist(),
+            "phi_gd_closed": closed_gd.tolist(),
+            "phi_ridge_closed": ridge_filter(s, match.lam).tolist(),
         }
         if noisy is not None and x_true is not None:
             err_gd = np.linalg.norm(x_t[:, m:] - x_true[:, None], axis=0) / np.linalg.norm(x_true)
             err_r = np.linalg.norm(x_r[:, m:] - x_true[:, None], axis=0) / np.linalg.norm(x_true)
             ci_gd, ci_r = mean_ci(err_gd, cfg.level), mean_ci(err_r, cfg.level)
             ci_d = mean_ci(err_r - err_gd, cfg.level)
-            row |= {"err_gd": ci_gd.mean, "err_gd_ci_low": ci_gd.low, "err_gd_ci_high": ci_gd.high,
-                    "err_ridge_matched": ci_r.mean, "err_ridge_matched_ci_low": ci_r.low,
-                    "err_ridge_matched_ci_high": ci_r.high, "err_diff": ci_d.mean, "err_diff_ci_low": ci_d.low,
-                    "err_diff_ci_high": ci_d.high, "err_gd_draws": err_gd.tolist()}
+            row |= {
+                "err_gd": ci_gd.mean,
+                "err_gd_ci_low": ci_gd.low,
+                "err_gd_ci_high": ci_gd.high,
+                "err_ridge_matched": ci_r.mean,
+                "err_ridge_matched_ci_low": ci_r.low,
+                "err_ridge_matched_ci_high": ci_r.high,
+                "err_diff": ci_d.mean,
+                "err_diff_ci_low": ci_d.low,
+                "err_diff_ci_high": ci_d.high,
+                "err_gd_draws": err_gd.tolist(),
+            }
         rows.append(row)
     # The ridge path on its own grid (filters measured too, for the closed-form check).
     ridge_path: list[dict[str, Any]] = []
@@ -175,10 +192,19 @@ def _study(a: np.ndarray, cfg: FiltersConfig, noisy: np.ndarray | None, x_true: 
     lams = np.concatenate([lam_grid, [r["lambda"] for r in rows]])
     cond_ridge = float(np.max((s[0] ** 2 + lams) / (s[keep][-1] ** 2 + lams)))
     return {
-        "s": s.tolist(), "n_modes": int(m), "n_modes_used": int(keep.sum()), "eta": eta, "steps": list(gd.steps),
-        "rows": rows, "ridge_path": ridge_path, "gd_closed_form_max_error": gd_err_max,
-        "ridge_closed_form_max_error": ridge_err_max, "max_leakage": leak_max, "gd_n_iter": gd.n_iter,
-        "gd_wall_s": t_gd, "ridge_cond_max": cond_ridge,
+        "s": s.tolist(),
+        "n_modes": int(m),
+        "n_modes_used": int(keep.sum()),
+        "eta": eta,
+        "steps": list(gd.steps),
+        "rows": rows,
+        "ridge_path": ridge_path,
+        "gd_closed_form_max_error": gd_err_max,
+        "ridge_closed_form_max_error": ridge_err_max,
+        "max_leakage": leak_max,
+        "gd_n_iter": gd.n_iter,
+        "gd_wall_s": t_gd,
+        "ridge_cond_max": cond_ridge,
     }
 
 
@@ -187,43 +213,88 @@ def _checks(cfg: FiltersConfig, wide: dict[str, Any], narrow: dict[str, Any]) ->
     for label, st in (("wide", wide), ("narrow", narrow)):
         tol_gd = 10.0 * max(st["steps"]) * st["n_modes"] * EPS
         obs = st["gd_closed_form_max_error"]
-        checks.append(Check(
-            f"{LENS}.gd_closed_form[{label}]", bool(obs <= tol_gd), obs, 0.0, tol_gd,
-            f"{label} spectrum: max |measured GD filter - (1 - (1 - eta s^2)^t)| = {obs:.3g} over {st['n_modes_used']} "
-            f"modes and {len(st['steps'])} checkpoints; tolerance 10 t_max m eps = {tol_gd:.3g}"))
+        checks.append(
+            Check(
+                f"{LENS}.gd_closed_form[{label}]",
+                bool(obs <= tol_gd),
+                obs,
+                0.0,
+                tol_gd,
+                f"{label} spectrum: max |measured GD filter - (1 - (1 - eta s^2)^t)| = {obs:.3g} over {st['n_modes_used']} "
+                f"modes and {len(st['steps'])} checkpoints; tolerance 10 t_max m eps = {tol_gd:.3g}",
+            )
+        )
         tol_r = 10.0 * st["n_modes"] * EPS * st["ridge_cond_max"]
         obs = st["ridge_closed_form_max_error"]
-        checks.append(Check(
-            f"{LENS}.ridge_closed_form[{label}]", bool(obs <= tol_r), obs, 0.0, tol_r,
-            f"{label} spectrum: max |measured ridge filter - s^2/(s^2+lam)| = {obs:.3g}; tolerance 10 m eps "
-            f"cond(A^T A + lam I) = {tol_r:.3g} (backward-stable Cholesky solve)"))
+        checks.append(
+            Check(
+                f"{LENS}.ridge_closed_form[{label}]",
+                bool(obs <= tol_r),
+                obs,
+                0.0,
+                tol_r,
+                f"{label} spectrum: max |measured ridge filter - s^2/(s^2+lam)| = {obs:.3g}; tolerance 10 m eps "
+                f"cond(A^T A + lam I) = {tol_r:.3g} (backward-stable Cholesky solve)",
+            )
+        )
         viol = [(r["t"], r["gap"], r["continuum_gap"]) for r in st["rows"] if r["gap"] > r["continuum_gap"] + 1e-6]
-        checks.append(Check(
-            f"{LENS}.gap_within_continuum_bound[{label}]", not viol,
-            max(r["gap"] - r["continuum_gap"] for r in st["rows"]), 0.0, 1e-6,
-            f"{label} spectrum: for every t the measured minimax gap is at most the continuum value "
-            f"min_lam sup_x |GD - ridge| (any spectrum is a subset of (0, 1] in eta s^2); "
-            f"violations: {viol or 'none'}"))
+        checks.append(
+            Check(
+                f"{LENS}.gap_within_continuum_bound[{label}]",
+                not viol,
+                max(r["gap"] - r["continuum_gap"] for r in st["rows"]),
+                0.0,
+                1e-6,
+                f"{label} spectrum: for every t the measured minimax gap is at most the continuum value "
+                f"min_lam sup_x |GD - ridge| (any spectrum is a subset of (0, 1] in eta s^2); "
+                f"violations: {viol or 'none'}",
+            )
+        )
         nc = [r["t"] for r in st["rows"] if not r["converged"]]
-        checks.append(Check(
-            f"{LENS}.matching_converged[{label}]", not nc, float(len(nc)), 0.0, 0.0,
-            f"{label} spectrum: the bisection for lam(t) converged at {len(st['rows']) - len(nc)}/{len(st['rows'])} "
-            f"checkpoints" + (f"; not at t={nc}" if nc else "")))
-    low = [(r["t"], round(r["gap"], 4), round(r["continuum_gap"], 4)) for r in wide["rows"]
-           if r["gap"] < 0.5 * r["continuum_gap"]]
+        checks.append(
+            Check(
+                f"{LENS}.matching_converged[{label}]",
+                not nc,
+                float(len(nc)),
+                0.0,
+                0.0,
+                f"{label} spectrum: the bisection for lam(t) converged at {len(st['rows']) - len(nc)}/{len(st['rows'])} "
+                f"checkpoints" + (f"; not at t={nc}" if nc else ""),
+            )
+        )
+    low = [
+        (r["t"], round(r["gap"], 4), round(r["continuum_gap"], 4))
+        for r in wide["rows"]
+        if r["gap"] < 0.5 * r["continuum_gap"]
+    ]
     wmin = min(r["gap"] for r in wide["rows"])
-    checks.append(Check(
-        f"{LENS}.no_single_lambda[wide]", not low, wmin, None, None,
-        f"wide spectrum: at every checkpoint the best single lam still misses GD's filter by at least half the "
-        f"continuum value min_lam sup_x |GD - ridge| (smallest measured gap {wmin:.3g}; the continuum value tends to "
-        f"{wide['rows'][-1]['continuum_gap']:.3g} for large t); checkpoints below half: {low or 'none'}"))
+    checks.append(
+        Check(
+            f"{LENS}.no_single_lambda[wide]",
+            not low,
+            wmin,
+            None,
+            None,
+            f"wide spectrum: at every checkpoint the best single lam still misses GD's filter by at least half the "
+            f"continuum value min_lam sup_x |GD - ridge| (smallest measured gap {wmin:.3g}; the continuum value tends to "
+            f"{wide['rows'][-1]['continuum_gap']:.3g} for large t); checkpoints below half: {low or 'none'}",
+        )
+    )
     wmean = float(np.mean([r["gap"] for r in wide["rows"]]))
     nmean = float(np.mean([r["gap"] for r in narrow["rows"]]))
-    checks.append(Check(
-        f"{LENS}.narrow_band_closer", bool(nmean < wmean), nmean, wmean, None,
-        f"mean minimax gap over the checkpoints: {nmean:.3g} on the narrow spectrum (condition "
-        f"{cfg.narrow_condition:g}) vs {wmean:.3g} on the wide one; B.12: the equivalence improves when the "
-        f"spectrum is narrow (once eta t s_min^2 >> 1 both filters are ~1 on every mode)", severity="info"))
+    checks.append(
+        Check(
+            f"{LENS}.narrow_band_closer",
+            bool(nmean < wmean),
+            nmean,
+            wmean,
+            None,
+            f"mean minimax gap over the checkpoints: {nmean:.3g} on the narrow spectrum (condition "
+            f"{cfg.narrow_condition:g}) vs {wmean:.3g} on the wide one; B.12: the equivalence improves when the "
+            f"spectrum is narrow (once eta t s_min^2 >> 1 both filters are ~1 on every mode)",
+            severity="info",
+        )
+    )
     return checks
 
 
@@ -235,32 +306,60 @@ def _filter_figure(wide: dict[str, Any]) -> Figure:
     traces = []
     for i in pick:
         r = rows[i]
-        traces.append({"type": "scatter", "mode": "markers", "name": f"GD t={r['t']}, measured",
-                       "x": fig.floats(s[:keep]), "y": fig.floats(r["phi_gd"][:keep])})
-        traces.append(fig.curve_trace(s[:keep], r["phi_gd_closed"][:keep], f"1-(1-eta s^2)^t, t={r['t']}",
-                                      dash="solid"))
-        traces.append({"type": "scatter", "mode": "markers", "marker": {"symbol": "x"},
-                       "name": f"ridge lam(t)={r['lambda']:.3g}, measured",
-                       "x": fig.floats(s[:keep]), "y": fig.floats(r["phi_ridge"][:keep])})
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"GD t={r['t']}, measured",
+                "x": fig.floats(s[:keep]),
+                "y": fig.floats(r["phi_gd"][:keep]),
+            }
+        )
+        traces.append(
+            fig.curve_trace(s[:keep], r["phi_gd_closed"][:keep], f"1-(1-eta s^2)^t, t={r['t']}", dash="solid")
+        )
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "marker": {"symbol": "x"},
+                "name": f"ridge lam(t)={r['lambda']:.3g}, measured",
+                "x": fig.floats(s[:keep]),
+                "y": fig.floats(r["phi_ridge"][:keep]),
+            }
+        )
         traces.append(fig.curve_trace(s[:keep], r["phi_ridge_closed"][:keep], f"s^2/(s^2+lam), lam={r['lambda']:.3g}"))
-    return fig.figure("filters_factors", "Filter factors per singular value: GD at t vs ridge at matched lam(t)",
-                      traces, xlabel="singular value s", ylabel="filter factor phi", xlog=True,
-                      caption="Markers: filters measured by running GD / solving ridge on y = u_j and projecting on "
-                              "v_j; lines: closed forms.")
+    return fig.figure(
+        "filters_factors",
+        "Filter factors per singular value: GD at t vs ridge at matched lam(t)",
+        traces,
+        xlabel="singular value s",
+        ylabel="filter factor phi",
+        xlog=True,
+        caption="Markers: filters measured by running GD / solving ridge on y = u_j and projecting on "
+        "v_j; lines: closed forms.",
+    )
 
 
 def _gap_figure(wide: dict[str, Any], narrow: dict[str, Any]) -> Figure:
     t = [r["t"] for r in wide["rows"]]
     traces = [
         fig.line_trace(t, [r["gap"] for r in wide["rows"]], "wide spectrum (blur), measured"),
-        fig.line_trace([r["t"] for r in narrow["rows"]], [r["gap"] for r in narrow["rows"]],
-                       "narrow spectrum, measured"),
+        fig.line_trace(
+            [r["t"] for r in narrow["rows"]], [r["gap"] for r in narrow["rows"]], "narrow spectrum, measured"
+        ),
         fig.curve_trace(t, [r["continuum_gap"] for r in wide["rows"]], "continuum bound min_lam sup_x"),
         fig.line_trace(t, [r["lambda_eta_t"] for r in wide["rows"]], "lam(t) * eta * t (wide)"),
     ]
-    return fig.figure("filters_gap", "How badly no single ridge penalty matches early-stopped GD", traces,
-                      xlabel="GD steps t", ylabel="max per-mode |phi_GD - phi_ridge|  /  lam(t) eta t", xlog=True,
-                      caption="lam(t) eta t near a constant is the 'lam ~ 1/(eta t)' rule of thumb.")
+    return fig.figure(
+        "filters_gap",
+        "How badly no single ridge penalty matches early-stopped GD",
+        traces,
+        xlabel="GD steps t",
+        ylabel="max per-mode |phi_GD - phi_ridge|  /  lam(t) eta t",
+        xlog=True,
+        caption="lam(t) eta t near a constant is the 'lam ~ 1/(eta t)' rule of thumb.",
+    )
 
 
 def _recon_figure(wide: dict[str, Any]) -> Figure:
@@ -270,22 +369,64 @@ def _recon_figure(wide: dict[str, Any]) -> Figure:
     traces = fig.band_traces(x_gd, [r["err_gd_ci_low"] for r in rows], [r["err_gd_ci_high"] for r in rows], "GD")
     traces.append(fig.line_trace(x_gd, [r["err_gd"] for r in rows], "GD at t (plotted at 1/(eta t))"))
     rp = wide["ridge_path"]
-    traces.append(fig.errorbar_trace([e["lambda"] for e in rp], [e["err"] for e in rp], [e["err_ci_low"] for e in rp],
-                                     [e["err_ci_high"] for e in rp], "ridge at lam", mode="lines+markers"))
-    traces.append(fig.line_trace([r["lambda"] for r in rows], [r["err_ridge_matched"] for r in rows],
-                                 "ridge at matched lam(t)"))
-    return fig.figure("filters_reconstruction", "Reconstruction error along the GD and ridge paths", traces,
-                      xlabel="regularization lam (GD: 1/(eta t))", ylabel="relative error ||x - x*||/||x*||",
-                      xlog=True, ylog=True)
+    traces.append(
+        fig.errorbar_trace(
+            [e["lambda"] for e in rp],
+            [e["err"] for e in rp],
+            [e["err_ci_low"] for e in rp],
+            [e["err_ci_high"] for e in rp],
+            "ridge at lam",
+            mode="lines+markers",
+        )
+    )
+    traces.append(
+        fig.line_trace([r["lambda"] for r in rows], [r["err_ridge_matched"] for r in rows], "ridge at matched lam(t)")
+    )
+    return fig.figure(
+        "filters_reconstruction",
+        "Reconstruction error along the GD and ridge paths",
+        traces,
+        xlabel="regularization lam (GD: 1/(eta t))",
+        ylabel="relative error ||x - x*||/||x*||",
+        xlog=True,
+        ylog=True,
+    )
 
 
 def _table(wide: dict[str, Any]) -> Table:
-    rows = [[r["t"], r["lambda"], r["lambda_eta_t"], r["gap"], r["continuum_gap"], r["worst_s"], r["err_gd"],
-             r["err_ridge_matched"], r["err_diff_ci_low"], r["err_diff_ci_high"]] for r in wide["rows"]]
-    return Table("filters_matching", "GD at t vs ridge at its best-matching lam(t) (wide spectrum)",
-                 ["t", "lam(t)", "lam eta t", "max gap", "continuum gap", "worst s", "err GD", "err ridge",
-                  "diff CI low", "diff CI high"], rows,
-                 caption="diff = ridge error - GD error per noise draw (t-interval).")
+    rows = [
+        [
+            r["t"],
+            r["lambda"],
+            r["lambda_eta_t"],
+            r["gap"],
+            r["continuum_gap"],
+            r["worst_s"],
+            r["err_gd"],
+            r["err_ridge_matched"],
+            r["err_diff_ci_low"],
+            r["err_diff_ci_high"],
+        ]
+        for r in wide["rows"]
+    ]
+    return Table(
+        "filters_matching",
+        "GD at t vs ridge at its best-matching lam(t) (wide spectrum)",
+        [
+            "t",
+            "lam(t)",
+            "lam eta t",
+            "max gap",
+            "continuum gap",
+            "worst s",
+            "err GD",
+            "err ridge",
+            "diff CI low",
+            "diff CI high",
+        ],
+        rows,
+        caption="diff = ridge error - GD error per noise draw (t-interval).",
+    )
 
 
 def _best(entries: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -311,24 +452,65 @@ def run_filters(config: FiltersConfig, seed: int) -> LensResult:
     # Paired comparison of the two optima over the same noise draws.
     diff = mean_ci(np.array(best_r["err_draws"]) - np.array(best_gd["err_gd_draws"]), cfg.level)
     estimates = [
-        Estimate(f"{LENS}.max_filter_gap", worst["gap"], None, None, method="exact: minimax over lam by bisection "
-                 "on measured filters (deterministic, no sampling error)", n=wide["n_modes_used"],
-                 converged=worst["converged"], n_iter=worst["n_iter"],
-                 note=f"at t={worst['t']}, lam(t)={worst['lambda']:.3g}, worst mode s={worst['worst_s']:.3g}"),
-        Estimate(f"{LENS}.continuum_gap", worst["continuum_gap"], None, None, method="theory: minimax on a 20001-point "
-                 "grid of eta s^2 in (0, 1]", converged=True,
-                 note="a closed-form bound evaluated on a grid: deterministic, no sampling interval"),
-        Estimate(f"{LENS}.narrow_max_gap", max(r["gap"] for r in narrow["rows"]), None, None,
-                 method="exact: minimax on measured filters", n=narrow["n_modes_used"],
-                 note="deterministic: computed from filters measured without noise, no sampling interval"),
-        Estimate(f"{LENS}.best_gd_error", best_gd["err_gd"], best_gd["err_gd_ci_low"], best_gd["err_gd_ci_high"],
-                 level=cfg.level, method="t-interval over noise draws", n=cfg.n_noise,
-                 note=f"best checkpoint t={best_gd['t']} (selected on the same draws: optimistic)"),
-        Estimate(f"{LENS}.best_ridge_error", best_r["err"], best_r["err_ci_low"], best_r["err_ci_high"],
-                 level=cfg.level, method="t-interval over noise draws", n=cfg.n_noise,
-                 note=f"best lam={best_r['lambda']:.3g} on a {cfg.n_lambdas}-point grid (selected on the same draws)"),
-        Estimate(f"{LENS}.best_ridge_minus_best_gd", diff.mean, diff.low, diff.high, stderr=diff.stderr,
-                 level=cfg.level, method="paired t-interval over noise draws", n=cfg.n_noise),
+        Estimate(
+            f"{LENS}.max_filter_gap",
+            worst["gap"],
+            None,
+            None,
+            method="exact: minimax over lam by bisection on measured filters (deterministic, no sampling error)",
+            n=wide["n_modes_used"],
+            converged=worst["converged"],
+            n_iter=worst["n_iter"],
+            note=f"at t={worst['t']}, lam(t)={worst['lambda']:.3g}, worst mode s={worst['worst_s']:.3g}",
+        ),
+        Estimate(
+            f"{LENS}.continuum_gap",
+            worst["continuum_gap"],
+            None,
+            None,
+            method="theory: minimax on a 20001-point grid of eta s^2 in (0, 1]",
+            converged=True,
+            note="a closed-form bound evaluated on a grid: deterministic, no sampling interval",
+        ),
+        Estimate(
+            f"{LENS}.narrow_max_gap",
+            max(r["gap"] for r in narrow["rows"]),
+            None,
+            None,
+            method="exact: minimax on measured filters",
+            n=narrow["n_modes_used"],
+            note="deterministic: computed from filters measured without noise, no sampling interval",
+        ),
+        Estimate(
+            f"{LENS}.best_gd_error",
+            best_gd["err_gd"],
+            best_gd["err_gd_ci_low"],
+            best_gd["err_gd_ci_high"],
+            level=cfg.level,
+            method="t-interval over noise draws",
+            n=cfg.n_noise,
+            note=f"best checkpoint t={best_gd['t']} (selected on the same draws: optimistic)",
+        ),
+        Estimate(
+            f"{LENS}.best_ridge_error",
+            best_r["err"],
+            best_r["err_ci_low"],
+            best_r["err_ci_high"],
+            level=cfg.level,
+            method="t-interval over noise draws",
+            n=cfg.n_noise,
+            note=f"best lam={best_r['lambda']:.3g} on a {cfg.n_lambdas}-point grid (selected on the same draws)",
+        ),
+        Estimate(
+            f"{LENS}.best_ridge_minus_best_gd",
+            diff.mean,
+            diff.low,
+            diff.high,
+            stderr=diff.stderr,
+            level=cfg.level,
+            method="paired t-interval over noise draws",
+            n=cfg.n_noise,
+        ),
     ]
     wall = time.perf_counter() - t0
     metrics = {
@@ -345,28 +527,56 @@ def run_filters(config: FiltersConfig, seed: int) -> LensResult:
     for r in wide["rows"]:
         r.pop("err_gd_draws", None)
     data = {
-        "operator": {"kind": "gaussian blur", "m": cfg.m, "width": cfg.blur_width,
-                     "condition": wide["s"][0] / wide["s"][wide["n_modes_used"] - 1]},
-        "noise_sigma": sigma, "eta": wide["eta"],
-        "wide": wide, "narrow": narrow,
+        "operator": {
+            "kind": "gaussian blur",
+            "m": cfg.m,
+            "width": cfg.blur_width,
+            "condition": wide["s"][0] / wide["s"][wide["n_modes_used"] - 1],
+        },
+        "noise_sigma": sigma,
+        "eta": wide["eta"],
+        "wide": wide,
+        "narrow": narrow,
         "worst": {k: worst[k] for k in ("t", "lambda", "gap", "continuum_gap", "worst_s", "lambda_eta_t")},
-        "metrics": metrics, "wall_time_s": wall,
+        "metrics": metrics,
+        "wall_time_s": wall,
     }
     assumptions = [
-        Assumption("eta = step_scale/s_max^2 <= 1/s_max^2, so eta s^2 lies in (0, 1] on every mode", "construction",
-                   status="holds"),
-        Assumption("Filters are measured only on modes above the numerical rank (s > m eps s_max)", "floating point",
-                   status="holds"),
-        Assumption("The operator A is applied through A^T A, so GD's dynamics are normal in the SVD basis "
-                   "(measured off-diagonal leakage reported)", "B.12", checked_by=f"{LENS}.gd_closed_form[wide]",
-                   status="holds" if checks[0].passed else "violated"),
+        Assumption(
+            "eta = step_scale/s_max^2 <= 1/s_max^2, so eta s^2 lies in (0, 1] on every mode",
+            "construction",
+            status="holds",
+        ),
+        Assumption(
+            "Filters are measured only on modes above the numerical rank (s > m eps s_max)",
+            "floating point",
+            status="holds",
+        ),
+        Assumption(
+            "The operator A is applied through A^T A, so GD's dynamics are normal in the SVD basis "
+            "(measured off-diagonal leakage reported)",
+            "B.12",
+            checked_by=f"{LENS}.gd_closed_form[wide]",
+            status="holds" if checks[0].passed else "violated",
+        ),
     ]
     predictions = {
-        "gd_filter": "1 - (1 - eta s^2)^t", "ridge_filter": "s^2/(s^2 + lam)",
+        "gd_filter": "1 - (1 - eta s^2)^t",
+        "ridge_filter": "s^2/(s^2 + lam)",
         "continuum_gap": {str(r["t"]): r["continuum_gap"] for r in wide["rows"]},
     }
-    notes = ("Non-normal operators (iterating on A itself) are not covered: with the normal equations GD is always "
-             "diagonal in the SVD basis, which the measured leakage confirms.",)
-    return LensResult(LENS, tuple(estimates), tuple(checks),
-                      (_filter_figure(wide), _gap_figure(wide, narrow), _recon_figure(wide)), (_table(wide),),
-                      tuple(assumptions), predictions, data, notes)
+    notes = (
+        "Non-normal operators (iterating on A itself) are not covered: with the normal equations GD is always "
+        "diagonal in the SVD basis, which the measured leakage confirms.",
+    )
+    return LensResult(
+        LENS,
+        tuple(estimates),
+        tuple(checks),
+        (_filter_figure(wide), _gap_figure(wide, narrow), _recon_figure(wide)),
+        (_table(wide),),
+        tuple(assumptions),
+        predictions,
+        data,
+        notes,
+    )

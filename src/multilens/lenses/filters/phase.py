@@ -22,9 +22,13 @@ class FiltersPhase:
         cfg = phase_config(ctx, FiltersConfig, self.name)
         result = run_filters(cfg, ctx.seed)
         metrics = finite_metrics(result.data["metrics"])
-        matching = {"eta": result.data["eta"],
-                    "rows": [{k: r[k] for k in ("t", "lambda", "lambda_eta_t", "gap", "continuum_gap")}
-                             for r in result.data["wide"]["rows"]]}
+        matching = {
+            "eta": result.data["eta"],
+            "rows": [
+                {k: r[k] for k in ("t", "lambda", "lambda_eta_t", "gap", "continuum_gap")}
+                for r in result.data["wide"]["rows"]
+            ],
+        }
         return PhaseOutput(result, {"filters.matching": matching}, metrics, recommendations(result))
 
 

@@ -74,8 +74,19 @@ class ImplicitBiasConfig:
         if self.ls_lr_fraction >= 2.0:
             raise ConfigError(f"`ls_lr_fraction` must be < 2 (GD diverges at 2/s_max^2); got {self.ls_lr_fraction}.")
         check_int("ls_max_steps", self.ls_max_steps, 10)
-        for k in ("ls_tol", "ls_exact_tol", "ls_rate_tol", "null_tol", "ls_risk_tol", "gap_tol", "growth_tol",
-                  "log_margin", "opt_margin", "opt_lr", "opt_lr_normalized"):
+        for k in (
+            "ls_tol",
+            "ls_exact_tol",
+            "ls_rate_tol",
+            "null_tol",
+            "ls_risk_tol",
+            "gap_tol",
+            "growth_tol",
+            "log_margin",
+            "opt_margin",
+            "opt_lr",
+            "opt_lr_normalized",
+        ):
             check_positive(k, getattr(self, k))
         if not self.ls_init_scales or self.ls_init_scales[0] != 0.0:
             raise ConfigError(
@@ -125,19 +136,41 @@ class ImplicitBiasConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> ImplicitBiasConfig:
-        """"smoke": seconds, for tests; "quick": the default of `multilens run`; "full": thorough."""
+        """ "smoke": seconds, for tests; "quick": the default of `multilens run`; "full": thorough."""
         if profile not in PROFILES:
             raise ConfigError(f"`profile` must be one of {', '.join(PROFILES)}; got {profile!r}.")
         base = cls()
         if profile == "smoke":
             return replace(
-                base, n_seeds=3, ls_n=20, ls_d=60, ls_n_test=500, log_steps=5_000, log_n=12, log_n_points=30,
-                opt_n=20, opt_d=40, opt_n_test=1000, opt_epochs=500, opt_reseeds=2, opt_n_points=6,
+                base,
+                n_seeds=3,
+                ls_n=20,
+                ls_d=60,
+                ls_n_test=500,
+                log_steps=5_000,
+                log_n=12,
+                log_n_points=30,
+                opt_n=20,
+                opt_d=40,
+                opt_n_test=1000,
+                opt_epochs=500,
+                opt_reseeds=2,
+                opt_n_points=6,
             )
         if profile == "quick":
             return base
         return replace(
-            base, n_seeds=10, ls_n=80, ls_d=240, ls_n_test=5000, log_steps=1_000_000, log_n=40, log_n_points=90,
-            opt_epochs=50_000, opt_reseeds=5, opt_schedules=("constant", "cosine", "inv_sqrt"),
-            opt_init_scales=(0.0, 0.3, 3.0), opt_n_points=20,
+            base,
+            n_seeds=10,
+            ls_n=80,
+            ls_d=240,
+            ls_n_test=5000,
+            log_steps=1_000_000,
+            log_n=40,
+            log_n_points=90,
+            opt_epochs=50_000,
+            opt_reseeds=5,
+            opt_schedules=("constant", "cosine", "inv_sqrt"),
+            opt_init_scales=(0.0, 0.3, 3.0),
+            opt_n_points=20,
         )

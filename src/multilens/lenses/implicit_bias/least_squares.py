@@ -68,9 +68,7 @@ class GDRun:
     s_max: float
 
 
-def run_gd(
-    prob: LeastSquaresProblem, theta0: np.ndarray, lr_fraction: float, max_steps: int, tol: float
-) -> GDRun:
+def run_gd(prob: LeastSquaresProblem, theta0: np.ndarray, lr_fraction: float, max_steps: int, tol: float) -> GDRun:
     """GD from ``theta0`` until ||theta_t - theta_lim|| <= tol * max(1, ||theta_lim||) or the cap.
 
     The stopping rule uses the limit computed independently by lstsq + projection (not by GD).
@@ -128,8 +126,9 @@ def run_gd(
     )
 
 
-def decay_rates(measured: np.ndarray, predicted: np.ndarray, lo: float = 1e-9, hi: float = 1e-4
-                ) -> tuple[float, float] | None:
+def decay_rates(
+    measured: np.ndarray, predicted: np.ndarray, lo: float = 1e-9, hi: float = 1e-4
+) -> tuple[float, float] | None:
     """Per-step decay factors of the measured and predicted distance curves over one window.
 
     The window is the steps where the predicted distance, relative to its start, lies in [lo, hi]
@@ -141,8 +140,10 @@ def decay_rates(measured: np.ndarray, predicted: np.ndarray, lo: float = 1e-9, h
     if idx.size < 3:
         return None
     t = idx.astype(np.float64)
-    return (float(np.exp(np.polyfit(t, np.log(measured[idx]), 1)[0])),
-            float(np.exp(np.polyfit(t, np.log(predicted[idx]), 1)[0])))
+    return (
+        float(np.exp(np.polyfit(t, np.log(measured[idx]), 1)[0])),
+        float(np.exp(np.polyfit(t, np.log(predicted[idx]), 1)[0])),
+    )
 
 
 def test_mse(prob: LeastSquaresProblem, theta: np.ndarray) -> float:

@@ -228,8 +228,23 @@ def run_logistic(
             finite = finite and bool(np.all(np.isfinite(wn)))
             k += 1
     return LogisticTrajectories(
-        rec, gap_gd, gap_ngd, gap_pred, mgap, mgap_pred, norm_gd, par_gd, rho_err, min_m, eta, svms, tuple(problems),
-        w_tilde, w, wn, finite,
+        rec,
+        gap_gd,
+        gap_ngd,
+        gap_pred,
+        mgap,
+        mgap_pred,
+        norm_gd,
+        par_gd,
+        rho_err,
+        min_m,
+        eta,
+        svms,
+        tuple(problems),
+        w_tilde,
+        w,
+        wn,
+        finite,
     )
 
 
@@ -270,7 +285,13 @@ def fit_gap(steps: np.ndarray, gap: np.ndarray, t_min: float) -> GapFit:
     coef = float(x @ g / (x @ x))
     p, c = np.polyfit(lt, np.log(g), 1)
     return GapFit(
-        float(b), float(a), _r2(1.0 / g, a + b * lt), coef, _r2(g, coef * x), float(p), _r2(np.log(g), c + p * lt),
+        float(b),
+        float(a),
+        _r2(1.0 / g, a + b * lt),
+        coef,
+        _r2(g, coef * x),
+        float(p),
+        _r2(np.log(g), c + p * lt),
         int(t.size),
     )
 

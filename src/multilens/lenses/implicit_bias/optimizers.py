@@ -96,7 +96,9 @@ def references(p: TeacherProblem) -> References:
     if not ref.converged:
         warnings.warn(
             f"a max-margin reference did not converge (SVM KKT residual {ref.svm.kkt_residual:.2e}; "
-            f"LPs: {ref.linf.message!r}, {ref.l1.message!r})", ConvergenceWarning, stacklevel=2,
+            f"LPs: {ref.linf.message!r}, {ref.l1.message!r})",
+            ConvergenceWarning,
+            stacklevel=2,
         )
     return ref
 
@@ -301,8 +303,9 @@ def compare_optimizers(
             w, snaps = train(o, z, w0, epochs, rate, c.schedule, batch_size, order, rec)
             w = w.reshape(s_count, reseeds, d)
             final_w[(c.label, o)] = w
-            mets[(c.label, o)] = [[metrics(problems[i], refs[i], w[i, r]) for r in range(reseeds)]
-                                  for i in range(s_count)]
+            mets[(c.label, o)] = [
+                [metrics(problems[i], refs[i], w[i, r]) for r in range(reseeds)] for i in range(s_count)
+            ]
             traj = np.empty((s_count, reseeds, rec.size, len(NORMS)))
             for k, e in enumerate(rec):
                 ws = snaps[int(e)].reshape(s_count, reseeds, d)

@@ -32,8 +32,8 @@ from multilens.lenses.scaling.compute_law import (
     predict_compute,
 )
 from multilens.lenses.scaling.data import ScalingData, load_scaling_csv
-from multilens.lenses.scaling.intervals import BootstrapResult, ParamInterval
 from multilens.lenses.scaling.extrapolation import ExtrapolationResult, extrapolation_check
+from multilens.lenses.scaling.intervals import BootstrapResult, ParamInterval
 from multilens.lenses.scaling.regimes import RegimeResult, detect_regimes
 from multilens.lenses.scaling.report import scaling_fit_report, to_estimates
 

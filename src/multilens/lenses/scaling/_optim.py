@@ -12,9 +12,10 @@ against the exhaustive 4500-start scipy run.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy.optimize import minimize
@@ -193,4 +194,6 @@ def polish(
         options={"ftol": FTOL, "gtol": GTOL, "maxiter": maxiter, "maxls": 50},
     )
     f = float(res.fun)
-    return PolishResult(tuple(float(v) for v in res.x), f, bool(res.success) and np.isfinite(f), int(res.nit), str(res.message))
+    return PolishResult(
+        tuple(float(v) for v in res.x), f, bool(res.success) and np.isfinite(f), int(res.nit), str(res.message)
+    )

@@ -39,7 +39,9 @@ def _params(p: dict[str, float] | ChinchillaFit) -> dict[str, float]:
     d = p.params if isinstance(p, ChinchillaFit) else dict(p)
     missing = [k for k in ("E", "A", "B", "alpha", "beta") if k not in d]
     if missing:
-        raise ConfigError(f"`params` is missing {', '.join(missing)}; pass a ChinchillaFit or a dict with E, A, B, alpha, beta.")
+        raise ConfigError(
+            f"`params` is missing {', '.join(missing)}; pass a ChinchillaFit or a dict with E, A, B, alpha, beta."
+        )
     if not (d["alpha"] > 0 and d["beta"] > 0 and d["A"] > 0 and d["B"] > 0):
         raise ConfigError(
             f"allocation needs A, B, alpha, beta > 0; got A={d['A']:g}, B={d['B']:g}, alpha={d['alpha']:g}, beta={d['beta']:g}."

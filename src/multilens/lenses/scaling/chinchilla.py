@@ -105,7 +105,12 @@ _BLOCK = 1 << 16
 
 
 def objective_batch(
-    theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, weights: np.ndarray, delta: float = HUBER_DELTA
+    theta: np.ndarray,
+    logN: np.ndarray,
+    logD: np.ndarray,
+    logL: np.ndarray,
+    weights: np.ndarray,
+    delta: float = HUBER_DELTA,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed Huber objective and its gradient for many parameter vectors.
 
@@ -270,7 +275,9 @@ def _logs(data: ScalingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.log(data.N), np.log(data.D), np.log(data.loss)
 
 
-def _goodness(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray) -> tuple[float, float, np.ndarray]:
+def _goodness(
+    theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray
+) -> tuple[float, float, np.ndarray]:
     pred = _terms(theta[None, :], logN, logD)[0][0]
     res = pred - logL
     ss_tot = float(np.sum((logL - logL.mean()) ** 2))
@@ -290,7 +297,14 @@ def _distinct(points: np.ndarray, order: np.ndarray, k: int, tol: float = 1e-4) 
 
 
 def _finish(
-    data: ScalingData, best, n_iter: int, n_starts: int, n_polished: int, delta: float, top: list[tuple[float, ...]], method: str
+    data: ScalingData,
+    best,
+    n_iter: int,
+    n_starts: int,
+    n_polished: int,
+    delta: float,
+    top: list[tuple[float, ...]],
+    method: str,
 ) -> ChinchillaFit:
     logN, logD, logL = _logs(data)
     theta = np.asarray(best.theta)
@@ -304,10 +318,25 @@ def _finish(
         )
     p = theta_to_params(theta)
     return ChinchillaFit(
-        E=p["E"], A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"], theta=tuple(map(float, theta)),
-        objective=best.objective, r2=r2, rmse=rmse, residuals=tuple(map(float, res)), converged=best.converged,
-        n_iter=n_iter, n_starts=n_starts, n_polished=n_polished, n_points=data.n_points, delta=float(delta),
-        method=method, top_starts=tuple(top), message=best.message,
+        E=p["E"],
+        A=p["A"],
+        B=p["B"],
+        alpha=p["alpha"],
+        beta=p["beta"],
+        theta=tuple(map(float, theta)),
+        objective=best.objective,
+        r2=r2,
+        rmse=rmse,
+        residuals=tuple(map(float, res)),
+        converged=best.converged,
+        n_iter=n_iter,
+        n_starts=n_starts,
+        n_polished=n_polished,
+        n_points=data.n_points,
+        delta=float(delta),
+        method=method,
+        top_starts=tuple(top),
+        message=best.message,
     )
 
 
@@ -354,7 +383,13 @@ def fit_chinchilla(
     ranked = sorted(range(len(picks)), key=lambda k: (not runs[k].converged, runs[k].objective))
     top = [tuple(map(float, grid[picks[k]])) for k in ranked[:n_top_starts]]
     return _finish(
-        data, runs[best_k], state.n_iter + runs[best_k].n_iter, len(grid), len(picks), delta, top,
+        data,
+        runs[best_k],
+        state.n_iter + runs[best_k].n_iter,
+        len(grid),
+        len(picks),
+        delta,
+        top,
         ChinchillaFit.method + f" (batched L-BFGS screen {state.n_iter} iters, scipy L-BFGS-B polish of {len(picks)})",
     )
 
@@ -367,7 +402,9 @@ def _check_starts(starts: np.ndarray | None) -> np.ndarray:
     except (TypeError, ValueError):
         raise ConfigError(f"`starts` must be an array of shape (k, 5) of numbers; got {starts!r}.") from None
     if s.ndim != 2 or s.shape[1] != 5 or s.shape[0] == 0 or not np.all(np.isfinite(s)):
-        raise ConfigError(f"`starts` must be a finite array of shape (k, 5) with rows (a, b, e, alpha, beta); got shape {s.shape}.")
+        raise ConfigError(
+            f"`starts` must be a finite array of shape (k, 5) with rows (a, b, e, alpha, beta); got shape {s.shape}."
+        )
     return s
 
 
@@ -379,7 +416,9 @@ def _best(runs: list) -> int:
 
 
 @blas_single_threaded
-def fit_chinchilla_exhaustive(data: ScalingData, *, delta: float = HUBER_DELTA, starts: np.ndarray | None = None) -> ChinchillaFit:
+def fit_chinchilla_exhaustive(
+    data: ScalingData, *, delta: float = HUBER_DELTA, starts: np.ndarray | None = None
+) -> ChinchillaFit:
     """Reference Approach 3: scipy L-BFGS-B (analytic gradient) from *every* start, best converged.
 
     Slow (4500 scipy runs); it exists to validate the screened :func:`fit_chinchilla`.
@@ -390,8 +429,16 @@ def fit_chinchilla_exhaustive(data: ScalingData, *, delta: float = HUBER_DELTA, 
     grid = _check_starts(starts)
     runs = [polish(fg, s) for s in grid]
     k = _best(runs)
-    return _finish(data, runs[k], runs[k].n_iter, len(grid), len(grid), delta, [tuple(map(float, grid[k]))],
-                   ChinchillaFit.method + " (scipy L-BFGS-B from every start)")
+    return _finish(
+        data,
+        runs[k],
+        runs[k].n_iter,
+        len(grid),
+        len(grid),
+        delta,
+        [tuple(map(float, grid[k]))],
+        ChinchillaFit.method + " (scipy L-BFGS-B from every start)",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,7 +497,9 @@ def bootstrap_chinchilla(
         raise ConfigError(f"`fit` must be a ChinchillaFit from fit_chinchilla; got {type(fit).__name__}.")
     _validate(data, fit.delta)
     if fit.n_points != data.n_points:
-        raise ConfigError(f"`fit` was made on {fit.n_points} runs but `data` has {data.n_points}; pass the data it was fitted on.")
+        raise ConfigError(
+            f"`fit` was made on {fit.n_points} runs but `data` has {data.n_points}; pass the data it was fitted on."
+        )
     check_int("n_boot", n_boot, 1)
     check_int("refit_starts", refit_starts, 0)
     check_int("screen_iter", screen_iter, 0)
@@ -486,7 +535,12 @@ def bootstrap_chinchilla(
     point = [*(fit.params[k] for k in PARAM_NAMES), *fit.allocation_exponents]
     intervals = {k: percentile_interval(v, samples[:, j], level) for j, (k, v) in enumerate(zip(names, point))}
     return BootstrapResult(
-        names=names, samples=readonly(samples), intervals=intervals, n_boot=n_boot, n_failed=n_failed, level=level,
+        names=names,
+        samples=readonly(samples),
+        intervals=intervals,
+        n_boot=n_boot,
+        n_failed=n_failed,
+        level=level,
         method=(
             "bootstrap percentile over runs (rows resampled with replacement); each refit warm-started from the "
             f"full-data optimum + {len(starts) - 1} best grid starts, batched L-BFGS screen, scipy L-BFGS-B polish"
@@ -506,4 +560,3 @@ __all__ = [
     "objective_batch",
     "predict_chinchilla",
 ]
-

@@ -24,8 +24,8 @@ from scipy.optimize import least_squares
 
 from multilens.errors import ConfigError, ConvergenceWarning, DataError, check_int
 from multilens.lenses.scaling._optim import blas_single_threaded
-from multilens.lenses.scaling.intervals import BootstrapResult, check_level, percentile_interval, readonly
 from multilens.lenses.scaling.data import MIN_POINTS_COMPUTE
+from multilens.lenses.scaling.intervals import BootstrapResult, check_level, percentile_interval, readonly
 from multilens.results import SCHEMA_VERSION
 from multilens.seeding import SeedLike, as_generator
 
@@ -140,7 +140,9 @@ def _solve(z0: np.ndarray, xc: np.ndarray, logL: np.ndarray, max_nfev: int = 200
         return _residuals_and_jac(z, xc, logL)[1]
 
     with np.errstate(over="ignore", invalid="ignore"):
-        return least_squares(fun, z0, jac=jac, method="trf", x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=max_nfev)
+        return least_squares(
+            fun, z0, jac=jac, method="trf", x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=max_nfev
+        )
 
 
 def _starts(xc: np.ndarray, L: np.ndarray) -> list[np.ndarray]:
@@ -194,17 +196,30 @@ def fit_compute_law(C: Any, loss: Any, *, max_nfev: int = 2000) -> ComputeLawFit
         raise DataError("L(C) fit failed from every start (non-finite residuals); check that loss decreases with C.")
     _, res, conv = best
     if not conv:
-        warnings.warn(f"L(C) fit did not converge ({res.message}); the parameters may be inaccurate.", ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"L(C) fit did not converge ({res.message}); the parameters may be inaccurate.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     p = _to_params(res.x, log_c_ref)
     r = res.fun
     logL = np.log(L)
     ss_tot = float(np.sum((logL - logL.mean()) ** 2))
     return ComputeLawFit(
-        A=p["A"], alpha=p["alpha"], L_inf=p["L_inf"],
+        A=p["A"],
+        alpha=p["alpha"],
+        L_inf=p["L_inf"],
         r2=1.0 - float(r @ r) / ss_tot if ss_tot > 0 else float("nan"),
-        rmse=float(np.sqrt(np.mean(r**2))), cost=float(res.cost), residuals=tuple(map(float, r)),
-        converged=bool(conv), n_iter=int(res.njev if res.njev is not None else res.nfev), n_starts=len(starts),
-        n_points=len(L), naive_alpha=-naive_loglog_slope(C, L), log_c_ref=log_c_ref, message=str(res.message),
+        rmse=float(np.sqrt(np.mean(r**2))),
+        cost=float(res.cost),
+        residuals=tuple(map(float, r)),
+        converged=bool(conv),
+        n_iter=int(res.njev if res.njev is not None else res.nfev),
+        n_starts=len(starts),
+        n_points=len(L),
+        naive_alpha=-naive_loglog_slope(C, L),
+        log_c_ref=log_c_ref,
+        message=str(res.message),
     )
 
 
@@ -248,8 +263,12 @@ def bootstrap_compute_law(
     ok = np.all(np.isfinite(samples), axis=1)
     intervals = {k: percentile_interval(fit.params[k], samples[:, j], level) for j, k in enumerate(COMPUTE_PARAM_NAMES)}
     return BootstrapResult(
-        names=COMPUTE_PARAM_NAMES, samples=readonly(samples), intervals=intervals, n_boot=n_boot,
-        n_failed=int((~ok).sum()), level=level,
+        names=COMPUTE_PARAM_NAMES,
+        samples=readonly(samples),
+        intervals=intervals,
+        n_boot=n_boot,
+        n_failed=int((~ok).sum()),
+        level=level,
         method="bootstrap percentile over runs (rows resampled with replacement); refits warm-started from the full-data optimum",
         n_iter_mean=float(iters[ok].mean()) if ok.any() else float("nan"),
     )

@@ -118,7 +118,9 @@ def load_scaling_csv(path: str | Path, *, min_points: int = MIN_POINTS_CHINCHILL
         raise _fail(p, "is not UTF-8 text; save it as a UTF-8 CSV.") from None
     rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
     if not rows:
-        raise _fail(p, f"file is empty; it needs a header row N,D,loss (or N,C,loss) and at least {min_points} data rows.")
+        raise _fail(
+            p, f"file is empty; it needs a header row N,D,loss (or N,C,loss) and at least {min_points} data rows."
+        )
     header = [h.strip() for h in rows[0]]
     lower = [h.lower() for h in header]
     index: dict[str, int] = {}
@@ -134,29 +136,43 @@ def load_scaling_csv(path: str | Path, *, min_points: int = MIN_POINTS_CHINCHILL
     if "loss" not in index:
         raise _fail(p, f"missing column `loss` (final loss of each run); header is `{cols}`; add a column loss.")
     if "d" not in index and "c" not in index:
-        raise _fail(p, f"missing column `D` (training tokens) or `C` (compute, FLOPs = 6ND); header is `{cols}`; add one of them.")
+        raise _fail(
+            p,
+            f"missing column `D` (training tokens) or `C` (compute, FLOPs = 6ND); header is `{cols}`; add one of them.",
+        )
     use_d = "d" in index  # D is measured directly; C would only be converted to it
     keys = ("n", "d" if use_d else "c", "loss")
     values: dict[str, list[float]] = {k: [] for k in keys}
     for r, row in enumerate(rows[1:], start=1):
         line = r + 1  # the header is line 1
         if len(row) != len(header):
-            raise _fail(p, f"row {r} (line {line}) has {len(row)} cells but the header has {len(header)}; make every row have {len(header)} comma-separated cells.")
+            raise _fail(
+                p,
+                f"row {r} (line {line}) has {len(row)} cells but the header has {len(header)}; make every row have {len(header)} comma-separated cells.",
+            )
         for k in keys:
             name = header[index[k]]
             cell = row[index[k]].strip()
             try:
                 v = float(cell)
             except ValueError:
-                raise _fail(p, f"row {r} (line {line}), column `{name}`: {cell!r} is not a number; write a plain number such as 1.5e9.") from None
+                raise _fail(
+                    p,
+                    f"row {r} (line {line}), column `{name}`: {cell!r} is not a number; write a plain number such as 1.5e9.",
+                ) from None
             if not math.isfinite(v):
-                raise _fail(p, f"row {r} (line {line}), column `{name}` is {cell!r}; every value must be a finite number.")
+                raise _fail(
+                    p, f"row {r} (line {line}), column `{name}` is {cell!r}; every value must be a finite number."
+                )
             if v <= 0:
                 raise _fail(p, f"row {r} (line {line}), column `{name}` is {cell}; N, D, C and loss must be > 0.")
             values[k].append(v)
     n_rows = len(values["n"])
     if n_rows < min_points:
-        raise _fail(p, f"has {n_rows} data rows but the fit has {min_points} parameters; add runs until there are at least {min_points} rows.")
+        raise _fail(
+            p,
+            f"has {n_rows} data rows but the fit has {min_points} parameters; add runs until there are at least {min_points} rows.",
+        )
     N = np.array(values["n"])
     D = np.array(values["d"]) if use_d else np.array(values["c"]) / (FLOPS_PER_PARAM_TOKEN * N)
     return ScalingData(N, D, np.array(values["loss"]), source=str(p))

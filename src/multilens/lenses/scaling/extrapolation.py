@@ -79,7 +79,9 @@ def split_by_budget(compute: np.ndarray, holdout_budgets: int) -> np.ndarray:
     key = np.round(np.log10(compute), 3)  # one budget = equal to 3 significant digits in log10 C
     levels = np.unique(key)
     if holdout_budgets >= len(levels):
-        raise DataError(f"only {len(levels)} distinct compute budgets; cannot hold out {holdout_budgets} and still fit.")
+        raise DataError(
+            f"only {len(levels)} distinct compute budgets; cannot hold out {holdout_budgets} and still fit."
+        )
     return key >= levels[-holdout_budgets]
 
 

@@ -53,7 +53,9 @@ class PiecewiseFit:
         return tuple(float(v) for v in np.cumsum(self.coef[1:]))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return _design(np.asarray(x, dtype=float), np.asarray(self.breakpoints, dtype=float)[None, :])[0] @ np.asarray(self.coef)
+        return _design(np.asarray(x, dtype=float), np.asarray(self.breakpoints, dtype=float)[None, :])[0] @ np.asarray(
+            self.coef
+        )
 
 
 def _design(x: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -102,7 +104,9 @@ def _candidates(lo: float, hi: float, K: int, n_grid: int) -> np.ndarray:
     return np.stack([g[i], g[j]], axis=1)
 
 
-def fit_piecewise(x: np.ndarray, y: np.ndarray, n_breaks: int, *, w: np.ndarray | None = None, min_seg: int = 3, n_grid: int = 40) -> PiecewiseFit | None:
+def fit_piecewise(
+    x: np.ndarray, y: np.ndarray, n_breaks: int, *, w: np.ndarray | None = None, min_seg: int = 3, n_grid: int = 40
+) -> PiecewiseFit | None:
     """Best continuous piecewise-linear fit with ``n_breaks`` breakpoints (None if infeasible)."""
     w = np.ones(len(x)) if w is None else np.asarray(w, dtype=float)
     if n_breaks == 0:
@@ -164,7 +168,14 @@ def _cv(x, y, w, fold_of, n_folds, min_seg, n_grid) -> tuple[np.ndarray, np.ndar
     used = counts > 0
     wts = counts[used] / counts[used].sum()
     mean = per_fold[:, used] @ wts
-    se = np.array([np.std(per_fold[K, used], ddof=1) / np.sqrt(used.sum()) if np.all(np.isfinite(per_fold[K, used])) else np.inf for K in range(MAX_BREAKS + 1)])
+    se = np.array(
+        [
+            np.std(per_fold[K, used], ddof=1) / np.sqrt(used.sum())
+            if np.all(np.isfinite(per_fold[K, used]))
+            else np.inf
+            for K in range(MAX_BREAKS + 1)
+        ]
+    )
     return mean, se
 
 
@@ -271,13 +282,17 @@ def detect_regimes(
         if isinstance(l_inf, bool) or not isinstance(l_inf, (int, float)) or not np.isfinite(l_inf):
             raise ConfigError(f"`l_inf` must be a finite number or None; got {l_inf!r}.")
         if np.any(L <= l_inf):
-            raise DataError(f"`l_inf` = {l_inf:g} is not below every loss (min {L.min():g}); the reducible loss L - l_inf must be > 0.")
+            raise DataError(
+                f"`l_inf` = {l_inf:g} is not below every loss (min {L.min():g}); the reducible loss L - l_inf must be > 0."
+            )
         y = np.log(L - l_inf)
         response = f"ln(L - {l_inf:g}) vs ln C (reducible loss)"
     x = np.log(C)  # natural logs on both axes: slopes are exponents; breakpoints reported in log10 C
     n = len(x)
     if n < 2 * n_folds or n < (MAX_BREAKS + 1) * min_seg + 2:
-        raise DataError(f"regime detection needs at least {max(2 * n_folds, 3 * min_seg + 2)} runs for {n_folds}-fold CV; got {n}.")
+        raise DataError(
+            f"regime detection needs at least {max(2 * n_folds, 3 * min_seg + 2)} runs for {n_folds}-fold CV; got {n}."
+        )
     rng = as_generator(seed)
     w1 = np.ones(n)
     cv, se = _cv(x, y, w1, _folds(n, n_folds, rng), n_folds, min_seg, n_grid)

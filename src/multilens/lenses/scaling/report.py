@@ -154,20 +154,32 @@ def scaling_fit_report(
     return json_safe(out)
 
 
-def _allocation(fit: ChinchillaFit, boot: BootstrapResult | None, data: ScalingData, budgets: Any, level: float) -> dict:
+def _allocation(
+    fit: ChinchillaFit, boot: BootstrapResult | None, data: ScalingData, budgets: Any, level: float
+) -> dict:
     c_max = float(data.compute.max())
     c = np.array([c_max, 10 * c_max, 100 * c_max]) if budgets is None else budgets
     a, b = fit.allocation_exponents
     if fit.alpha <= 0 or fit.beta <= 0:
-        return json_safe({"a": _iv(None, a), "b": _iv(None, b), "note": "alpha or beta <= 0: no compute-optimal allocation"})
+        return json_safe(
+            {"a": _iv(None, a), "b": _iv(None, b), "note": "alpha or beta <= 0: no compute-optimal allocation"}
+        )
     if boot is None:
         N, D, L = optimal_allocation(fit, c)
         G = allocation_constants(fit)[2]
         return json_safe(
             {
-                "a": _iv(None, a), "b": _iv(None, b), "G": _iv(None, G), "budgets": list(np.atleast_1d(c)),
-                "N_opt": [_iv(None, v) for v in N], "D_opt": [_iv(None, v) for v in D], "L_opt": [_iv(None, v) for v in L],
-                "regret": {f"{d:+g}": allocation_regret(fit, c, reference_compute=c_max, delta=d).to_dict() for d in (-0.05, 0.05)},
+                "a": _iv(None, a),
+                "b": _iv(None, b),
+                "G": _iv(None, G),
+                "budgets": list(np.atleast_1d(c)),
+                "N_opt": [_iv(None, v) for v in N],
+                "D_opt": [_iv(None, v) for v in D],
+                "L_opt": [_iv(None, v) for v in L],
+                "regret": {
+                    f"{d:+g}": allocation_regret(fit, c, reference_compute=c_max, delta=d).to_dict()
+                    for d in (-0.05, 0.05)
+                },
             }
         )
     res = allocation_with_intervals(fit, boot, c, reference_compute=c_max, level=level)

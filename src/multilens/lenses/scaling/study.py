@@ -77,16 +77,27 @@ class ScalingConfig:
             raise ConfigError(f"`scaling.noise_std` must be >= 0; got {self.noise_std}.")
 
     @classmethod
-    def for_profile(cls, profile: str) -> "ScalingConfig":
+    def for_profile(cls, profile: str) -> ScalingConfig:
         if profile == "smoke":
-            return cls(budgets=(1e6, 1e7, 1e8), widths=(2, 4, 8, 16, 32, 64), seeds=2, max_examples=32768,
-                       n_test=2048, bootstrap=30, n_starts_grid="coarse")
+            return cls(
+                budgets=(1e6, 1e7, 1e8),
+                widths=(2, 4, 8, 16, 32, 64),
+                seeds=2,
+                max_examples=32768,
+                n_test=2048,
+                bootstrap=30,
+                n_starts_grid="coarse",
+            )
         if profile == "quick":
             return cls()
         if profile == "full":
-            return cls(budgets=(1e6, 2e6, 4e6, 1e7, 2e7, 4e7, 1e8, 2e8, 4e8, 1e9, 2e9, 4e9),
-                       widths=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048), max_examples=524288,
-                       seeds=5, bootstrap=1000)
+            return cls(
+                budgets=(1e6, 2e6, 4e6, 1e7, 2e7, 4e7, 1e8, 2e8, 4e8, 1e9, 2e9, 4e9),
+                widths=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+                max_examples=524288,
+                seeds=5,
+                bootstrap=1000,
+            )
         raise ConfigError(f"`profile` must be smoke, quick or full; got {profile!r}.")
 
     def model_spec(self, width: int, d_in: int, d_out: int) -> MLPSpec:
@@ -146,7 +157,11 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if spec["task"] == "teacher_student":
         task = TeacherStudentTask(
-            spec["d_in"], spec["teacher_width"], spec["noise_std"], teacher_seed=0, decay=spec["teacher_decay"],
+            spec["d_in"],
+            spec["teacher_width"],
+            spec["noise_std"],
+            teacher_seed=0,
+            decay=spec["teacher_decay"],
             input_scale=spec["teacher_input_scale"],
         )
         x, y = task.sample(spec["D"], seed=derive_seed(seed, "train", spec["D"]))

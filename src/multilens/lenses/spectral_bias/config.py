@@ -101,14 +101,16 @@ class SpectralBiasConfig:
 
     @classmethod
     def for_profile(cls, profile: str) -> SpectralBiasConfig:
-        """"smoke": seconds, for tests; "quick": the default of `multilens run`; "full": thorough."""
+        """ "smoke": seconds, for tests; "quick": the default of `multilens run`; "full": thorough."""
         if profile not in PROFILES:
             raise ConfigError(f"`profile` must be one of {', '.join(PROFILES)}; got {profile!r}.")
         base = cls()
         if profile == "smoke":
-            return replace(base, n_seeds=2, n_points=64, kf_features=128, kf_steps=600, mlp_width=32,
-                           mlp_steps=400, ntk_modes=8)
+            return replace(
+                base, n_seeds=2, n_points=64, kf_features=128, kf_steps=600, mlp_width=32, mlp_steps=400, ntk_modes=8
+            )
         if profile == "quick":
             return base
-        return replace(base, n_seeds=8, n_points=256, kf_features=512, kf_steps=5000, mlp_width=128,
-                       mlp_steps=10_000, ntk_modes=20)
+        return replace(
+            base, n_seeds=8, n_points=256, kf_features=512, kf_steps=5000, mlp_width=128, mlp_steps=10_000, ntk_modes=20
+        )

@@ -21,9 +21,9 @@ from multilens.errors import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.spectral_bias import (
     discretization_bound,
-    mode_fit_step,
     modal_trajectory_continuous,
     modal_trajectory_discrete,
+    mode_fit_step,
 )
 
 
@@ -80,8 +80,14 @@ def run_kernel_gd(phi: np.ndarray, y: np.ndarray, lr_fraction: float, steps: int
     c = u.T @ y
     ks = np.arange(steps + 1)
     return KernelFlowRun(
-        eta, lam, u, c, meas, modal_trajectory_discrete(c, lam, eta, ks),
-        modal_trajectory_continuous(c, lam, eta * ks), discretization_bound(c, lam, eta),
+        eta,
+        lam,
+        u,
+        c,
+        meas,
+        modal_trajectory_discrete(c, lam, eta, ks),
+        modal_trajectory_continuous(c, lam, eta * ks),
+        discretization_bound(c, lam, eta),
     )
 
 

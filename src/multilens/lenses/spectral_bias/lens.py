@@ -21,13 +21,13 @@ import numpy as np
 from multilens.lenses.spectral_bias import kernel_flow as kf
 from multilens.lenses.spectral_bias import mlp_fourier as mf
 from multilens.lenses.spectral_bias.config import SpectralBiasConfig
+from multilens.report.figures import PALETTE, curve_trace, figure, line_trace
+from multilens.results import Assumption, Check, Estimate, LensResult, Table
+from multilens.seeding import derive_seed
 from multilens.stats import MeanCI, interval_text, mean_ci
 from multilens.stats import estimate_from_ci as _est
 from multilens.stats import json_float as _f
 from multilens.stats import json_floats as _fl
-from multilens.report.figures import PALETTE, curve_trace, figure, line_trace
-from multilens.results import Assumption, Check, Estimate, LensResult, Table
-from multilens.seeding import derive_seed
 
 LENS = "spectral_bias"
 
@@ -77,24 +77,41 @@ def _kernel_flow(cfg: SpectralBiasConfig, seed: int, x: np.ndarray, y: np.ndarra
         freq_tau.append([mf.first_crossing(e[:, j], thr) for j in range(len(ks))])
         # The theorem's per-frequency prediction: residual -U (I - eta Lambda)^k U^T y from f_0 = 0.
         freq_pred.append(mf.predicted_fit_step(run.u, run.lam, -y, run.eta, ks, y_hat, cfg.kf_steps, thr))
-        per_seed.append({
-            "seed_index": i, "eta": run.eta, "lambda_max": float(run.lam[0]),
-            "max_discrete_deviation": run.dev_discrete, "continuous_within_bound": ok,
-            "first_order_ratio_median": _f(ratio_med[-1]), "n_first_order_modes": int(sel.sum()),
-            "fit_steps_match_fraction": _f(fit_match[-1]), "fit_order_spearman_vs_lambda": _f(order_rho[-1]),
-            "frequency_fit_steps": [_f(t) for t in freq_tau[-1]],
-            "frequency_fit_steps_predicted": [_f(t) for t in freq_pred[-1]],
-        })
+        per_seed.append(
+            {
+                "seed_index": i,
+                "eta": run.eta,
+                "lambda_max": float(run.lam[0]),
+                "max_discrete_deviation": run.dev_discrete,
+                "continuous_within_bound": ok,
+                "first_order_ratio_median": _f(ratio_med[-1]),
+                "n_first_order_modes": int(sel.sum()),
+                "fit_steps_match_fraction": _f(fit_match[-1]),
+                "fit_order_spearman_vs_lambda": _f(order_rho[-1]),
+                "frequency_fit_steps": [_f(t) for t in freq_tau[-1]],
+                "frequency_fit_steps_predicted": [_f(t) for t in freq_pred[-1]],
+            }
+        )
         if i == 0:
             top = np.argsort(c_abs)[::-1][: cfg.kf_plot_modes]
             top = top[np.argsort(-run.lam[top])]
             idx = _log_idx(cfg.kf_steps + 1)
             plot = {
-                "eta": run.eta, "steps": idx.tolist(),
-                "modes": [{"j": int(j), "lambda": float(run.lam[j]), "c": float(run.c[j]),
-                           "measured": _fl(run.measured[idx, j]), "predicted_discrete": _fl(run.discrete[idx, j]),
-                           "predicted_continuous": _fl(run.continuous[idx, j]),
-                           "bound": _f(run.bound[j]), "max_continuous_deviation": float(d_cont[j])} for j in top],
+                "eta": run.eta,
+                "steps": idx.tolist(),
+                "modes": [
+                    {
+                        "j": int(j),
+                        "lambda": float(run.lam[j]),
+                        "c": float(run.c[j]),
+                        "measured": _fl(run.measured[idx, j]),
+                        "predicted_discrete": _fl(run.discrete[idx, j]),
+                        "predicted_continuous": _fl(run.continuous[idx, j]),
+                        "bound": _f(run.bound[j]),
+                        "max_continuous_deviation": float(d_cont[j]),
+                    }
+                    for j in top
+                ],
             }
     max_dev = float(np.max(dev_disc))
     ci_ratio = mean_ci(ratio_med, lvl)
@@ -104,32 +121,73 @@ def _kernel_flow(cfg: SpectralBiasConfig, seed: int, x: np.ndarray, y: np.ndarra
     ratio_ok = math.isfinite(ci_ratio.mean) and (abs(ci_ratio.mean - 2.0) <= cfg.kf_order_tol * 2.0 or inside)
     match_min = float(np.nanmin(fit_match)) if np.isfinite(fit_match).any() else math.nan
     estimates = [
-        _est("spectral_bias.kernel_discrete_deviation", mean_ci(dev_disc, lvl),
-             note=f"max |measured - c(1-(1-eta lambda)^k)| / max|c| per seed (largest {max_dev:.3g})"),
-        _est("kernel.first_order_ratio", ci_ratio,
-             note="max |measured - c(1-exp(-lambda t))| at eta over the same at eta/2 (median over first-order modes)"),
-        _est("kernel.fit_step_match", ci_match,
-             note="fraction of modes whose fitting step equals the prediction (+-1)"),
-        _est("kernel.order_spearman", ci_order,
-             note="Spearman(measured fitting step, -lambda); 1 = a larger eigenvalue is always fitted first"),
+        _est(
+            "spectral_bias.kernel_discrete_deviation",
+            mean_ci(dev_disc, lvl),
+            note=f"max |measured - c(1-(1-eta lambda)^k)| / max|c| per seed (largest {max_dev:.3g})",
+        ),
+        _est(
+            "kernel.first_order_ratio",
+            ci_ratio,
+            note="max |measured - c(1-exp(-lambda t))| at eta over the same at eta/2 (median over first-order modes)",
+        ),
+        _est(
+            "kernel.fit_step_match", ci_match, note="fraction of modes whose fitting step equals the prediction (+-1)"
+        ),
+        _est(
+            "kernel.order_spearman",
+            ci_order,
+            note="Spearman(measured fitting step, -lambda); 1 = a larger eigenvalue is always fitted first",
+        ),
     ]
     checks = [
-        Check("kernel_discrete_exact", bool(max_dev <= cfg.kf_exact_tol), max_dev, 0.0, cfg.kf_exact_tol,
-              f"kernel GD's modal projections vs c_j(1 - (1 - eta lambda_j)^k): largest deviation {max_dev:.3g} of "
-              f"max|c| {'<=' if max_dev <= cfg.kf_exact_tol else '>'} {cfg.kf_exact_tol:g}"),
-        Check("kernel_continuous_within_bound", bool(bound_ok), None, None, None,
-              "every mode's |measured - c_j(1 - exp(-lambda_j t))| is within |c_j| h/(2e(1-h)), h = eta lambda_j"
-              if bound_ok else "some mode exceeds the O(eta) discretisation bound"),
-        Check("kernel_first_order_in_eta", bool(ratio_ok), _f(ci_ratio.mean), 2.0, cfg.kf_order_tol,
-              f"halving eta halves the gap to the continuous flow: ratio {ci_ratio.mean:.4g} "
-              f"{interval_text(ci_ratio, 4)} vs 2 (tolerance {cfg.kf_order_tol:.0%})"),
-        Check("kernel_fit_steps_exact", bool(match_min == 1.0), _f(match_min), 1.0, 0.0,
-              f"fitting step of every mode fitted within the budget equals ceil(log {cfg.fit_threshold:g} / "
-              f"log(1 - eta lambda)) to +-1: worst seed {match_min:.3g} of modes"),
+        Check(
+            "kernel_discrete_exact",
+            bool(max_dev <= cfg.kf_exact_tol),
+            max_dev,
+            0.0,
+            cfg.kf_exact_tol,
+            f"kernel GD's modal projections vs c_j(1 - (1 - eta lambda_j)^k): largest deviation {max_dev:.3g} of "
+            f"max|c| {'<=' if max_dev <= cfg.kf_exact_tol else '>'} {cfg.kf_exact_tol:g}",
+        ),
+        Check(
+            "kernel_continuous_within_bound",
+            bool(bound_ok),
+            None,
+            None,
+            None,
+            "every mode's |measured - c_j(1 - exp(-lambda_j t))| is within |c_j| h/(2e(1-h)), h = eta lambda_j"
+            if bound_ok
+            else "some mode exceeds the O(eta) discretisation bound",
+        ),
+        Check(
+            "kernel_first_order_in_eta",
+            bool(ratio_ok),
+            _f(ci_ratio.mean),
+            2.0,
+            cfg.kf_order_tol,
+            f"halving eta halves the gap to the continuous flow: ratio {ci_ratio.mean:.4g} "
+            f"{interval_text(ci_ratio, 4)} vs 2 (tolerance {cfg.kf_order_tol:.0%})",
+        ),
+        Check(
+            "kernel_fit_steps_exact",
+            bool(match_min == 1.0),
+            _f(match_min),
+            1.0,
+            0.0,
+            f"fitting step of every mode fitted within the budget equals ceil(log {cfg.fit_threshold:g} / "
+            f"log(1 - eta lambda)) to +-1: worst seed {match_min:.3g} of modes",
+        ),
     ]
-    return {"estimates": estimates, "checks": checks, "plot": plot, "per_seed": per_seed,
-            "freq_tau": np.array(freq_tau, dtype=np.float64), "freq_pred": np.array(freq_pred, dtype=np.float64),
-            "metrics": {"spectral_bias.kernel_exact_deviation": max_dev}}
+    return {
+        "estimates": estimates,
+        "checks": checks,
+        "plot": plot,
+        "per_seed": per_seed,
+        "freq_tau": np.array(freq_tau, dtype=np.float64),
+        "freq_pred": np.array(freq_pred, dtype=np.float64),
+        "metrics": {"spectral_bias.kernel_exact_deviation": max_dev},
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,22 +202,32 @@ def _arch_summary(r: mf.ArchitectureRun, freqs: tuple[int, ...], lvl: float) -> 
         pred = r.tau_pred[:, j]
         both = np.isfinite(meas) & np.isfinite(pred)
         lr = np.log10(meas[both] / np.maximum(pred[both], 1.0)) if both.any() else np.array([])
-        rows.append({
-            "frequency": k,
-            "measured_steps": [_f(v) for v in meas], "predicted_steps": [_f(v) for v in pred],
-            "n_fitted_within_budget": int(np.isfinite(meas).sum()), "budget": r.steps,
-            "measured_mean": _ci_dict(mean_ci(meas, lvl)) if np.all(np.isfinite(meas)) else None,
-            "predicted_mean": _ci_dict(mean_ci(pred, lvl)) if np.all(np.isfinite(pred)) else None,
-            "log10_measured_over_predicted": _ci_dict(mean_ci(lr, lvl)) if lr.size else None,
-            "final_error_mean": _f(np.nanmean(r.err[:, -1, j])),
-            "censored_consistent": bool(np.all(np.isfinite(meas) | (pred > r.steps))),
-        })
+        rows.append(
+            {
+                "frequency": k,
+                "measured_steps": [_f(v) for v in meas],
+                "predicted_steps": [_f(v) for v in pred],
+                "n_fitted_within_budget": int(np.isfinite(meas).sum()),
+                "budget": r.steps,
+                "measured_mean": _ci_dict(mean_ci(meas, lvl)) if np.all(np.isfinite(meas)) else None,
+                "predicted_mean": _ci_dict(mean_ci(pred, lvl)) if np.all(np.isfinite(pred)) else None,
+                "log10_measured_over_predicted": _ci_dict(mean_ci(lr, lvl)) if lr.size else None,
+                "final_error_mean": _f(np.nanmean(r.err[:, -1, j])),
+                "censored_consistent": bool(np.all(np.isfinite(meas) | (pred > r.steps))),
+            }
+        )
     return {
-        "kind": r.kind, "n_params": r.n_params, "eta": _fl(r.eta), "ntk_top_eigenvalues": r.lam_top.tolist(),
-        "frequencies": rows, "spearman_per_seed": _fl(r.spearman), "spearman": _ci_dict(mean_ci(r.spearman, lvl)),
+        "kind": r.kind,
+        "n_params": r.n_params,
+        "eta": _fl(r.eta),
+        "ntk_top_eigenvalues": r.lam_top.tolist(),
+        "frequencies": rows,
+        "spearman_per_seed": _fl(r.spearman),
+        "spearman": _ci_dict(mean_ci(r.spearman, lvl)),
         "mode_fit_steps_measured": [[_f(v) for v in row] for row in np.minimum(r.mode_tau, cap)],
         "mode_fit_steps_predicted": [[_f(v) for v in row] for row in r.mode_tau_pred],
-        "mode_eigenvalues": r.mode_lam.tolist(), "diverged": [bool(d) for d in r.diverged],
+        "mode_eigenvalues": r.mode_lam.tolist(),
+        "diverged": [bool(d) for d in r.diverged],
     }
 
 
@@ -185,9 +253,22 @@ def _mlp(cfg: SpectralBiasConfig, seed: int, x: np.ndarray, y: np.ndarray) -> di
     freqs = tuple(int(cfg.frequencies[i]) for i in order)
     seeds = [derive_seed(seed, "mlp", i) for i in range(cfg.n_seeds)]
     runs = {
-        kind: mf.run_architecture(kind, x, y, freqs, seeds, cfg.mlp_width, cfg.mlp_depth, cfg.mlp_activation,
-                                  cfg.mlp_lr_fraction, cfg.mlp_steps, cfg.fit_threshold, cfg.ntk_modes,
-                                  cfg.ff_features, cfg.ff_sigma)
+        kind: mf.run_architecture(
+            kind,
+            x,
+            y,
+            freqs,
+            seeds,
+            cfg.mlp_width,
+            cfg.mlp_depth,
+            cfg.mlp_activation,
+            cfg.mlp_lr_fraction,
+            cfg.mlp_steps,
+            cfg.fit_threshold,
+            cfg.ntk_modes,
+            cfg.ff_features,
+            cfg.ff_sigma,
+        )
         for kind in ("plain", "fourier")
     }
     cap = cfg.mlp_steps + 1.0
@@ -213,21 +294,46 @@ def _mlp(cfg: SpectralBiasConfig, seed: int, x: np.ndarray, y: np.ndarray) -> di
     rebalance = bool(np.all(np.isfinite(ff.tau[:, hi])) and np.all(ff_hi < plain_hi))
     speedup = plain_hi / ff_hi
     checks = [
-        Check("mlp_low_frequency_first", low_first, None, None, None,
-              "plain MLP: " + ("every seed fitted the frequencies in increasing order (a frequency not fitted within "
-                               "the budget counts as later)" if low_first else
-                               "the lowest frequency was not fitted within the budget in some seed: not evaluated"
-                               if low_first is None else "some seed fitted a higher frequency first")),
-        Check("fourier_features_rebalance", rebalance, float(np.min(speedup)), 1.0, None,
-              f"Fourier features fitted frequency {freqs[hi]} within the budget in every seed and sooner than the "
-              f"plain MLP (plain/FF steps, plain capped at {int(cap)}: {np.min(speedup):.3g}x to "
-              f"{np.max(speedup):.3g}x)"
-              if rebalance else f"Fourier features did not fit frequency {freqs[hi]} sooner than the plain MLP in "
-              f"every seed"),
-        Check("ntk_predicts_frequency_order", bool(pred_order_ok), None, None, None,
-              "the NTK at initialisation predicted the measured order of the target frequencies in every seed and "
-              "both architectures" if pred_order_ok else "the NTK-predicted frequency order differs from the measured "
-              "one in " + "; ".join(mismatches), severity="info"),
+        Check(
+            "mlp_low_frequency_first",
+            low_first,
+            None,
+            None,
+            None,
+            "plain MLP: "
+            + (
+                "every seed fitted the frequencies in increasing order (a frequency not fitted within "
+                "the budget counts as later)"
+                if low_first
+                else "the lowest frequency was not fitted within the budget in some seed: not evaluated"
+                if low_first is None
+                else "some seed fitted a higher frequency first"
+            ),
+        ),
+        Check(
+            "fourier_features_rebalance",
+            rebalance,
+            float(np.min(speedup)),
+            1.0,
+            None,
+            f"Fourier features fitted frequency {freqs[hi]} within the budget in every seed and sooner than the "
+            f"plain MLP (plain/FF steps, plain capped at {int(cap)}: {np.min(speedup):.3g}x to "
+            f"{np.max(speedup):.3g}x)"
+            if rebalance
+            else f"Fourier features did not fit frequency {freqs[hi]} sooner than the plain MLP in every seed",
+        ),
+        Check(
+            "ntk_predicts_frequency_order",
+            bool(pred_order_ok),
+            None,
+            None,
+            None,
+            "the NTK at initialisation predicted the measured order of the target frequencies in every seed and "
+            "both architectures"
+            if pred_order_ok
+            else "the NTK-predicted frequency order differs from the measured one in " + "; ".join(mismatches),
+            severity="info",
+        ),
     ]
     factor = math.log10(cfg.fit_time_factor)
     for kind, r in runs.items():
@@ -235,46 +341,105 @@ def _mlp(cfg: SpectralBiasConfig, seed: int, x: np.ndarray, y: np.ndarray) -> di
         lr = np.log10(r.tau[both] / np.maximum(r.tau_pred[both], 1.0))
         ci = mean_ci(lr, lvl)
         if ci.n == 0:
-            checks.append(Check(f"ntk_fit_time_{kind}", None, None, 0.0, factor,
-                                f"{kind}: no frequency fitted within the budget, speed not evaluated", "info"))
+            checks.append(
+                Check(
+                    f"ntk_fit_time_{kind}",
+                    None,
+                    None,
+                    0.0,
+                    factor,
+                    f"{kind}: no frequency fitted within the budget, speed not evaluated",
+                    "info",
+                )
+            )
         else:
             ok = abs(ci.mean) <= factor or (math.isfinite(ci.low) and ci.low <= 0 <= ci.high)
-            checks.append(Check(
-                f"ntk_fit_time_{kind}", bool(ok), ci.mean, 0.0, factor,
-                f"{kind}: log10(measured / NTK-predicted fitting steps) = {ci.mean:.3g} {interval_text(ci)} "
-                f"over {ci.n} (seed, frequency) pairs; within a factor {cfg.fit_time_factor:g} is "
-                f"|.| <= {factor:.3g}", "info"))
+            checks.append(
+                Check(
+                    f"ntk_fit_time_{kind}",
+                    bool(ok),
+                    ci.mean,
+                    0.0,
+                    factor,
+                    f"{kind}: log10(measured / NTK-predicted fitting steps) = {ci.mean:.3g} {interval_text(ci)} "
+                    f"over {ci.n} (seed, frequency) pairs; within a factor {cfg.fit_time_factor:g} is "
+                    f"|.| <= {factor:.3g}",
+                    "info",
+                )
+            )
         rho = mean_ci(r.spearman, lvl)
-        checks.append(Check(
-            f"ntk_mode_order_{kind}", bool(rho.mean >= cfg.spearman_min) if math.isfinite(rho.mean) else None,
-            _f(rho.mean), cfg.spearman_min, None,
-            f"{kind}: Spearman correlation of measured and NTK-predicted fitting steps over the {cfg.ntk_modes} "
-            f"NTK modes with most initial residual: {rho.mean:.3g} {interval_text(rho)} "
-            f"(required >= {cfg.spearman_min:g})", "info"))
+        checks.append(
+            Check(
+                f"ntk_mode_order_{kind}",
+                bool(rho.mean >= cfg.spearman_min) if math.isfinite(rho.mean) else None,
+                _f(rho.mean),
+                cfg.spearman_min,
+                None,
+                f"{kind}: Spearman correlation of measured and NTK-predicted fitting steps over the {cfg.ntk_modes} "
+                f"NTK modes with most initial residual: {rho.mean:.3g} {interval_text(rho)} "
+                f"(required >= {cfg.spearman_min:g})",
+                "info",
+            )
+        )
     estimates = []
     for kind, r in runs.items():
-        estimates.append(_est(f"spectral_bias.{'order_spearman' if kind == 'plain' else 'order_spearman_fourier'}",
-                              mean_ci(r.spearman, lvl), note=f"{kind} MLP: measured vs NTK-predicted mode order",
-                              n_iter=cfg.mlp_steps))
+        estimates.append(
+            _est(
+                f"spectral_bias.{'order_spearman' if kind == 'plain' else 'order_spearman_fourier'}",
+                mean_ci(r.spearman, lvl),
+                note=f"{kind} MLP: measured vs NTK-predicted mode order",
+                n_iter=cfg.mlp_steps,
+            )
+        )
         for j, k in enumerate(freqs):
             meas = r.tau[:, j]
             note = f"{kind} MLP, steps to e_k <= {cfg.fit_threshold:g}"
             if np.all(np.isfinite(meas)):
-                estimates.append(_est(f"mlp.{kind}.fit_steps_f{k}", mean_ci(meas, lvl), unit="steps", note=note,
-                                      converged=True, n_iter=cfg.mlp_steps))
+                estimates.append(
+                    _est(
+                        f"mlp.{kind}.fit_steps_f{k}",
+                        mean_ci(meas, lvl),
+                        unit="steps",
+                        note=note,
+                        converged=True,
+                        n_iter=cfg.mlp_steps,
+                    )
+                )
             else:
-                estimates.append(Estimate(
-                    f"mlp.{kind}.fit_steps_f{k}", None, n=cfg.n_seeds, unit="steps", converged=False,
-                    n_iter=cfg.mlp_steps, note=f"{note}: not reached within {cfg.mlp_steps} steps in "
-                    f"{int(np.sum(~np.isfinite(meas)))} of {cfg.n_seeds} seeds (not measured; final error "
-                    f"{np.nanmean(r.err[:, -1, j]):.3g})"))
+                estimates.append(
+                    Estimate(
+                        f"mlp.{kind}.fit_steps_f{k}",
+                        None,
+                        n=cfg.n_seeds,
+                        unit="steps",
+                        converged=False,
+                        n_iter=cfg.mlp_steps,
+                        note=f"{note}: not reached within {cfg.mlp_steps} steps in "
+                        f"{int(np.sum(~np.isfinite(meas)))} of {cfg.n_seeds} seeds (not measured; final error "
+                        f"{np.nanmean(r.err[:, -1, j]):.3g})",
+                    )
+                )
     ci_speed = mean_ci(np.log10(speedup), lvl)
-    estimates.append(_est("spectral_bias.fourier_log10_speedup_high_freq", ci_speed, unit="log10",
-                          note=f"log10(plain / Fourier-feature steps to fit frequency {freqs[hi]}), plain capped at "
-                               f"the budget (a lower bound when the plain MLP never fitted it)"))
-    return {"estimates": estimates, "checks": checks, "runs": runs, "summaries": summaries, "freqs": freqs,
-            "metrics": {"spectral_bias.order_spearman": mean_ci(plain.spearman, lvl).mean,
-                        "spectral_bias.fourier_log10_speedup": ci_speed.mean}}
+    estimates.append(
+        _est(
+            "spectral_bias.fourier_log10_speedup_high_freq",
+            ci_speed,
+            unit="log10",
+            note=f"log10(plain / Fourier-feature steps to fit frequency {freqs[hi]}), plain capped at "
+            f"the budget (a lower bound when the plain MLP never fitted it)",
+        )
+    )
+    return {
+        "estimates": estimates,
+        "checks": checks,
+        "runs": runs,
+        "summaries": summaries,
+        "freqs": freqs,
+        "metrics": {
+            "spectral_bias.order_spearman": mean_ci(plain.spearman, lvl).mean,
+            "spectral_bias.fourier_log10_speedup": ci_speed.mean,
+        },
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,40 +452,80 @@ def _figures(cfg: SpectralBiasConfig, kern: dict[str, Any], mlp: dict[str, Any])
     for m, mode in enumerate(p["modes"]):
         col = PALETTE[m % len(PALETTE)]
         c = mode["c"]
-        traces.append(line_trace(t[1:], np.asarray(mode["measured"][1:], dtype=float) / c,
-                                 f"mode {mode['j']} (lambda={mode['lambda']:.3g}) measured", color=col))
-        traces.append(curve_trace(t[1:], np.asarray(mode["predicted_continuous"][1:], dtype=float) / c,
-                                  "", color=col) | {"showlegend": False})
-    fig_kf = figure("kernel_modes", "Kernel gradient descent: modal trajectories vs 1 - exp(-lambda_j t)", traces,
-                    xlabel="GD step k (t = eta k)", ylabel="u_j^T f_k / c_j", xlog=True,
-                    caption="Markers: measured projections of the fitted values; dashed: the gradient-flow theorem.")
+        traces.append(
+            line_trace(
+                t[1:],
+                np.asarray(mode["measured"][1:], dtype=float) / c,
+                f"mode {mode['j']} (lambda={mode['lambda']:.3g}) measured",
+                color=col,
+            )
+        )
+        traces.append(
+            curve_trace(t[1:], np.asarray(mode["predicted_continuous"][1:], dtype=float) / c, "", color=col)
+            | {"showlegend": False}
+        )
+    fig_kf = figure(
+        "kernel_modes",
+        "Kernel gradient descent: modal trajectories vs 1 - exp(-lambda_j t)",
+        traces,
+        xlabel="GD step k (t = eta k)",
+        ylabel="u_j^T f_k / c_j",
+        xlog=True,
+        caption="Markers: measured projections of the fitted values; dashed: the gradient-flow theorem.",
+    )
     traces = []
     freqs = mlp["freqs"]
     for a, (kind, r) in enumerate(mlp["runs"].items()):
         idx = _log_idx(r.steps + 1)
         for j, k in enumerate(freqs):
             col = PALETTE[(2 * a + j) % len(PALETTE)]
-            traces.append(line_trace(idx, np.nanmean(r.err[:, idx, j], axis=0), f"{kind}, frequency {k}", markers=False,
-                                     color=col))
-            traces.append(curve_trace(idx, np.nanmean(r.err_pred[:, idx, j], axis=0), f"{kind}, {k}: NTK prediction",
-                                      color=col))
-    traces.append(curve_trace([1, cfg.mlp_steps], [cfg.fit_threshold] * 2, "fit threshold", dash="dot",
-                              color="#7f7f7f"))
-    fig_f = figure("mlp_frequency_error", "MLP: residual error per target frequency over training", traces,
-                   xlabel="GD step", ylabel="|R_t[k]| / |F*[k]|", xlog=True, ylog=True,
-                   caption="Solid: measured (mean over seeds); dashed: the NTK-at-initialisation linearisation.")
+            traces.append(
+                line_trace(
+                    idx, np.nanmean(r.err[:, idx, j], axis=0), f"{kind}, frequency {k}", markers=False, color=col
+                )
+            )
+            traces.append(
+                curve_trace(idx, np.nanmean(r.err_pred[:, idx, j], axis=0), f"{kind}, {k}: NTK prediction", color=col)
+            )
+    traces.append(
+        curve_trace([1, cfg.mlp_steps], [cfg.fit_threshold] * 2, "fit threshold", dash="dot", color="#7f7f7f")
+    )
+    fig_f = figure(
+        "mlp_frequency_error",
+        "MLP: residual error per target frequency over training",
+        traces,
+        xlabel="GD step",
+        ylabel="|R_t[k]| / |F*[k]|",
+        xlog=True,
+        ylog=True,
+        caption="Solid: measured (mean over seeds); dashed: the NTK-at-initialisation linearisation.",
+    )
     traces = []
     cap = cfg.mlp_steps + 1.0
     for a, (kind, r) in enumerate(mlp["runs"].items()):
         meas = np.minimum(r.mode_tau, cap).ravel()
         pred = r.mode_tau_pred.ravel()
-        traces.append({"type": "scatter", "mode": "markers", "name": f"{kind} NTK modes",
-                       "x": _fl(np.minimum(pred, 1e12)), "y": _fl(meas), "marker": {"color": PALETTE[a]}})
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{kind} NTK modes",
+                "x": _fl(np.minimum(pred, 1e12)),
+                "y": _fl(meas),
+                "marker": {"color": PALETTE[a]},
+            }
+        )
     lim = [1.0, float(cap)]
     traces.append(curve_trace(lim, lim, "measured = predicted", dash="dot", color="#7f7f7f"))
-    fig_m = figure("ntk_mode_fit_steps", "NTK modes: measured vs predicted fitting steps", traces,
-                   xlabel="predicted steps (NTK at init)", ylabel=f"measured steps (capped at {int(cap)})",
-                   xlog=True, ylog=True)
+    fig_m = figure(
+        "ntk_mode_fit_steps",
+        "NTK modes: measured vs predicted fitting steps",
+        traces,
+        xlabel="predicted steps (NTK at init)",
+        ylabel=f"measured steps (capped at {int(cap)})",
+        xlog=True,
+        ylog=True,
+    )
     return [fig_kf, fig_f, fig_m]
 
 
@@ -345,12 +550,27 @@ def _fit_table(cfg: SpectralBiasConfig, kern: dict[str, Any], mlp: dict[str, Any
         rows.append(["kernel (RFF), exact theorem", k, fmt(meas, cfg.kf_steps), _steps_list(pred), _ratios(meas, pred)])
     for kind, r in mlp["runs"].items():
         for j, k in enumerate(mlp["freqs"]):
-            rows.append([f"{kind} MLP, NTK at init", k, fmt(r.tau[:, j], cfg.mlp_steps), _steps_list(r.tau_pred[:, j]),
-                         _ratios(r.tau[:, j], r.tau_pred[:, j])])
-    return Table("fit_steps", "Steps to fit each target frequency (residual <= "
-                 f"{cfg.fit_threshold:g} of the target's coefficient)",
-                 ["model, prediction", "frequency", "measured steps: mean, t-interval", "predicted steps per seed",
-                  "measured/predicted per seed"], rows)
+            rows.append(
+                [
+                    f"{kind} MLP, NTK at init",
+                    k,
+                    fmt(r.tau[:, j], cfg.mlp_steps),
+                    _steps_list(r.tau_pred[:, j]),
+                    _ratios(r.tau[:, j], r.tau_pred[:, j]),
+                ]
+            )
+    return Table(
+        "fit_steps",
+        f"Steps to fit each target frequency (residual <= {cfg.fit_threshold:g} of the target's coefficient)",
+        [
+            "model, prediction",
+            "frequency",
+            "measured steps: mean, t-interval",
+            "predicted steps per seed",
+            "measured/predicted per seed",
+        ],
+        rows,
+    )
 
 
 def run_spectral_bias(config: SpectralBiasConfig, seed: int) -> LensResult:
@@ -362,23 +582,48 @@ def run_spectral_bias(config: SpectralBiasConfig, seed: int) -> LensResult:
     mlp = _mlp(config, seed, x, y)
     metrics = {**kern["metrics"], **mlp["metrics"]}
     assumptions = [
-        Assumption("kernel GD step eta*lambda_j < 1 for every mode (the O(eta) bound's condition)", "seed line 162",
-                   "kernel_continuous_within_bound", "holds" if config.kf_lr_fraction < 1 else "violated"),
-        Assumption("the network stays close to its linearisation at initialisation (NTK regime)",
-                   "Jacot et al. 2018; Lee et al. 2019", "ntk_mode_order_plain", "unchecked"),
-        Assumption("full-batch GD on mean squared error, same fraction of each network's stability limit",
-                   "worked example 3", "", "holds"),
+        Assumption(
+            "kernel GD step eta*lambda_j < 1 for every mode (the O(eta) bound's condition)",
+            "seed line 162",
+            "kernel_continuous_within_bound",
+            "holds" if config.kf_lr_fraction < 1 else "violated",
+        ),
+        Assumption(
+            "the network stays close to its linearisation at initialisation (NTK regime)",
+            "Jacot et al. 2018; Lee et al. 2019",
+            "ntk_mode_order_plain",
+            "unchecked",
+        ),
+        Assumption(
+            "full-batch GD on mean squared error, same fraction of each network's stability limit",
+            "worked example 3",
+            "",
+            "holds",
+        ),
     ]
     data = {
-        "n_points": config.n_points, "frequencies": list(config.frequencies), "amplitudes": list(config.amplitudes),
+        "n_points": config.n_points,
+        "frequencies": list(config.frequencies),
+        "amplitudes": list(config.amplitudes),
         "fit_threshold": config.fit_threshold,
-        "kernel_flow": {"lengthscale": config.kf_lengthscale, "features": config.kf_features, "steps": config.kf_steps,
-                        "modal_trajectories_seed0": kern["plot"], "per_seed": kern["per_seed"],
-                        "frequency_fit_steps": [[_f(v) for v in row] for row in kern["freq_tau"]]},
-        "mlp": {"width": config.mlp_width, "depth": config.mlp_depth, "activation": config.mlp_activation,
-                "steps": config.mlp_steps, "lr_fraction": config.mlp_lr_fraction,
-                "fourier_features": {"m": config.ff_features, "sigma": config.ff_sigma},
-                "plain": mlp["summaries"]["plain"], "fourier": mlp["summaries"]["fourier"]},
+        "kernel_flow": {
+            "lengthscale": config.kf_lengthscale,
+            "features": config.kf_features,
+            "steps": config.kf_steps,
+            "modal_trajectories_seed0": kern["plot"],
+            "per_seed": kern["per_seed"],
+            "frequency_fit_steps": [[_f(v) for v in row] for row in kern["freq_tau"]],
+        },
+        "mlp": {
+            "width": config.mlp_width,
+            "depth": config.mlp_depth,
+            "activation": config.mlp_activation,
+            "steps": config.mlp_steps,
+            "lr_fraction": config.mlp_lr_fraction,
+            "fourier_features": {"m": config.ff_features, "sigma": config.ff_sigma},
+            "plain": mlp["summaries"]["plain"],
+            "fourier": mlp["summaries"]["fourier"],
+        },
         "metrics": {k: _f(v) for k, v in metrics.items()},
         "wall_time_s": time.perf_counter() - t0,
     }

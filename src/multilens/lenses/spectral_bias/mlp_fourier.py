@@ -85,8 +85,11 @@ class BatchedMLP:
         lins = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
         weights = [torch.stack([ls[i].weight.detach().T for ls in lins]).to(dtype) for i in range(len(lins[0]))]
         biases = [torch.stack([ls[i].bias.detach()[None, :] for ls in lins]).to(dtype) for i in range(len(lins[0]))]
-        return cls([w.clone().requires_grad_(True) for w in weights], [b.clone().requires_grad_(True) for b in biases],
-                   activation)
+        return cls(
+            [w.clone().requires_grad_(True) for w in weights],
+            [b.clone().requires_grad_(True) for b in biases],
+            activation,
+        )
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -147,16 +150,25 @@ def first_crossing(curve: np.ndarray, threshold: float) -> float:
     return float(hit[0]) if hit.size else math.inf
 
 
-def predicted_error(u: np.ndarray, lam: np.ndarray, r0: np.ndarray, eta: float, ks: list[int], fstar_hat: np.ndarray,
-                    steps: np.ndarray) -> np.ndarray:
+def predicted_error(
+    u: np.ndarray, lam: np.ndarray, r0: np.ndarray, eta: float, ks: list[int], fstar_hat: np.ndarray, steps: np.ndarray
+) -> np.ndarray:
     """Linearised e_k(t) at the given steps: |FFT(U (I - eta Lambda)^t U^T r0)[k]| / |F*[k]|, shape (T, K)."""
     r = linearized_residual(u, lam, r0, eta, steps)  # (T, n)
     return np.abs(np.fft.rfft(r, axis=1)[:, ks]) / np.abs(fstar_hat)[None, :]
 
 
-def predicted_fit_step(u: np.ndarray, lam: np.ndarray, r0: np.ndarray, eta: float, ks: list[int],
-                       fstar_hat: np.ndarray, budget: int, threshold: float,
-                       horizon: float = PREDICTION_HORIZON) -> np.ndarray:
+def predicted_fit_step(
+    u: np.ndarray,
+    lam: np.ndarray,
+    r0: np.ndarray,
+    eta: float,
+    ks: list[int],
+    fstar_hat: np.ndarray,
+    budget: int,
+    threshold: float,
+    horizon: float = PREDICTION_HORIZON,
+) -> np.ndarray:
     """Predicted first step with e_k <= threshold: exact to the step up to ``budget``, then on a
     fine log grid (~0.1% spacing) up to ``horizon``; inf if never within it."""
     dense = np.arange(budget + 1, dtype=np.float64)
@@ -196,8 +208,9 @@ def run_architecture(
     n = x.size
     ks = list(frequencies)
     fstar_hat = np.fft.rfft(fstar)[ks]
-    inputs = [plain_inputs(x) if kind == "plain" else fourier_feature_inputs(x, ff_features, ff_sigma, s)
-              for s in seeds]
+    inputs = [
+        plain_inputs(x) if kind == "plain" else fourier_feature_inputs(x, ff_features, ff_sigma, s) for s in seeds
+    ]
     spec = MLPSpec(inputs[0].shape[1], (width,) * depth, 1, activation)  # type: ignore[arg-type]
     models = [build_mlp(spec, s) for s in seeds]
     # NTK at initialisation, per network, in float64.
@@ -233,17 +246,25 @@ def run_architecture(
             for p, g in zip(net.parameters, grads):
                 p -= lr.view(-1, *([1] * (p.dim() - 1))) * g
     if diverged.any():
-        warnings.warn(f"{kind} MLP diverged for {int(diverged.sum())} seed(s); their fitting times are not measured",
-                      ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"{kind} MLP diverged for {int(diverged.sum())} seed(s); their fitting times are not measured",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     spec_r = np.fft.rfft(resid, axis=2)[:, :, ks]  # (T+1, S, K)
     err = np.transpose(np.abs(spec_r) / np.abs(fstar_hat)[None, None, :], (1, 0, 2))  # (S, T+1, K)
     tsteps = np.arange(steps + 1, dtype=np.float64)
-    err_pred = np.stack([predicted_error(us[i], lams[i], resid[0, i], eta[i], ks, fstar_hat, tsteps)
-                         for i in range(len(seeds))])
+    err_pred = np.stack(
+        [predicted_error(us[i], lams[i], resid[0, i], eta[i], ks, fstar_hat, tsteps) for i in range(len(seeds))]
+    )
     tau = np.array([[first_crossing(err[i, :, j], threshold) for j in range(len(ks))] for i in range(len(seeds))])
     tau[diverged] = math.nan
-    tau_pred = np.stack([predicted_fit_step(us[i], lams[i], resid[0, i], eta[i], ks, fstar_hat, steps, threshold)
-                         for i in range(len(seeds))])
+    tau_pred = np.stack(
+        [
+            predicted_fit_step(us[i], lams[i], resid[0, i], eta[i], ks, fstar_hat, steps, threshold)
+            for i in range(len(seeds))
+        ]
+    )
     # NTK modes carrying the most initial residual: measured vs predicted fitting order.
     m_tau, m_pred, m_lam, rho = [], [], [], []
     for i in range(len(seeds)):
@@ -258,8 +279,19 @@ def run_architecture(
         m_lam.append(lams[i][sel])
         rho.append(math.nan if diverged[i] else rank_correlation(np.minimum(meas, cap), np.minimum(pred, cap)))
     return ArchitectureRun(
-        kind, steps, np.array(eta), np.stack([lam[:8] for lam in lams]), err, err_pred, tau, tau_pred,
-        np.stack(m_tau), np.stack(m_pred), np.stack(m_lam), np.array(rho), diverged,
+        kind,
+        steps,
+        np.array(eta),
+        np.stack([lam[:8] for lam in lams]),
+        err,
+        err_pred,
+        tau,
+        tau_pred,
+        np.stack(m_tau),
+        np.stack(m_pred),
+        np.stack(m_lam),
+        np.array(rho),
+        diverged,
         int(sum(p.numel() for p in models[0].parameters())),
     )
 

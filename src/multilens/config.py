@@ -99,6 +99,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _part_type(tp: Any) -> tuple[Any, bool]:
+    """(dataclass, optional) for a nested settings field typed ``Part`` or ``Part | None``."""
+    if dataclasses.is_dataclass(tp):
+        return tp, False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]) and type(None) in typing.get_args(tp):
+            return args[0], True
+    return None, False
+
+
 def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "", base: T | None = None) -> T:
     """Build the frozen dataclass ``cls`` from ``data``, strictly.
 
@@ -119,10 +130,19 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "", base: T | 
         if name in data:
             sub_base = getattr(base, name) if base is not None else None
             tp = hints[name]
-            if dataclasses.is_dataclass(tp) and isinstance(data[name], dict):
-                kwargs[name] = from_dict(tp, data[name], where=key, base=sub_base)
+            part, optional = _part_type(tp)
+            value = data[name]
+            if part is not None and isinstance(value, bool) and optional:
+                # A part table may be switched off (`false`: the part is not run) or back on
+                # (`true`: the profile's settings, or the part's defaults).
+                kwargs[name] = (sub_base if sub_base is not None else part()) if value else None
+            elif part is not None and isinstance(value, dict):
+                kwargs[name] = from_dict(part, value, where=key, base=sub_base)
+            elif part is not None:
+                hint = " or true/false to switch the part on/off" if optional else ""
+                raise ConfigError(f"`{key}` must be a table{hint}; got {value!r}.")
             else:
-                kwargs[name] = _coerce(data[name], tp, key)
+                kwargs[name] = _coerce(value, tp, key)
         elif base is not None:
             kwargs[name] = getattr(base, name)
     try:

@@ -30,22 +30,3 @@ class ConvergenceWarning(UserWarning):
 
 class ExtrapolationWarning(UserWarning):
     """A fit is being evaluated outside the range of the data it was fitted on."""
-
-
-def check_int(name: str, value: object, minimum: int | None = None) -> int:
-    """Validate an integer argument and return it (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"`{name}` must be an int; got {value!r}.")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"`{name}` must be an int >= {minimum}; got {value}.")
-    return value
-
-
-def check_positive(name: str, value: object) -> float:
-    """Validate a finite positive real argument and return it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"`{name}` must be a positive number; got {value!r}.")
-    v = float(value)
-    if not (v > 0.0) or v == float("inf"):
-        raise ConfigError(f"`{name}` must be a finite number > 0; got {value!r}.")
-    return v

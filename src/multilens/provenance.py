@@ -5,6 +5,7 @@ Everything in a run directory's ``manifest.json`` comes from here, read at run t
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
 import os
 import platform
@@ -83,3 +84,48 @@ def environment() -> dict[str, Any]:
         "cpu": cpu_name(),
         "command": " ".join(sys.argv),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict[str, Any]:
+    """Which code produced a result: package version, git commit, and a hash of the package's sources.
+
+    The source hash (SHA-256 over every ``.py`` and ``.toml`` file of the installed package, in
+    path order) changes with any edit, committed or not, so cached results can be told stale.
+    """
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(list(root.rglob("*.py")) + list(root.rglob("*.toml"))):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    g = git_state()
+    return {
+        "version": package_versions().get("multilens"),
+        "git_commit": g["commit"],
+        "git_dirty": g["dirty"],
+        "source_hash": h.hexdigest()[:16],
+    }
+
+
+def result_provenance(settings: Any, seed: int, wall_time_s: float) -> dict[str, Any]:
+    """The provenance every LensResult carries: config hash, seed, code, versions, hardware, time."""
+    import dataclasses
+
+    from multilens.config import config_hash
+
+    cfg = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
+    return {
+        "config_hash": config_hash(cfg) if cfg is not None else None,
+        "seed": seed,
+        "code": code_identity(),
+        "package_versions": {k: v for k, v in package_versions().items() if v is not None},
+        "hardware": _hardware_cached(),
+        "wall_time_s": wall_time_s,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _hardware_cached() -> dict[str, Any]:
+    return hardware()

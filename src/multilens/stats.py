@@ -1,55 +1,157 @@
-"""Interval helpers shared by the lenses: Student-t intervals of a mean over independent seeds."""
+"""Intervals shared by every lens: one :class:`Interval` type and the estimators that produce it.
+
+* :func:`mean_ci`: Student-t interval of a mean over independent replicates (seeds, designs);
+  non-finite replicates are dropped and counted (``n_dropped``), never silently.
+* :func:`bootstrap_ci`: percentile bootstrap over examples (Efron & Tibshirani 1993, ch. 13) of
+  any statistic of one or more aligned arrays, seeded.
+* :func:`batch_means_ci`: batch-means interval for serially correlated series such as timings.
+* :func:`clopper_pearson`: exact binomial interval (accuracies, failure rates).
+
+JSON helpers for the output boundary live here too (:func:`json_float`, :func:`json_safe`).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
 
 from multilens.results import Estimate
+from multilens.seeding import SeedLike, as_generator
+
+SINGLE_SEED = "single seed: variability over initialisations not measured"
+DETERMINISTIC = "deterministic computation: no sampling variability (accuracy is the solver's tolerance)"
 
 
 @dataclass(frozen=True)
-class MeanCI:
-    """Mean of independent replicates with a Student-t interval (``n`` replicates)."""
+class Interval:
+    """An estimate with a ``level`` interval [low, high] obtained by ``method``.
 
-    mean: float
+    ``n`` finite replicates (or examples) were used and ``n_dropped`` were left out as non-finite.
+    Bounds are NaN when no interval could be formed; ``reason`` then says why.
+    """
+
+    estimate: float
     low: float
     high: float
     stderr: float
     n: int
     level: float
-
-    def covers(self, value: float) -> bool:
-        return self.low <= value <= self.high
+    method: str
+    n_dropped: int = 0
+    reason: str = ""
 
     @property
-    def method(self) -> str:
-        return f"Student t over {self.n} independent seeds"
+    def mean(self) -> float:  # the estimate of mean_ci is a mean
+        return self.estimate
+
+    @property
+    def ok(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def covers(self, value: float) -> bool:
+        return self.ok and self.low <= value <= self.high
+
+    def to_estimate(self, name: str, unit: str = "", note: str = "", **kw: Any) -> Estimate:
+        f = json_float
+        if self.n_dropped and "dropped" not in note:
+            note = (note + "; " if note else "") + f"{self.n_dropped} non-finite replicate(s) dropped"
+        return Estimate(
+            name, f(self.estimate), f(self.low), f(self.high), f(self.stderr), self.level, self.method, self.n,
+            unit, note, n_dropped=self.n_dropped, no_interval_reason="" if self.ok else self.reason, **kw,
+        )  # fmt: skip
 
 
-def mean_ci(values: np.ndarray | list[float], level: float = 0.95) -> MeanCI:
-    """t-interval of the mean; with one finite value the interval is unavailable (NaN bounds)."""
-    v = np.asarray([x for x in np.asarray(values, np.float64).ravel() if math.isfinite(x)])
+# Backwards-compatible name: a mean with its t-interval is an Interval.
+MeanCI = Interval
+
+
+def _finite(values: Any) -> tuple[np.ndarray, int]:
+    v = np.asarray(values, np.float64).ravel()
+    keep = np.isfinite(v)
+    return v[keep], int(v.size - keep.sum())
+
+
+def mean_ci(values: np.ndarray | list[float], level: float = 0.95, unit: str = "seeds") -> Interval:
+    """t-interval of the mean; non-finite replicates are dropped and counted in ``n_dropped``."""
+    v, dropped = _finite(values)
     n = int(v.size)
+    nan = float("nan")
+    drop_txt = f" ({dropped} non-finite dropped)" if dropped else ""
+    method = f"Student t over {n} independent {unit}{drop_txt}"
     if n == 0:
-        nan = float("nan")
-        return MeanCI(nan, nan, nan, nan, 0, level)
+        return Interval(nan, nan, nan, nan, 0, level, method, dropped, f"no finite replicate{drop_txt}")
     m = float(v.mean())
     if n == 1:
-        return MeanCI(m, float("nan"), float("nan"), float("nan"), 1, level)
+        reason = (
+            SINGLE_SEED if unit == "seeds" else f"a single {unit[:-1] if unit.endswith('s') else unit}"
+        ) + drop_txt
+        return Interval(m, nan, nan, nan, 1, level, method, dropped, reason)
     se = float(v.std(ddof=1) / math.sqrt(n))
     q = float(stats.t.ppf(0.5 + level / 2.0, n - 1))
-    return MeanCI(m, m - q * se, m + q * se, se, n, level)
+    return Interval(m, m - q * se, m + q * se, se, n, level, method, dropped)
 
 
-def interval_text(ci: MeanCI, digits: int = 3) -> str:
-    """ "[low, high]" or "(no interval)" when fewer than two finite replicates were available."""
-    if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
-        return "(no interval)"
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: SeedLike,
+    unit: str = "examples",
+) -> Interval:
+    """Percentile bootstrap of ``statistic(*arrays)`` resampling rows (aligned across arrays)."""
+    n = int(np.asarray(arrays[0]).shape[0])
+    point = float(statistic(*arrays))
+    nan = float("nan")
+    if n < 2:
+        return Interval(point, nan, nan, nan, n, level, "percentile bootstrap", 0, f"fewer than 2 {unit}")
+    rng = as_generator(seed)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        reps[b] = statistic(*(np.asarray(a)[idx] for a in arrays))
+    fin, dropped = _finite(reps)
+    method = f"percentile bootstrap over {n} {unit}, {fin.size} resamples"
+    if fin.size < 2:
+        return Interval(point, nan, nan, nan, n, level, method, dropped, "bootstrap replicates not finite")
+    lo, hi = np.quantile(fin, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(point, float(lo), float(hi), float(fin.std(ddof=1)), n, level, method, dropped)
+
+
+def batch_means_ci(values: np.ndarray | list[float], n_batches: int = 5, level: float = 0.95) -> Interval:
+    """Batch-means interval of the mean of a (possibly autocorrelated) series, e.g. step timings."""
+    v, dropped = _finite(values)
+    n = int(v.size)
+    nan = float("nan")
+    b = min(n_batches, n)
+    if b < 2:
+        m = float(v.mean()) if n else nan
+        return Interval(m, nan, nan, nan, n, level, "batch means", dropped, "fewer than 2 timed repetitions")
+    means = np.array([chunk.mean() for chunk in np.array_split(v, b)])
+    m = float(v.mean())
+    se = float(means.std(ddof=1) / math.sqrt(b))
+    q = float(stats.t.ppf(0.5 + level / 2.0, b - 1))
+    return Interval(m, m - q * se, m + q * se, se, n, level, f"batch means ({b} batches of {n} repetitions)", dropped)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> Interval:
+    """Exact binomial interval of a proportion k/n."""
+    nan = float("nan")
+    if n <= 0:
+        return Interval(nan, nan, nan, nan, 0, level, "Clopper-Pearson", 0, "no trials")
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    p = k / n
+    return Interval(p, float(ci.low), float(ci.high), math.sqrt(p * (1 - p) / n), n, level, "Clopper-Pearson exact")
+
+
+def interval_text(ci: Interval, digits: int = 3) -> str:
+    """ "[low, high]" or "(no interval: reason)"."""
+    if not ci.ok:
+        return f"(no interval: {ci.reason})" if ci.reason else "(no interval)"
     return f"[{ci.low:.{digits}g}, {ci.high:.{digits}g}]"
 
 
@@ -65,7 +167,23 @@ def json_floats(xs: Any) -> list[float | None]:
     return [json_float(v) for v in np.asarray(xs, dtype=np.float64).ravel()]
 
 
-def estimate_from_ci(name: str, ci: MeanCI, unit: str = "", note: str = "", **kw: Any) -> Estimate:
-    """A results.Estimate from a mean with its t-interval."""
-    f = json_float
-    return Estimate(name, f(ci.mean), f(ci.low), f(ci.high), f(ci.stderr), ci.level, ci.method, ci.n, unit, note, **kw)
+def json_safe(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays and non-finite floats into JSON types (the one serializer)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return json_float(obj)
+    return obj
+
+
+def estimate_from_ci(name: str, ci: Interval, unit: str = "", note: str = "", **kw: Any) -> Estimate:
+    """A results.Estimate from an Interval (kept for callers of the old helper)."""
+    return ci.to_estimate(name, unit, note, **kw)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from multilens.report import figures as F
+import multilens.plots as F
 from multilens.results import Assumption, Check, Estimate, LensResult, Table, check_in_interval, check_within
 
 XSS = "<script>alert(1)</script>"

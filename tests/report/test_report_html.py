@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import multilens.report as report
-from multilens.report import figures as F
+import multilens.plots as F
 from multilens.report.html import fmt_num, fmt_seconds, render_html, safe_relative_href, script_json
 
 

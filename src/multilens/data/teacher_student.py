@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from multilens.errors import check_int
+from multilens.validation import check_int
 from multilens.seeding import torch_generator
 
 

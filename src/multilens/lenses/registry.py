@@ -1,13 +1,17 @@
-"""The lens registry: name -> config class, run function and protocol phase.
+"""The lens registry: one entry per lens, read by the CLI, the capstone protocol and the tests.
 
-The CLI (`multilens lens NAME`) and the capstone protocol read lenses from here; adding a lens
-means adding one entry. Entries are import paths so that importing the registry stays cheap.
+Each entry names the lens package (which exports ``Settings``, ``default_subject`` and ``measure``,
+see :mod:`multilens.lenses.contract`), what its subject is, what the lens consumes from earlier
+protocol phases and produces for later ones (name -> JSON type), and its key checks (listed as
+"not evaluated" when its phase fails). Adding a lens means adding one entry; one generic protocol
+phase (:class:`multilens.protocol.phase.LensPhase`) is built from it. Entries hold import paths so
+that importing the registry stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from multilens.errors import ConfigError
@@ -17,81 +21,93 @@ from multilens.errors import ConfigError
 class LensEntry:
     name: str  # CLI name, e.g. "double-descent"
     section: str  # config table name in run TOML files, e.g. "double_descent"
-    config: str  # "module:Class"
-    run: str  # "module:function", run(config, seed) -> LensResult
-    phase: str  # "module:Class"
-    summary: str
+    module: str  # the lens package: exports Settings, default_subject, measure
+    title: str  # one line for the report's phase heading
+    summary: str  # one line for `multilens lens --help`
+    subject: str  # what `measure` accepts (documented for users)
+    consumes: dict[str, type] = field(default_factory=dict)
+    produces: dict[str, type] = field(default_factory=dict)
+    key_checks: tuple[str, ...] = ()
 
     def load(self, what: str) -> Any:
-        mod, _, attr = getattr(self, what).partition(":")
-        return getattr(importlib.import_module(mod), attr)
+        """``"Settings"``, ``"default_subject"`` or ``"measure"`` of the lens package."""
+        return getattr(importlib.import_module(self.module), what)
+
+    def settings_for(self, profile: str) -> Any:
+        return self.load("Settings").for_profile(profile)
 
 
 LENSES: tuple[LensEntry, ...] = (
     LensEntry(
         "scaling",
         "scaling",
-        "multilens.lenses.scaling.study:ScalingConfig",
-        "multilens.lenses.scaling.phase:run_scaling_lens",
-        "multilens.lenses.scaling.phase:ScalingPhase",
+        "multilens.lenses.scaling",
+        "Scaling: iso-FLOP sweep, L(C) and L(N, D) fits, regimes, compute-optimal allocation",
         "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
+        "a table of finished runs (N, D, loss) or a train_fn(config, seed) returning their losses",
+        key_checks=("extrapolation_within_interval", "approach2_vs_approach3"),
     ),
     LensEntry(
         "curvature",
         "curvature",
-        "multilens.lenses.curvature.config:CurvatureConfig",
-        "multilens.lenses.curvature.lens:run_curvature",
-        "multilens.lenses.curvature.phase:CurvaturePhase",
+        "multilens.lenses.curvature",
+        "Curvature: Hessian spectrum, sharpness, slices and the geometry gate's inputs",
         "Hessian spectra, trace, density, sharpness, invariances, landscape slices, edge of stability",
+        "a torch model, a loss function and data (a DataLoader or tensors)",
+        produces={"curvature.margin": float, "curvature.kappa": float},
     ),
     LensEntry(
         "distributed",
         "distributed",
-        "multilens.lenses.distributed.config:DistributedConfig",
-        "multilens.lenses.distributed.lens:run_distributed",
-        "multilens.lenses.distributed.phase:DistributedPhase",
+        "multilens.lenses.distributed",
+        "Distributed: data-parallel SGD with torch.distributed against its theorem",
         "data-parallel SGD with torch.distributed: parity, noise floor vs workers, local SGD, staleness, faults",
+        "a distributed problem (an importable task spec the gloo workers build their model and data from)",
     ),
     LensEntry(
         "double-descent",
         "double_descent",
-        "multilens.lenses.double_descent.config:DoubleDescentConfig",
-        "multilens.lenses.double_descent.lens:run_double_descent",
-        "multilens.lenses.double_descent.phase:DoubleDescentPhase",
+        "multilens.lenses.double_descent",
+        "Double descent: min-norm risk against exact theory; random features and MLP widths",
         "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths",
+        "arrays: a design X and targets y (regression), or features and labels (classification)",
     ),
     LensEntry(
         "implicit-bias",
         "implicit_bias",
-        "multilens.lenses.implicit_bias.config:ImplicitBiasConfig",
-        "multilens.lenses.implicit_bias.lens:run_implicit_bias",
-        "multilens.lenses.implicit_bias.phase:ImplicitBiasPhase",
+        "multilens.lenses.implicit_bias",
+        "Implicit bias: GD to the pseudoinverse and to the max-margin SVM",
         "GD to the pseudoinverse and to the max-margin SVM; optimizers compared at matched budgets",
+        "arrays: a least-squares design (X, y) and a separable classification set (X, labels)",
     ),
     LensEntry(
         "spectral-bias",
         "spectral_bias",
-        "multilens.lenses.spectral_bias.config:SpectralBiasConfig",
-        "multilens.lenses.spectral_bias.lens:run_spectral_bias",
-        "multilens.lenses.spectral_bias.phase:SpectralBiasPhase",
+        "multilens.lenses.spectral_bias",
+        "Spectral bias: kernel gradient flow and an MLP's per-frequency fitting times",
         "kernel gradient flow modes and an MLP's per-frequency fitting times against the NTK",
+        "a 1-D regression target (inputs and values) and a model builder",
     ),
     LensEntry(
         "filters",
         "filters",
-        "multilens.lenses.filters.config:FiltersConfig",
-        "multilens.lenses.filters.lens:run_filters",
-        "multilens.lenses.filters.phase:FiltersPhase",
+        "multilens.lenses.filters",
+        "Filters: early-stopped GD and ridge as spectral filters",
         "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
+        "arrays: a forward operator A and observations y",
     ),
 )
+
+
+def lens_names() -> list[str]:
+    return [e.name for e in LENSES]
 
 
 def get_lens(name: str) -> LensEntry:
     for e in LENSES:
         if name in (e.name, e.section):
             return e
-    raise ConfigError(f"unknown lens `{name}`; choose one of: {', '.join(e.name for e in LENSES)}.")
+    raise ConfigError(f"unknown lens `{name}`; choose one of: {', '.join(lens_names())}.")
 
 
 def by_section(section: str) -> LensEntry | None:

@@ -18,7 +18,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 from multilens.seeding import torch_generator
 
 Activation = Literal["relu", "tanh", "gelu"]

@@ -57,7 +57,7 @@ class RunConfig:
     def lens_config(self, section: str) -> Any:
         """The validated, frozen config of one lens: profile defaults + this run's table."""
         entry = get_lens(section)
-        cls = entry.load("config")
+        cls = entry.load("Settings")
         return from_dict(
             cls, self.sections.get(entry.section, {}), where=entry.section, base=cls.for_profile(self.profile)
         )

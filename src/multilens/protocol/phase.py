@@ -1,18 +1,18 @@
-"""The phase interface of the capstone protocol.
+"""The phase interface of the capstone protocol, and the one generic phase built from a lens entry.
 
 A phase is one lens run inside the protocol. It declares, before it runs, what it consumes from
-earlier phases and what it produces (name -> Python type), the assumptions it relies on, and the
-gate metrics it feeds. The runner checks at construction that every consumed artifact is produced
-by an earlier phase with the right type, and at run time that each phase produced what it
-declared.
+earlier phases and what it produces (name -> JSON type). The runner checks at construction that
+every consumed artifact is produced by an earlier phase with the right type, and at run time that
+each phase produced what it declared. :class:`LensPhase` is the only phase class: its name, title,
+consumes and produces come from the registry entry, and it runs the lens through
+:func:`multilens.lenses.contract.run_lens` with the consumed artifacts as ``runtime.inputs``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from multilens.results import LensResult
 
@@ -24,7 +24,7 @@ class PhaseContext:
     profile: str
     seed: int
     out_dir: Path
-    config: Mapping[str, Any]  # this phase's raw config table (already validated by the phase)
+    config: Mapping[str, Any]  # this phase's raw config table (validated by the phase)
     artifacts: Mapping[str, Any]  # produced by earlier phases, by name
     store: Any = None  # multilens.experiments.store.Store
     executor: Any = None  # multilens.experiments.executors.Executor
@@ -38,30 +38,46 @@ class PhaseOutput:
     result: LensResult
     artifacts: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # feeds policy gates, e.g. "scaling.r2"
-    recommendations: tuple[str, ...] = ()  # derived from measurements, never written in
 
 
 @runtime_checkable
 class Phase(Protocol):
-    """A protocol phase. Implementations are small classes with these attributes."""
+    """A protocol phase: a name, a title, declared hand-offs and ``run``."""
 
     name: str
     title: str
     consumes: Mapping[str, type]
     produces: Mapping[str, type]
+    key_checks: tuple[str, ...]
 
     def run(self, ctx: PhaseContext) -> PhaseOutput: ...
 
 
 def phase_config(ctx: PhaseContext, cls: type, section: str) -> Any:
-    """The phase's frozen config: its profile's defaults updated by this run's table, strictly."""
+    """The phase's frozen settings: its profile's defaults updated by this run's table, strictly."""
     from multilens.config import from_dict
 
     return from_dict(cls, dict(ctx.config), where=section, base=cls.for_profile(ctx.profile))
 
 
-def finite_metrics(values: Mapping[str, Any]) -> dict[str, float]:
-    """Gate metrics as plain floats; unmeasured (None) and non-finite values are left out."""
-    import math
+class LensPhase:
+    """The generic protocol phase of one registry entry."""
 
-    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+    def __init__(self, entry: Any) -> None:
+        self.entry = entry
+        self.name = entry.section
+        self.title = entry.title
+        self.consumes = dict(entry.consumes)
+        self.produces = dict(entry.produces)
+        self.key_checks = tuple(entry.key_checks)
+
+    def run(self, ctx: PhaseContext) -> PhaseOutput:
+        from multilens.lenses.contract import Runtime, run_lens
+
+        settings = phase_config(ctx, self.entry.load("Settings"), self.name)
+        runtime = Runtime(ctx.executor, ctx.store, ctx.progress, ctx.out_dir, dict(ctx.artifacts))
+        result = run_lens(self.entry, settings, ctx.seed, runtime)
+        missing = [k for k in self.produces if k not in result.outputs]
+        if missing:
+            raise TypeError(f"lens `{self.entry.name}` did not produce {missing} (declared in its registry entry)")
+        return PhaseOutput(result, {k: result.outputs[k] for k in self.produces}, dict(result.metrics))

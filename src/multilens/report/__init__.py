@@ -3,19 +3,18 @@
 ``render_html`` and ``render_markdown`` are pure functions of the runner's ``summary`` and
 ``manifest`` dicts; ``write_report`` writes both next to each other atomically (temp file in the
 same folder, then ``os.replace``), so a reader never sees a half-written report. The figure
-builders in :mod:`multilens.report.figures` produce :class:`multilens.results.Figure` specs
+builders in :mod:`multilens.plots` produce :class:`multilens.results.Figure` specs
 as plain data for the lenses.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from multilens.report.figures import bars, figure, line_with_band, line_with_errorbars, scatter_with_curve
+from multilens.io import atomic_write_text
+from multilens.plots import bars, figure, line_with_band, line_with_errorbars, scatter_with_curve
 from multilens.report.html import render_html
 from multilens.report.markdown import render_markdown
 
@@ -35,19 +34,8 @@ REPORT_FILES = {"html": "report.html", "markdown": "report.md"}
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) atomically with the user's umask (see :func:`multilens.io.atomic_write_text`)."""
+    return atomic_write_text(path, text)
 
 
 def write_report(out_dir: Path, summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, Path]:

@@ -52,7 +52,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 
 #: Ali, Kolter & Tibshirani (2019): gradient-flow Bayes risk at time t is at most this constant
 #: times ridge's Bayes risk at lam = 1/t, for every design and every t >= 0.

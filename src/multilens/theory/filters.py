@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int
 
 
 def gd_filter(s: np.ndarray | float, eta: float, t: int | np.ndarray) -> np.ndarray:

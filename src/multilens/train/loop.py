@@ -16,7 +16,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from multilens.errors import ConfigError, check_int, check_positive
+from multilens.errors import ConfigError
+from multilens.validation import check_int, check_positive
 from multilens.seeding import torch_generator
 
 

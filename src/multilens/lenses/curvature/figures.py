@@ -15,7 +15,7 @@ from multilens.lenses.curvature.along_training import ScheduleRun
 from multilens.lenses.curvature.landscape import Slice1D, Slice2D
 from multilens.lenses.curvature.preconditioning import ConditioningRow, PreconditionRow
 from multilens.linalg import DensityResult
-from multilens.report.figures import PALETTE, curve_trace, errorbar_trace, figure, floats, line_trace
+from multilens.plots import PALETTE, curve_trace, errorbar_trace, figure, floats, line_trace
 from multilens.results import Figure, Table
 
 

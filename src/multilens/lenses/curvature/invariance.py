@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 from multilens.lenses.curvature.functional import FlatModel, LossFn, Mode
 from multilens.lenses.curvature.hvp import CurvatureOperator
 from multilens.lenses.curvature.sharpness import ascent_sharpness

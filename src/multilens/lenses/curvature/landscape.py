@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from multilens.errors import ConfigError, check_int, check_positive
+from multilens.errors import ConfigError
+from multilens.validation import check_int, check_positive
 from multilens.lenses.curvature.functional import FlatModel
 from multilens.seeding import SeedLike, as_generator
 

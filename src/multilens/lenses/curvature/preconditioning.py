@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int
 from multilens.linalg import dense_matvec, lanczos
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.curvature import gd_iterations, gd_rate, optimal_step

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int, check_positive
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int, check_positive
 from multilens.lenses.curvature.functional import FlatModel, LossFn, Mode, ParamSpec
 from multilens.seeding import SeedLike, as_generator
 

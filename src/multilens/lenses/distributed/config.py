@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from multilens.errors import ConfigError, check_int, check_positive
+from multilens.errors import ConfigError
+from multilens.validation import check_int, check_positive
 
 BACKENDS = ("auto", "gloo", "nccl")
 DELAY_DISTRIBUTIONS = ("uniform", "geometric")

@@ -29,7 +29,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 from multilens.lenses.distributed.theory import delay_pmf
 from multilens.seeding import SeedLike, as_generator, derive_seed, torch_generator
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 
 

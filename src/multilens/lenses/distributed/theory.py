@@ -40,7 +40,8 @@ import math
 import numpy as np
 from scipy.linalg import solve_discrete_lyapunov
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 
 
 def _check_step(eigvals: np.ndarray, eta: float) -> np.ndarray:

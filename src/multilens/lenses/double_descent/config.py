@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from multilens.errors import ConfigError, check_int, check_positive
+from multilens.errors import ConfigError
+from multilens.validation import check_int, check_positive
 
 # gamma = d/n, dense near the interpolation threshold gamma = 1.
 _GAMMAS_QUICK = (

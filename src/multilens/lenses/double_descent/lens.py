@@ -27,7 +27,7 @@ from scipy import stats
 from multilens.lenses.double_descent.config import DoubleDescentConfig
 from multilens.lenses.double_descent.minnorm import median_ci, run_linear_sweep
 from multilens.lenses.double_descent.neural import mlp_width_sweep, random_features_sweep
-from multilens.report import figures as fig
+import multilens.plots as fig
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table, check_in_interval
 from multilens.seeding import as_generator, derive_seed
 from multilens.theory import double_descent as th

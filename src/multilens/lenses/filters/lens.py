@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from multilens.lenses.filters.config import FiltersConfig
-from multilens.report import figures as fig
+import multilens.plots as fig
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table
 from multilens.seeding import SeedLike, as_generator, derive_seed
 from multilens.stats import mean_ci

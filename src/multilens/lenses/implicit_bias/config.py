@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from multilens.errors import ConfigError, check_int, check_positive
+from multilens.errors import ConfigError
+from multilens.validation import check_int, check_positive
 from multilens.lenses.implicit_bias.optimizers import OPTIMIZERS, SCHEDULES
 
 PROFILES = ("smoke", "quick", "full")

@@ -25,7 +25,7 @@ from multilens.lenses.implicit_bias import least_squares as ls
 from multilens.lenses.implicit_bias import logistic as lg
 from multilens.lenses.implicit_bias import optimizers as op
 from multilens.lenses.implicit_bias.config import ImplicitBiasConfig
-from multilens.report.figures import PALETTE, band_traces, curve_trace, errorbar_trace, figure, line_trace
+from multilens.plots import PALETTE, band_traces, curve_trace, errorbar_trace, figure, line_trace
 from multilens.results import Assumption, Check, Estimate, LensResult, Table, check_within
 from multilens.seeding import derive_seed
 from multilens.stats import MeanCI, interval_text, mean_ci

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_expit
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.implicit_bias import (
     SVMSolution,

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_expit
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator, derive_seed
 from multilens.theory.implicit_bias import MaxMarginLP, SVMSolution, hard_margin_svm, max_margin_lp
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int
 from multilens.lenses.scaling._optim import MAXITER, batched_lbfgs, blas_single_threaded, polish
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, ScalingData
 from multilens.lenses.scaling.intervals import (

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from multilens.errors import ConfigError, ConvergenceWarning, DataError, check_int
+from multilens.errors import ConfigError, ConvergenceWarning, DataError
+from multilens.validation import check_int
 from multilens.lenses.scaling._optim import blas_single_threaded
 from multilens.lenses.scaling.data import MIN_POINTS_COMPUTE
 from multilens.lenses.scaling.intervals import BootstrapResult, check_level, percentile_interval, readonly

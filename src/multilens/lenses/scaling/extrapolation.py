@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from multilens.errors import ConfigError, DataError, check_int
+from multilens.errors import ConfigError, DataError
+from multilens.validation import check_int
 from multilens.lenses.scaling.chinchilla import bootstrap_chinchilla, fit_chinchilla, predict_chinchilla
 from multilens.lenses.scaling.compute_law import bootstrap_compute_law, fit_compute_law, predict_compute
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, MIN_POINTS_COMPUTE, ScalingData

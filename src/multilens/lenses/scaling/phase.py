@@ -46,7 +46,7 @@ from multilens.lenses.scaling import (
 from multilens.lenses.scaling.report import json_safe
 from multilens.lenses.scaling.study import TASK, ScalingConfig, design
 from multilens.protocol.phase import PhaseContext, PhaseOutput, phase_config
-from multilens.report.figures import band_traces
+from multilens.plots import band_traces
 from multilens.results import Assumption, Check, Estimate, Figure, LensResult, Table, check_within
 from multilens.seeding import derive_seed
 

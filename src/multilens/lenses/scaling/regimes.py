@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from multilens.errors import ConfigError, DataError, check_int
+from multilens.errors import ConfigError, DataError
+from multilens.validation import check_int
 from multilens.lenses.scaling._optim import blas_single_threaded
 from multilens.lenses.scaling.intervals import ParamInterval, check_level, percentile_interval
 from multilens.results import SCHEMA_VERSION, _finite_or_none

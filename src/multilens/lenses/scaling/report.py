@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from multilens.errors import ConfigError, check_int
+from multilens.errors import ConfigError
+from multilens.validation import check_int
 from multilens.lenses.scaling.allocation import (
     allocation_constants,
     allocation_regret,

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import torch
 
 from multilens.data import TeacherStudentTask, load_digits_split
-from multilens.errors import ConfigError, check_int, check_positive
+from multilens.errors import ConfigError
+from multilens.validation import check_int, check_positive
 from multilens.models import MLPSpec, build_mlp, forward_flops, n_params
 from multilens.seeding import derive_seed, torch_generator
 from multilens.train import TrainConfig, evaluate, train_model

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multilens.errors import check_int
+from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.spectral_bias import (
     discretization_bound,

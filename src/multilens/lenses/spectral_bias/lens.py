@@ -21,7 +21,7 @@ import numpy as np
 from multilens.lenses.spectral_bias import kernel_flow as kf
 from multilens.lenses.spectral_bias import mlp_fourier as mf
 from multilens.lenses.spectral_bias.config import SpectralBiasConfig
-from multilens.report.figures import PALETTE, curve_trace, figure, line_trace
+from multilens.plots import PALETTE, curve_trace, figure, line_trace
 from multilens.results import Assumption, Check, Estimate, LensResult, Table
 from multilens.seeding import derive_seed
 from multilens.stats import MeanCI, interval_text, mean_ci

@@ -36,7 +36,8 @@ from scipy.stats import spearmanr
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from multilens.errors import ConfigError, ConvergenceWarning, check_int
+from multilens.errors import ConfigError, ConvergenceWarning
+from multilens.validation import check_int
 from multilens.models import MLPSpec, build_mlp
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.spectral_bias import linearized_residual, mode_fit_step

@@ -177,7 +177,8 @@ def check_within(
     err = abs(observed - expected)
     ok = err <= bound
     rel = "relative " if relative else ""
-    reason = f"{what or name}: |{observed:.6g} - {expected:.6g}| = {err:.3g} {'<=' if ok else '>'} {rel}tolerance {bound:.3g}"
+    cmp = "<=" if ok else ">"
+    reason = f"{what or name}: |{observed:.6g} - {expected:.6g}| = {err:.3g} {cmp} {rel}tolerance {bound:.3g}"
     return Check(
         name, bool(ok), float(observed), float(expected), float(bound), reason, severity, kind=kind, criterion=crit
     )

@@ -81,8 +81,17 @@ def run(
     ),
     workers: Optional[int] = typer.Option(None, min=1, help="Parallel workers (default: number of cores)."),
     seed: Optional[int] = typer.Option(None, min=0, help="Protocol seed (overrides the config file)."),
+    reuse_stale: bool = typer.Option(
+        False,
+        "--reuse-stale",
+        help="Reuse results cached by other code (marked 'cached from <commit>') instead of recomputing.",
+    ),
 ) -> None:
-    """Run the capstone protocol and write the report and its artifacts into --out."""
+    """Run the capstone protocol and write the report and its artifacts into --out.
+
+    Exit status: 0 when every phase completed and no stop gate blocked; 1 when a phase failed or a
+    stop gate blocked (the last line says which); 2 on bad input (including an --out in use).
+    """
     from multilens.config import load_toml
     from multilens.errors import ConfigError
     from multilens.protocol.capstone import run_capstone
@@ -114,10 +123,13 @@ def run(
             def on_phase(name: str, title: str) -> None:
                 bar.console.print(f"phase [cyan]{name}[/]: {title}")
 
-            summary, paths = run_capstone(cfg, out_dir, executor.value, workers, address, progress, on_phase)
+            summary, paths = run_capstone(
+                cfg, out_dir, executor.value, workers, address, progress, on_phase, reuse_stale=reuse_stale
+            )
         _print_summary(summary)
-        out.print(f"report: {paths['report'].resolve()}")
-        if summary["status"] == "failed":
+        out.print(Text(f"report: {paths['report'].resolve()}"))
+        typer.echo(summary["headline"])  # the last line says how the run ended
+        if summary["status"] != "complete":
             raise typer.Exit(1)
 
     _guard(go)
@@ -128,18 +140,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
         title=f"protocol {summary['status']}"
         + (f" (stopped after {summary['stopped_at']})" if summary.get("stopped_at") else "")
     )
-    for c in ("phase", "status", "checks pass/fail/n.e.", "wall s"):
+    for c in ("phase", "status", "evidence pass/fail/n.e.", "sanity pass/fail/n.e.", "wall s"):
         t.add_column(c)
     for ph in summary["phases"]:
-        checks = (ph.get("result") or {}).get("checks", [])
-        p = sum(c["passed"] is True for c in checks)
-        f = sum(c["passed"] is False for c in checks)
-        n = sum(c["passed"] is None for c in checks)
+        cc = ph.get("check_counts") or {}
+        ev = [sum(cc.get(k, {}).get(v, 0) for k in ("agreement", "bound")) for v in ("pass", "fail", "not evaluated")]
+        ev[2] += len(ph.get("missing_checks") or [])
+        sa = [cc.get("sanity", {}).get(v, 0) for v in ("pass", "fail", "not evaluated")]
+        status = ph["status"] + (
+            f" (cached from {ph['cached_from']})"
+            if ph.get("cached_from")
+            else (" (cached)" if ph.get("cached") else "")
+        )
         t.add_row(
-            Text(ph["name"]),
-            ph["status"] + (" (cached)" if ph.get("cached") else ""),
-            f"{p}/{f}/{n}",
-            f"{ph['wall_time_s']:.1f}",
+            Text(ph["name"]), Text(status), "/".join(map(str, ev)), "/".join(map(str, sa)), f"{ph['wall_time_s']:.1f}"
         )
     out.print(t)
     _print_gates(summary["gates"])
@@ -233,11 +247,24 @@ def gate(
     raise typer.Exit(code)
 
 
-@app.command()
+def _lens_help() -> str:
+    from multilens.lenses.registry import LENSES
+
+    names = "\n".join(f"  {e.name:<16} {e.summary}" for e in LENSES)
+    return (
+        "Run one lens on its default subject and print its result.\n\n"
+        "Exit status: 0, or 1 when an error-severity agreement or bound check failed, 2 on bad input.\n\n"
+        f"Lenses:\n\n{names}"
+    )
+
+
+@app.command(help=_lens_help(), context_settings={"help_option_names": ["--help", "-h"]})
 def lens(
-    name: str = typer.Argument(..., help="Lens name (see `multilens lens --help`)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a config field: key=value (repeatable)."),
-    profile: ProfileName = typer.Option(ProfileName.quick, help="Config defaults: smoke, quick or full."),
+    name: str = typer.Argument(..., help="Lens name (listed below)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a setting: key=value or part.key=value; part=false turns a part off."
+    ),
+    profile: ProfileName = typer.Option(ProfileName.quick, help="Settings defaults: smoke, quick or full."),
     seed: int = typer.Option(0, min=0, help="Seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     out_dir: Optional[Path] = typer.Option(
@@ -246,34 +273,36 @@ def lens(
         help="Also write result.json, report.html and one JSON file per figure here (default runs/lens-NAME).",
     ),
 ) -> None:
-    """Run one lens on its default model and data and print its result."""
     from multilens.config import apply_overrides, from_dict
+    from multilens.lenses.contract import run_lens
     from multilens.lenses.registry import get_lens
 
-    def go() -> None:
+    def go() -> int:
         entry = get_lens(name)
-        cls = entry.load("config")
+        cls = entry.load("Settings")
         cfg = from_dict(cls, apply_overrides({}, set_), where=entry.section, base=cls.for_profile(profile.value))
-        result = entry.load("run")(cfg, seed=seed)
+        result = run_lens(entry, cfg, seed)
         d = result.to_dict()
         files = _write_lens_files(out_dir or Path("runs") / f"lens-{entry.name}", entry.name, d, cfg, seed)
-        payload = {
-            "lens": result.lens,
-            **d["data"],
-            "estimates": d["estimates"],
-            "checks": d["checks"],
-            "predictions": d["predictions"],
-            "notes": d["notes"],
-            "files": files,
-        }
+        failed = [c.name for c in result.failed_evidence]
         if as_json:
+            payload = {"lens": result.lens, **d["data"], "estimates": d["estimates"], "checks": d["checks"],
+                       "check_counts": d["check_counts"], "metrics": d["metrics"], "predictions": d["predictions"],
+                       "recommendations": d["recommendations"], "notes": d["notes"], "files": files,
+                       "failed_checks": failed}  # fmt: skip
             typer.echo(_dumps(payload))
-            return
-        _print_lens(d)
-        for k, v in files.items():
-            out.print(Text(f"{k}: {v}"))
+        else:
+            _print_lens(d)
+            for k, v in files.items():
+                out.print(Text(f"{k}: {v}"))
+            typer.echo(
+                f"lens {entry.name}: {len(failed)} error-severity evidence check(s) failed: {', '.join(failed)}"
+                if failed
+                else f"lens {entry.name}: no error-severity evidence check failed"
+            )
+        return 1 if failed else 0
 
-    _guard(go)
+    raise typer.Exit(_guard(go))
 
 
 def _write_lens_files(folder: Path, name: str, d: dict[str, Any], cfg: Any, seed: int) -> dict[str, str]:
@@ -281,6 +310,8 @@ def _write_lens_files(folder: Path, name: str, d: dict[str, Any], cfg: Any, seed
     import dataclasses
 
     from multilens.io import atomic_write_json
+    from multilens.protocol import governance
+    from multilens.protocol.capstone import headline, overall_check_counts
     from multilens.report import write_report
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -311,17 +342,20 @@ def _write_lens_files(folder: Path, name: str, d: dict[str, Any], cfg: Any, seed
                 "produces": {},
                 "error": None,
                 "result": d,
-                "metrics": {},
+                "metrics": d["metrics"],
+                "check_counts": d["check_counts"],
             }
         ],
         "gates": [],
         "cross_checks": [],
-        "recommendations": [],
-        "risks": [],
+        "recommendations": [r | {"source": name} for r in d["recommendations"]],
         "checklist": [],
         "artifacts": {},
     }
-    manifest = {"config": dataclasses.asdict(cfg), "seeds": [seed]}
+    summary["check_counts"] = overall_check_counts(summary)
+    summary["headline"] = headline(summary)
+    summary["risks"] = governance.risks(summary)
+    manifest = {"config": dataclasses.asdict(cfg), "seeds": [seed], "provenance": d["provenance"]}
     files["report"] = str(write_report(folder, summary, manifest)["html"])
     return files
 
@@ -343,11 +377,12 @@ def _print_lens(d: dict[str, Any]) -> None:
             )
         )
     out.print(t)
-    c = Table(title="checks")
-    for col in ("check", "verdict", "reason"):
+    c = Table(title="checks (agreement and bound checks are evidence; sanity checks are self-tests)")
+    for col in ("check", "kind", "verdict", "reason"):
         c.add_column(col)
-    for ch in d["checks"]:
-        c.add_row(Text(ch["name"]), Text(ch["verdict"]), Text(ch["reason"]))  # Text: no markup parsing of data
+    order = {"agreement": 0, "bound": 1, "sanity": 2}
+    for ch in sorted(d["checks"], key=lambda c: order.get(c["kind"], 3)):
+        c.add_row(Text(ch["name"]), Text(ch["kind"]), Text(ch["verdict"]), Text(ch["reason"]))  # no markup parsing
     out.print(c)
     for tb in d["tables"]:
         t2 = Table(title=tb["title"])

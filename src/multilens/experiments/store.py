@@ -6,6 +6,11 @@ a run killed at any point is either fully ``done`` or not. On resume, ``done`` r
 rewritten (their bytes stay the same); ``running`` rows (killed mid-way) and ``failed`` rows are
 redone. Table ``phase_results`` caches each protocol phase's JSON output so ``multilens report``
 can re-render a report without recomputing anything. Nothing is pickled: payloads are JSON.
+
+Every finished run and cached phase records the code that produced it (package version, git
+commit, and a hash of the package's sources: :func:`multilens.provenance.code_identity`). A result
+produced by other code is *stale*: it is recomputed, unless the store was opened with
+``reuse_stale=True``, in which case it is reused and reported as "cached from <commit>".
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from multilens.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,6 +43,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_utc TEXT,
     wall_time_s REAL,
     attempts INTEGER NOT NULL DEFAULT 1,
+    code_hash TEXT,
+    code_commit TEXT,
     UNIQUE (config_hash, seed)
 );
 CREATE TABLE IF NOT EXISTS phase_results (
@@ -46,6 +53,7 @@ CREATE TABLE IF NOT EXISTS phase_results (
     seed INTEGER NOT NULL,
     payload_json TEXT NOT NULL,
     finished_utc TEXT NOT NULL,
+    code_json TEXT NOT NULL,
     UNIQUE (phase, config_hash, seed)
 );
 """
@@ -72,8 +80,12 @@ class RunRecord:
 class Store:
     """A thin, explicit wrapper around the SQLite file. Only the parent process writes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, reuse_stale: bool = False, code: dict[str, Any] | None = None) -> None:
+        from multilens.provenance import code_identity
+
         self.path = Path(path)
+        self.reuse_stale = reuse_stale
+        self.code = dict(code) if code is not None else code_identity()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -114,10 +126,15 @@ class Store:
 
     # --- runs -------------------------------------------------------------------------------
     def status(self, config_hash: str, seed: int) -> str | None:
+        """``done``, ``failed``, ``running``, None (no row), or ``stale`` (done by other code)."""
         row = self._con.execute(
-            "SELECT status FROM runs WHERE config_hash=? AND seed=?", (config_hash, seed)
+            "SELECT status, code_hash FROM runs WHERE config_hash=? AND seed=?", (config_hash, seed)
         ).fetchone()
-        return None if row is None else str(row[0])
+        if row is None:
+            return None
+        if row[0] == "done" and row[1] != self.code["source_hash"] and not self.reuse_stale:
+            return "stale"
+        return str(row[0])
 
     def mark_running(self, config_hash: str, seed: int, sweep: str, config: dict[str, Any]) -> None:
         """Claim a run; a row left ``running`` by a killed process is reclaimed, never duplicated."""
@@ -130,7 +147,7 @@ class Store:
                     "VALUES (?, ?, 'running', ?, ?, ?)",
                     (config_hash, seed, sweep, cfg, _now()),
                 )
-            elif row[0] == "done":
+            elif row[0] == "done" and self.status(config_hash, seed) != "stale":
                 raise StoreError(f"run {config_hash}/{seed} is already done; it must not be recomputed.")
             else:
                 con.execute(
@@ -146,12 +163,15 @@ class Store:
         with self._tx() as con:
             cur = con.execute(
                 "UPDATE runs SET status='done', metrics_json=?, curves_json=?, error=NULL, "
-                "finished_utc=?, wall_time_s=? WHERE config_hash=? AND seed=? AND status!='done'",
+                "finished_utc=?, wall_time_s=?, code_hash=?, code_commit=? "
+                "WHERE config_hash=? AND seed=? AND status!='done'",
                 (
                     json.dumps(metrics, sort_keys=True, allow_nan=False),
                     json.dumps(curves, sort_keys=True, allow_nan=False),
                     _now(),
                     float(wall_time_s),
+                    self.code["source_hash"],
+                    self.code.get("git_commit"),
                     config_hash,
                     seed,
                 ),
@@ -168,7 +188,10 @@ class Store:
             )
 
     def runs(self, sweep: str | None = None, status: str | None = None) -> list[RunRecord]:
-        q = "SELECT config_hash, seed, status, sweep, config_json, metrics_json, curves_json, error, wall_time_s, attempts FROM runs"
+        q = (
+            "SELECT config_hash, seed, status, sweep, config_json, metrics_json, curves_json, error, wall_time_s, "
+            "attempts FROM runs"
+        )
         cond, args = [], []
         if sweep is not None:
             cond.append("sweep=?")
@@ -209,18 +232,31 @@ class Store:
     def put_phase(self, phase: str, config_hash: str, seed: int, payload: dict[str, Any]) -> None:
         with self._tx() as con:
             con.execute(
-                "INSERT INTO phase_results VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO phase_results VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(phase, config_hash, seed) DO UPDATE SET payload_json=excluded.payload_json, "
-                "finished_utc=excluded.finished_utc",
-                (phase, config_hash, seed, json.dumps(payload, sort_keys=True, allow_nan=False), _now()),
+                "finished_utc=excluded.finished_utc, code_json=excluded.code_json",
+                (
+                    phase,
+                    config_hash,
+                    seed,
+                    json.dumps(payload, sort_keys=True, allow_nan=False),
+                    _now(),
+                    json.dumps(self.code, sort_keys=True),
+                ),
             )
 
-    def get_phase(self, phase: str, config_hash: str, seed: int) -> dict[str, Any] | None:
+    def get_phase(self, phase: str, config_hash: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """``(payload, code)`` of a cached phase result, or None when absent or stale (see class doc)."""
         row = self._con.execute(
-            "SELECT payload_json FROM phase_results WHERE phase=? AND config_hash=? AND seed=?",
+            "SELECT payload_json, code_json FROM phase_results WHERE phase=? AND config_hash=? AND seed=?",
             (phase, config_hash, seed),
         ).fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        code = json.loads(row[1])
+        if code.get("source_hash") != self.code["source_hash"] and not self.reuse_stale:
+            return None
+        return json.loads(row[0]), code
 
     def put_meta(self, key: str, value: Any) -> None:
         with self._tx() as con:

@@ -1,6 +1,7 @@
 """Sweeps: a list of run configs x seeds, executed by an executor and persisted in the store.
 
-``run_sweep`` skips runs the store already has as ``done`` (resume), claims the rest as
+``run_sweep`` skips runs the store already has as ``done`` by this code (resume; a run done by
+other code is stale and redone, see :class:`~multilens.experiments.store.Store`), claims the rest as
 ``running``, executes them, and records each outcome as it arrives (``done`` with metrics and
 curves in one transaction, or ``failed`` with its error). A failing run never stops the sweep.
 """

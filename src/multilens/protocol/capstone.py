@@ -15,13 +15,15 @@ from typing import Any
 from multilens.data.digits import digits_checksum
 from multilens.data.teacher_student import TeacherStudentTask
 from multilens.experiments.executors import make_executor
+from multilens.experiments.lock import RunDirLock
 from multilens.experiments.store import Store
 from multilens.io import atomic_write_json, atomic_write_text
 from multilens.protocol import governance
 from multilens.protocol.config import RunConfig
 from multilens.protocol.consistency import evaluate_cross_checks
 from multilens.protocol.runner import run_protocol
-from multilens.provenance import environment
+from multilens.provenance import code_identity, environment
+from multilens.results import check_counts
 
 ARTIFACTS = {
     "report": "report.html",
@@ -40,6 +42,7 @@ def _data_checksums(cfg: RunConfig) -> dict[str, str]:
     sums = {"sklearn_digits": digits_checksum()}
     if "scaling" in cfg.phases:
         sc = cfg.lens_config("scaling")
+        sc = getattr(sc, "subject", sc)
         task = TeacherStudentTask(
             sc.d_in,
             sc.teacher_width,
@@ -64,6 +67,34 @@ def build_manifest(cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def overall_check_counts(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Checks of every phase and the cross-lens checks by kind and verdict; a failed or skipped
+    phase's key checks count as not evaluated."""
+    checks = [c for ph in summary["phases"] for c in (ph.get("result") or {}).get("checks", [])]
+    checks += summary.get("cross_checks", [])
+    counts = check_counts(checks)
+    for ph in summary["phases"]:
+        counts["agreement"]["not evaluated"] += len(ph.get("missing_checks") or [])
+    return counts
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The one line that says how the run ended and why (also the CLI's last line)."""
+    st = summary["status"]
+    failed_checks = len(governance.failed_error_checks(summary))
+    if st == "failed":
+        why = "phase(s) " + ", ".join(f"`{p}`" for p in summary.get("failed_phases", [])) + " failed"
+        if summary.get("blocking_gates"):
+            why += "; stop gate(s) " + ", ".join(f"`{g}`" for g in summary["blocking_gates"]) + " blocked"
+        return f"protocol failed: {why}"
+    if st == "stopped":
+        gates = ", ".join(f"`{g}`" for g in summary.get("blocking_gates", []))
+        return f"protocol stopped: stop gate(s) {gates} blocked after phase `{summary.get('stopped_at')}`"
+    if failed_checks:
+        return f"protocol complete with {failed_checks} failed error-severity check(s): see risks.md"
+    return "protocol complete: every phase ran, no stop gate blocked, no error-severity check failed"
+
+
 def finalize(
     out_dir: Path, summary: dict[str, Any], manifest: dict[str, Any], store: Store | None
 ) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -71,10 +102,10 @@ def finalize(
     from multilens.report import write_report
 
     summary = dict(summary)
-    summary["cross_checks"] = [c.to_dict() | {"verdict": c.verdict} for c in evaluate_cross_checks(summary["metrics"])]
-    summary["recommendations"] = [
-        {"text": r, "source": ph["name"]} for ph in summary["phases"] for r in ph.get("recommendations", [])
-    ]
+    summary["cross_checks"] = [c.to_dict() for c in evaluate_cross_checks(summary["metrics"])]
+    summary["recommendations"] = [r for ph in summary["phases"] for r in ph.get("recommendations", [])]
+    summary["check_counts"] = overall_check_counts(summary)
+    summary["headline"] = headline(summary)
     summary["assumptions"] = governance.assumptions(summary)
     summary["risks"] = governance.risks(summary)
     summary["checklist"] = governance.checklist(summary, manifest, store)
@@ -100,18 +131,26 @@ def run_capstone(
     address: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     on_phase: Callable[[str, str], None] | None = None,
+    reuse_stale: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run the protocol into ``out_dir`` (locked for this process) and write every artifact.
+
+    A second process on the same ``out_dir`` raises :class:`~multilens.experiments.lock.RunDirLocked`
+    (one line naming the holder; exit status 2 in the CLI) before anything is computed.
+    """
     out = Path(out_dir)
-    ex = make_executor(executor, workers, address)
-    try:
-        summary = run_protocol(cfg, out, ex, progress=progress, on_phase=on_phase)
-    finally:
-        ex.close()
-    summary["executor"] = {"kind": ex.name, "workers": ex.workers}
-    manifest = build_manifest(cfg, summary)
-    manifest["executor"] = summary["executor"]
-    with Store(out / "results.sqlite") as store:
-        summary, paths = finalize(out, summary, manifest, store)
+    with RunDirLock(out):
+        ex = make_executor(executor, workers, address)
+        try:
+            summary = run_protocol(cfg, out, ex, progress=progress, on_phase=on_phase, reuse_stale=reuse_stale)
+        finally:
+            ex.close()
+        summary["executor"] = {"kind": ex.name, "workers": ex.workers}
+        manifest = build_manifest(cfg, summary)
+        manifest["executor"] = summary["executor"]
+        manifest["code"] = code_identity()
+        with Store(out / "results.sqlite", reuse_stale=reuse_stale) as store:
+            summary, paths = finalize(out, summary, manifest, store)
     return summary, paths
 
 
@@ -123,7 +162,7 @@ def rerender(out_dir: str | Path) -> dict[str, Path]:
     db = out / "results.sqlite"
     if not db.is_file():
         raise ConfigError(f"`{out}` has no results.sqlite; pass a directory written by `multilens run`.")
-    with Store(db) as store:
+    with RunDirLock(out), Store(db, reuse_stale=True) as store:
         summary, manifest = store.get_meta("summary"), store.get_meta("manifest")
         if summary is None or manifest is None:
             raise ConfigError(
@@ -132,6 +171,16 @@ def rerender(out_dir: str | Path) -> dict[str, Path]:
         base = {
             k: v
             for k, v in summary.items()
-            if k not in ("cross_checks", "recommendations", "assumptions", "risks", "checklist", "artifacts")
+            if k
+            not in (
+                "cross_checks",
+                "recommendations",
+                "assumptions",
+                "risks",
+                "checklist",
+                "artifacts",
+                "headline",
+                "check_counts",
+            )
         }
         return finalize(out, base, manifest, store)[1]

@@ -20,6 +20,7 @@ class CrossCheck:
     needs: tuple[str, ...]
     evaluate: Callable[[Mapping[str, Any]], Check]
     description: str
+    kind: str = "agreement"
 
 
 def _overlap(name: str, a: str, b: str, what: str) -> Callable[[Mapping[str, Any]], Check]:
@@ -33,6 +34,8 @@ def _overlap(name: str, a: str, b: str, what: str) -> Callable[[Mapping[str, Any
             m[b],
             None,
             f"{what}: [{lo1:.4g}, {hi1:.4g}] and [{lo2:.4g}, {hi2:.4g}] {'overlap' if ok else 'do not overlap'}",
+            kind="agreement",
+            criterion="the two 95% intervals overlap",
         )
 
     return f
@@ -42,7 +45,8 @@ def _at_least(name: str, a: str, floor: str, what: str) -> Callable[[Mapping[str
     def f(m: Mapping[str, Any]) -> Check:
         hi, bound = m[f"{a}_ci_high"], m[floor]
         ok = hi >= bound
-        return Check(name, bool(ok), m[a], bound, None, f"{what}: upper CI {hi:.4g} {'>=' if ok else '<'} {bound:.4g}")
+        return Check(name, bool(ok), m[a], bound, None, f"{what}: upper CI {hi:.4g} {'>=' if ok else '<'} {bound:.4g}",
+                     kind="bound", criterion="upper end of the interval >= the bound")  # fmt: skip
 
     return f
 
@@ -76,6 +80,7 @@ CROSS_CHECKS: tuple[CrossCheck, ...] = (
             "the fitted floor E cannot be below the data's noise variance",
         ),
         "The data generator's known noise variance bounds any achievable loss from below.",
+        "bound",
     ),
 )
 
@@ -85,7 +90,8 @@ def evaluate_cross_checks(metrics: Mapping[str, Any]) -> list[Check]:
     for cc in CROSS_CHECKS:
         missing = [k for k in cc.needs if metrics.get(k) is None]
         if missing:
-            out.append(Check(cc.name, None, reason=f"not evaluated: {', '.join(missing)} not measured in this run"))
+            out.append(Check(cc.name, None, reason=f"not evaluated: {', '.join(missing)} not measured in this run",
+                             kind=cc.kind))  # fmt: skip
         else:
             out.append(cc.evaluate(metrics))
     return out

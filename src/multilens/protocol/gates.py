@@ -9,7 +9,10 @@ threshold:
 - ``certificate``: slack = u_max - u                               (certified bound vs policy limit)
 - ``threshold``:   the metric itself
 
-Each input is a number or the name of a measured metric (``"metric:curvature.margin"``). The
+Each input is a number or the name of a measured metric (``"metric:curvature.margin"``). With
+``use = "ci_low"`` (or ``"ci_high"``, or a table per input such as ``use = { m = "ci_low" }``) a
+gate reads the least favourable end of the metric's interval (``<metric>_ci_low``) instead of its
+point estimate; a metric without that interval end leaves the gate not evaluated. The
 comparison allows ``tolerance`` (default 1e-9) in the rule's favour because in floating point
 0.015 - 0.012 = 0.0029999999999999996 and 0.18 / 1.5 = 0.12000000000000001: a value equal to
 its threshold up to rounding is equal. A gate whose inputs are missing or not finite is not
@@ -50,8 +53,18 @@ class GateRule:
     phase: str = ""  # evaluated after this phase; "" = after all phases
     tolerance: float = 1e-9
     description: str = ""
+    use: Any = "value"  # "value" | "ci_low" | "ci_high" | {input: "ci_low" | "ci_high" | "value"}
 
     def __post_init__(self) -> None:
+        uses = self.use.values() if isinstance(self.use, dict) else [self.use]
+        if any(u not in ("value", "ci_low", "ci_high") for u in uses):
+            raise ConfigError(
+                f"gate `{self.name}`: `use` must be value, ci_low or ci_high (or a table of them); got {self.use!r}."
+            )
+        if isinstance(self.use, dict) and set(self.use) - set(_INPUTS.get(self.kind, ())):
+            raise ConfigError(
+                f"gate `{self.name}`: `use` names unknown input(s) {sorted(set(self.use) - set(_INPUTS[self.kind]))}."
+            )
         if self.kind not in _INPUTS:
             raise ConfigError(f"gate `{self.name}`: `kind` must be one of {sorted(_INPUTS)}; got {self.kind!r}.")
         need = set(_INPUTS[self.kind])
@@ -97,6 +110,8 @@ class GateResult:
     reason: str
     phase: str
     inputs: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False  # not evaluated because its phase did not run (stopped, or not in the run)
+    description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         v = self.value if self.value is not None and math.isfinite(self.value) else None
@@ -112,20 +127,25 @@ class GateResult:
             "reason": self.reason,
             "phase": self.phase,
             "inputs": self.inputs,
+            "skipped": self.skipped,
+            "description": self.description,
         }
 
     @property
     def blocks(self) -> bool:
-        return self.action == "stop" and self.passed is not True
+        """A stop gate that failed or lacked its inputs (no evidence is no go); skipped gates do not."""
+        return self.action == "stop" and self.passed is not True and not self.skipped
 
 
 class _Missing(Exception):
     pass
 
 
-def _resolve(value: Any, metrics: Mapping[str, Any], where: str) -> float:
+def _resolve(value: Any, metrics: Mapping[str, Any], where: str, use: str = "value") -> float:
     if isinstance(value, str):
         key = value.removeprefix("metric:")
+        if use != "value":
+            key = f"{key}_{use}"
         v = metrics.get(key)
         if v is None:
             raise _Missing(f"metric `{key}` ({where}) was not measured")
@@ -140,14 +160,18 @@ def _resolve(value: Any, metrics: Mapping[str, Any], where: str) -> float:
 def gate_value(rule: GateRule, metrics: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
     """Compute the rule's scalar from its inputs; raises _Missing when an input is unavailable."""
     r = {k: v for k, v in rule.inputs.items()}
+
+    def use(k: str) -> str:
+        return rule.use.get(k, "value") if isinstance(rule.use, dict) else rule.use
+
     if rule.kind == "threshold":
-        x = _resolve(r["value"], metrics, "value")
+        x = _resolve(r["value"], metrics, "value", use("value"))
         return x, {"value": x}
     if rule.kind == "objective":
-        vals = {k: _resolve(r[k], metrics, k) for k in _INPUTS["objective"]}
+        vals = {k: _resolve(r[k], metrics, k, use(k)) for k in _INPUTS["objective"]}
         return vals["r_emp"] + vals["lam"] * vals["omega"] + vals["rho"] * vals["w"], vals
     if rule.kind == "geometry":
-        m, kappa = _resolve(r["m"], metrics, "m"), _resolve(r["kappa"], metrics, "kappa")
+        m, kappa = _resolve(r["m"], metrics, "m", use("m")), _resolve(r["kappa"], metrics, "kappa", use("kappa"))
         if kappa <= -1.0:
             raise _Missing(f"kappa must be > -1 for s = m/(1+kappa); got {kappa}")
         return m / (1.0 + kappa), {"m": m, "kappa": kappa}
@@ -155,9 +179,9 @@ def gate_value(rule: GateRule, metrics: Mapping[str, Any]) -> tuple[float, dict[
         ls = r["lipschitz"]
         if not isinstance(ls, list) or not ls:
             raise _Missing("lipschitz must be a non-empty list")
-        vals_l = [_resolve(v, metrics, f"lipschitz[{i}]") for i, v in enumerate(ls)]
+        vals_l = [_resolve(v, metrics, f"lipschitz[{i}]", use("lipschitz")) for i, v in enumerate(ls)]
         return math.prod(vals_l), {"lipschitz": vals_l}
-    u, umax = _resolve(r["u"], metrics, "u"), _resolve(r["u_max"], metrics, "u_max")
+    u, umax = _resolve(r["u"], metrics, "u", use("u")), _resolve(r["u_max"], metrics, "u_max", use("u_max"))
     return umax - u, {"u": u, "u_max": umax}
 
 
@@ -184,18 +208,26 @@ def evaluate_gate(rule: GateRule, metrics: Mapping[str, Any]) -> GateResult:
             None,
             f"not evaluated: {e}; counts as a failure",
             rule.phase,
+            description=rule.description,
         )
     op = _OPS[rule.op]
     # Tolerance: shift the threshold toward passing by `tolerance`.
     slack = rule.tolerance if rule.op in ("<=", "<") else -rule.tolerance
     passed = bool(op(value, rule.threshold + slack))
     verdict = "pass" if passed else ("blocks" if rule.action == "stop" else "warns")
+    end = "" if rule.use == "value" else f" (reading {rule.use} of the intervals)"
     reason = (
         f"{_label(rule)} = {value:.6g} {rule.op} {rule.threshold:g} (tol {rule.tolerance:g}) is {passed}: {verdict}"
+        + end
     )
-    return GateResult(
-        rule.name, rule.kind, metric, value, rule.op, rule.threshold, rule.action, passed, reason, rule.phase, used
-    )
+    return GateResult(rule.name, rule.kind, metric, value, rule.op, rule.threshold, rule.action, passed, reason,
+                      rule.phase, used, description=rule.description)  # fmt: skip
+
+
+def not_evaluated(rule: GateRule, why: str) -> GateResult:
+    """A gate listed but not evaluated because its phase did not run (it neither passes nor blocks)."""
+    return GateResult(rule.name, rule.kind, ",".join(rule.metrics), None, rule.op, rule.threshold, rule.action, None,
+                      f"not evaluated: {why}", rule.phase, skipped=True, description=rule.description)  # fmt: skip
 
 
 @dataclass(frozen=True)

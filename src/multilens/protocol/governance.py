@@ -17,94 +17,74 @@ from multilens.experiments.store import Store
 _TIMING_KEYS = ("wall_time_s",)
 
 
-def _checks_by_name(phase: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    res = phase.get("result") or {}
-    return {c["name"]: c for c in res.get("checks", [])}
-
-
 def assumptions(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each phase's assumptions with a status derived from the check named in ``checked_by``."""
+    """Each phase's assumptions with the status its lens derived from the checks it names.
+
+    The status is computed once, in :class:`multilens.results.LensResult`, and copied here
+    unchanged, so report.html, report.md and assumptions.md show the same status.
+    """
     out = []
     for ph in summary["phases"]:
-        checks = _checks_by_name(ph)
         for a in (ph.get("result") or {}).get("assumptions", []):
-            status = a.get("status", "unchecked")
-            how = a.get("checked_by") or ""
-            c = checks.get(how)
-            if c is not None:
-                status = {True: "holds", False: "violated", None: "unchecked"}[c["passed"]]
-                how = f"check `{how}`: {c['reason']}"
-            out.append(
-                {
-                    "phase": ph["name"],
-                    "text": a["text"],
-                    "source": a["source"],
-                    "status": status,
-                    "checked_by": how or "not checked in this run",
-                }
-            )
+            out.append({"phase": ph["name"], "text": a["text"], "source": a["source"], "status": a["status"],
+                        "checked_by": a.get("how") or "not checked in this run"})  # fmt: skip
     return out
 
 
+def failed_error_checks(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(phase, check) for every failed error-severity check, evidence and sanity alike."""
+    return [
+        (ph["name"], c)
+        for ph in summary["phases"]
+        for c in (ph.get("result") or {}).get("checks", [])
+        if c["passed"] is False and c.get("severity", "error") == "error"
+    ]
+
+
 def risks(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The risk register: one risk per failed phase, failed check and failed/unevaluated gate."""
+    """The risk register: one risk per failed phase, failed check, failed cross-check and failed gate."""
     out: list[dict[str, Any]] = []
 
     def add(title: str, trigger: str, likelihood: str, impact: str, mitigation: str, status: str) -> None:
-        out.append(
-            {
-                "id": f"R{len(out) + 1}",
-                "title": title,
-                "trigger": trigger,
-                "likelihood": likelihood,
-                "impact": impact,
-                "mitigation": mitigation,
-                "status": status,
-            }
-        )
+        out.append({"id": f"R{len(out) + 1}", "title": title, "trigger": trigger, "likelihood": likelihood,
+                    "impact": impact, "mitigation": mitigation, "status": status})  # fmt: skip
 
     for ph in summary["phases"]:
         if ph["status"] in ("failed", "skipped"):
-            add(
-                f"phase `{ph['name']}` {ph['status']}",
-                (ph.get("error") or "").splitlines()[0] if ph.get("error") else "",
-                "observed",
-                "high: its lens contributes no evidence",
-                "read the error in summary.json, fix the input or code, re-run with the same --out (finished work is kept)",
-                "open",
-            )
-        for c in (ph.get("result") or {}).get("checks", []):
-            if c["passed"] is False and c.get("severity", "error") == "error":
-                add(
-                    f"{ph['name']}: check `{c['name']}` failed",
-                    c["reason"],
-                    "observed",
-                    "medium: the measurement disagrees with the theory's prediction or a tolerance",
-                    "check the theorem's assumptions for this setting; rerun with the `full` profile (more seeds) "
-                    "to tell noise from a real disagreement; do not rely on this estimate for decisions",
-                    "open",
-                )
+            first = (ph.get("error") or "").splitlines()[0] if ph.get("error") else ""
+            missing = ph.get("missing_checks") or []
+            add(f"phase `{ph['name']}` {ph['status']}",
+                first + (f" ({len(missing)} key check(s) not evaluated: {', '.join(missing)})" if missing else ""),
+                "observed", "high: its lens contributes no evidence",
+                "read the error in summary.json, fix the input or code, re-run with the same --out "
+                "(finished work is kept)", "open")  # fmt: skip
+    for phase, c in failed_error_checks(summary):
+        if c.get("kind") == "sanity":
+            add(f"{phase}: self-test `{c['name']}` failed", c["reason"], "observed",
+                "high: an identity the implementation must satisfy does not hold; the lens's numbers are suspect",
+                "report it as a bug with summary.json attached; do not use this lens's results", "open")  # fmt: skip
+        else:
+            add(f"{phase}: {c.get('kind', 'check')} check `{c['name']}` failed", c["reason"], "observed",
+                "medium: the measurement disagrees with the theory's prediction or bound",
+                "check the theorem's assumptions for this setting; rerun with the `full` profile (more seeds) "
+                "to tell noise from a real disagreement; do not rely on this estimate for decisions",
+                "open")  # fmt: skip
+    for c in summary.get("cross_checks", []):
+        if c["passed"] is False:
+            add(f"cross-lens check `{c['name']}` failed", c["reason"], "observed",
+                "medium: two lenses disagree about the same quantity",
+                "find which lens's assumptions are violated before acting on either", "open")  # fmt: skip
     for g in summary["gates"]:
-        if g["passed"] is True:
+        if g["passed"] is True or g.get("skipped"):
             continue
-        if g["reason"].startswith("not evaluated: phase"):
-            continue
-        add(
-            f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}",
-            g["reason"],
-            "observed",
+        add(f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}", g["reason"], "observed",
             "high: release blocked" if g["action"] == "stop" else "medium: release warning",
             "address the measured cause or change the policy threshold with a written justification",
-            "blocking" if g["action"] == "stop" else "open",
-        )
-    add(
-        "small-model, CPU-only evidence",
-        "always: every lens runs on small models and bundled data",
-        "likely",
-        "medium: exponents and thresholds may not transfer to large models",
+            "blocking" if g["action"] == "stop" else "open")  # fmt: skip
+    add("small-model, CPU-only evidence", "always: every lens runs on small models and bundled data",
+        "likely", "medium: exponents and thresholds may not transfer to large models",
         "treat fitted laws as hypotheses for the user's own runs; refit with `multilens scaling fit` on them",
-        "accepted",
-    )
+        "accepted")  # fmt: skip
     return out
 
 
@@ -161,7 +141,11 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
     )
     ests = [e for ph in summary["phases"] for e in ((ph.get("result") or {}).get("estimates", []))]
     with_ci = [e for e in ests if e.get("ci_low") is not None or e.get("stderr") is not None]
-    explained = [e for e in ests if e not in with_ci and (e.get("value") is None or e.get("note"))]
+    explained = [
+        e
+        for e in ests
+        if e not in with_ci and (e.get("no_interval_reason") or (e.get("value") is None and e.get("note")))
+    ]
     item(
         "every estimate has an interval, or says why not",
         bool(ests) and len(with_ci) + len(explained) == len(ests),
@@ -182,6 +166,9 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
         ok, why = rerun_matches(store)
         item("a stored run re-executes to identical metrics", ok, why)
     checks = [c for ph in summary["phases"] for c in ((ph.get("result") or {}).get("checks", []))]
+    # A failed or skipped phase's key checks were not evaluated; its reason is the phase's error.
+    checks += [{"name": n, "passed": None, "reason": f"phase `{ph['name']}` {ph['status']}"}
+               for ph in summary["phases"] for n in ph.get("missing_checks") or []]  # fmt: skip
     evaluated = [c for c in checks if c["passed"] is not None]
     unexplained = [c for c in checks if c["passed"] is None and not c.get("reason")]
     status = (len(evaluated) == len(checks) and bool(checks)) or (None if not unexplained and checks else False)
@@ -190,6 +177,14 @@ def checklist(summary: dict[str, Any], manifest: dict[str, Any], store: Store | 
         status,
         f"{len(evaluated)} of {len(checks)} checks evaluated; {len(checks) - len(evaluated) - len(unexplained)} not "
         f"evaluated with a stated reason; {len(unexplained)} without one",
+    )
+    stale = [ph for ph in summary["phases"] if ph.get("cached_from")]
+    item(
+        "every result computed by this code",
+        not stale,
+        "all phase results computed (or cached) by the code of this run"
+        if not stale
+        else "reused with --reuse-stale: " + ", ".join(f"{ph['name']} cached from {ph['cached_from']}" for ph in stale),
     )
     return items
 
@@ -207,7 +202,10 @@ def md_table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def assumptions_md(items: list[dict[str, Any]]) -> str:
-    head = "# Assumptions log\n\nEach assumption a phase relied on, where it comes from, and whether this run checked it.\n\n"
+    head = (
+        "# Assumptions log\n\nEach assumption a phase relied on, where it comes from, and whether this run "
+        "checked it.\n\n"
+    )
     return head + md_table(
         ["phase", "assumption", "source", "status", "how checked"],
         [[a["phase"], a["text"], a["source"], a["status"], a["checked_by"]] for a in items],

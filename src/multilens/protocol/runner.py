@@ -1,31 +1,36 @@
-"""The capstone protocol runner: ordered phases, typed hand-offs, gates, governance artifacts.
+"""The capstone protocol runner: ordered phases, typed hand-offs, gates, and an honest status.
 
 ``run_protocol`` executes the configured phases in order. Before anything runs it checks that
 every artifact a phase consumes is produced, with the same type, by an earlier phase. After each
-phase it evaluates the policy's gates for that phase; a failed ``stop`` gate halts the protocol
-(the report says where and why), a failed ``warn`` gate raises a risk. A phase that raises is
-recorded as failed with its error; phases that need its artifacts are skipped, the rest run.
+phase it evaluates the policy's gates for that phase; a failed ``stop`` gate halts the protocol,
+a failed ``warn`` gate raises a risk. A phase that raises is recorded as failed with its error
+(its key checks count as not evaluated); phases that need its artifacts are skipped, the rest run.
 
-Resumability: each phase's output is cached in the store under (phase, config hash, seed), and
-sweeps inside phases skip runs already done, so running again with the same --out recomputes
-nothing that finished.
+The status is computed from two independent facts: ``failed`` when any phase failed (whatever
+the gates did), else ``stopped`` when a stop gate blocked, else ``complete``. Every gate of the
+policy appears in the summary, with "not evaluated" and the reason when it could not run.
+
+Resumability: each phase's output is cached in the store under (phase, config hash, seed) with
+the code that produced it; sweeps inside phases skip runs already done by the same code. A cached
+result from other code is recomputed, or with ``reuse_stale`` reused and marked "cached from
+<commit>".
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from multilens.errors import ConfigError
 from multilens.experiments.store import Store
 from multilens.lenses.registry import get_lens
 from multilens.protocol.config import RunConfig
-from multilens.protocol.gates import GateResult, Policy, evaluate_policy, load_policy
-from multilens.protocol.phase import PhaseContext, PhaseOutput
+from multilens.protocol.gates import GateResult, Policy, evaluate_gate, load_policy, not_evaluated
+from multilens.protocol.phase import LensPhase, PhaseContext, PhaseOutput
+from multilens.results import check_counts
 
 Progress = Callable[[str, int, int], None]
 
@@ -41,11 +46,13 @@ class PhaseRecord:
     error: str | None
     result: dict[str, Any] | None
     metrics: dict[str, Any]
-    recommendations: list[str]
     cached: bool
     config_hash: str
+    cached_from: str | None = None  # the commit of stale code a reused result came from
+    missing_checks: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        res = self.result or {}
         return {
             "name": self.name,
             "title": self.title,
@@ -56,9 +63,12 @@ class PhaseRecord:
             "error": self.error,
             "result": self.result,
             "metrics": self.metrics,
-            "recommendations": self.recommendations,
+            "recommendations": [r | {"source": self.name} for r in res.get("recommendations", [])],
             "cached": self.cached,
+            "cached_from": self.cached_from,
             "config_hash": self.config_hash,
+            "missing_checks": self.missing_checks,
+            "check_counts": res.get("check_counts") or check_counts([]),
         }
 
 
@@ -70,9 +80,8 @@ def _tname(t: Any) -> str:
 JSON_TYPES = (dict, list, float, int, str, bool)
 
 
-def build_phases(cfg: RunConfig) -> list[Any]:
-    """Instantiate the phases and check the typed hand-offs between them."""
-    phases = [get_lens(p).load("phase")() for p in cfg.phases]
+def check_handoffs(phases: list[Any]) -> None:
+    """Every consumed artifact is produced by an earlier phase with the same JSON type."""
     available: dict[str, Any] = {}
     for ph in phases:
         for name, typ in ph.produces.items():
@@ -93,27 +102,25 @@ def build_phases(cfg: RunConfig) -> list[Any]:
                     f"{_tname(available[name])}."
                 )
         available.update(ph.produces)
+
+
+def build_phases(cfg: RunConfig) -> list[LensPhase]:
+    """One generic phase per configured lens, with the hand-offs between them checked."""
+    phases = [LensPhase(get_lens(p)) for p in cfg.phases]
+    check_handoffs(phases)
     return phases
 
 
-def _phase_payload(out: PhaseOutput) -> dict[str, Any]:
-    return {
-        "result": out.result.to_dict(),
-        "artifacts": out.artifacts,
-        "metrics": out.metrics,
-        "recommendations": list(out.recommendations),
-    }
+def _payload(out: PhaseOutput) -> dict[str, Any]:
+    return {"result": out.result.to_dict(), "artifacts": out.artifacts, "metrics": out.metrics}
 
 
-def _gate(
-    policy: Policy, metrics: dict[str, Any], phase: str, gates: list[GateResult], status: str, stopped_at: str | None
-) -> tuple[str, str | None]:
-    """Evaluate the gates that follow ``phase``; a blocking failure stops the protocol."""
-    results = evaluate_policy(policy, metrics, phase=phase)
-    gates.extend(results)
-    if any(g.blocks for g in results):
-        return "stopped", phase or "end"
-    return status, stopped_at
+def protocol_status(records: list[PhaseRecord], gates: list[GateResult]) -> tuple[str, list[str], list[str]]:
+    """(status, failed phases, blocking gates): failed takes precedence over stopped."""
+    failed = [r.name for r in records if r.status == "failed"]
+    blocking = [g.name for g in gates if g.blocks and not g.reason.startswith("not evaluated: phase")]
+    status = "failed" if failed else ("stopped" if blocking else "complete")
+    return status, failed, blocking
 
 
 def run_protocol(
@@ -123,6 +130,7 @@ def run_protocol(
     policy: Policy | None = None,
     progress: Progress | None = None,
     on_phase: Callable[[str, str], None] | None = None,
+    reuse_stale: bool = False,
 ) -> dict[str, Any]:
     """Run every phase, evaluate gates; return the summary (also persisted by the caller)."""
     out_dir = Path(out_dir)
@@ -136,138 +144,87 @@ def run_protocol(
     metrics: dict[str, Any] = {}
     artifacts: dict[str, Any] = {}
     failed_producers: set[str] = set()
-    status, stopped_at = "complete", None
-    with Store(out_dir / "results.sqlite") as store:
+    stopped_at: str | None = None
+    with Store(out_dir / "results.sqlite", reuse_stale=reuse_stale) as store:
         store.put_meta("run_config", cfg.to_dict())
         for ph in phases:
             h = cfg.phase_hash(ph.name)
             cons = {k: _tname(v) for k, v in ph.consumes.items()}
             prod = {k: _tname(v) for k, v in ph.produces.items()}
-            if status == "stopped":
-                records.append(
-                    PhaseRecord(
-                        ph.name,
-                        ph.title,
-                        "stopped",
-                        0.0,
-                        cons,
-                        prod,
-                        f"not run: the protocol stopped at gate(s) after `{stopped_at}`",
-                        None,
-                        {},
-                        [],
-                        False,
-                        h,
-                    )
-                )
+
+            def record(status: str, error: str | None, wall: float = 0.0, **kw: Any) -> None:
+                records.append(PhaseRecord(ph.name, ph.title, status, wall, cons, prod, error,  # noqa: B023
+                                           kw.pop("result", None), kw.pop("metrics", {}), kw.pop("cached", False), h,  # noqa: B023
+                                           **kw))  # fmt: skip
+
+            if stopped_at is not None:
+                record("stopped", f"not run: the protocol stopped at gate(s) after `{stopped_at}`",
+                       missing_checks=list(ph.key_checks))  # fmt: skip
+                gates.extend(not_evaluated(g, f"phase `{ph.name}` stopped") for g in policy.for_phase(ph.name))
                 continue
             missing = [k for k in ph.consumes if k in failed_producers or k not in artifacts]
             if missing:
-                records.append(
-                    PhaseRecord(
-                        ph.name,
-                        ph.title,
-                        "skipped",
-                        0.0,
-                        cons,
-                        prod,
-                        f"skipped: needs {missing}, which a failed phase did not produce",
-                        None,
-                        {},
-                        [],
-                        False,
-                        h,
-                    )
-                )
+                record("skipped", f"skipped: needs {missing}, which a failed phase did not produce",
+                       missing_checks=list(ph.key_checks))  # fmt: skip
                 failed_producers.update(ph.produces)
-                status, stopped_at = _gate(policy, metrics, ph.name, gates, status, stopped_at)
-                continue
-            if on_phase:
-                on_phase(ph.name, ph.title)
-            t0 = time.perf_counter()
-            payload = store.get_phase(ph.name, h, cfg.seed)
-            cached = payload is not None
-            error = None
-            if payload is None:
-                ctx = PhaseContext(
-                    cfg.profile,
-                    cfg.seed,
-                    out_dir,
-                    cfg.sections.get(ph.name, {}),
-                    dict(artifacts),
-                    store,
-                    executor,
-                    progress,
-                )
-                try:
-                    out = ph.run(ctx)
-                    for name, typ in ph.produces.items():
-                        if not isinstance(out.artifacts.get(name), typ):
-                            raise TypeError(
-                                f"phase `{ph.name}` declared it produces `{name}` as "
-                                f"{_tname(typ)} but returned {type(out.artifacts.get(name)).__name__}"
-                            )
-                    payload = _phase_payload(out)
-                    store.put_phase(ph.name, h, cfg.seed, payload)
-                except Exception as e:  # a failing phase is recorded; the protocol goes on
-                    payload = None  # including one whose output could not be stored
-                    error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
-            wall = time.perf_counter() - t0
-            if payload is None:
-                records.append(
-                    PhaseRecord(ph.name, ph.title, "failed", wall, cons, prod, error, None, {}, [], False, h)
-                )
-                failed_producers.update(ph.produces)
-                status, stopped_at = _gate(policy, metrics, ph.name, gates, status, stopped_at)
-                continue
-            artifacts.update(payload["artifacts"])
-            metrics.update(payload["metrics"])
-            records.append(
-                PhaseRecord(
-                    ph.name,
-                    ph.title,
-                    "done",
-                    wall,
-                    cons,
-                    prod,
-                    None,
-                    payload["result"],
-                    payload["metrics"],
-                    payload["recommendations"],
-                    cached,
-                    h,
-                )
-            )
-            status, stopped_at = _gate(policy, metrics, ph.name, gates, status, stopped_at)
-        if status != "stopped":
-            status, stopped_at = _gate(policy, metrics, "", gates, status, stopped_at)
-        # Gates of phases that are not in this run are reported as not evaluated (not as failures).
+            else:
+                if on_phase:
+                    on_phase(ph.name, ph.title)
+                t0 = time.perf_counter()
+                hit = store.get_phase(ph.name, h, cfg.seed)
+                payload, cached_from, error = None, None, None
+                if hit is not None:
+                    payload, code = hit
+                    if code.get("source_hash") != store.code["source_hash"]:
+                        cached_from = str(code.get("git_commit") or code.get("source_hash"))
+                else:
+                    ctx = PhaseContext(cfg.profile, cfg.seed, out_dir, cfg.sections.get(ph.name, {}),
+                                       dict(artifacts), store, executor, progress)  # fmt: skip
+                    try:
+                        out = ph.run(ctx)
+                        for name, typ in ph.produces.items():
+                            if not isinstance(out.artifacts.get(name), typ):
+                                raise TypeError(
+                                    f"phase `{ph.name}` declared it produces `{name}` as {_tname(typ)} but returned "
+                                    f"{type(out.artifacts.get(name)).__name__}"
+                                )
+                        payload = _payload(out)
+                        store.put_phase(ph.name, h, cfg.seed, payload)
+                    except Exception as e:  # a failing phase is recorded; the protocol goes on
+                        payload = None  # including one whose output could not be stored
+                        error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
+                wall = time.perf_counter() - t0
+                if payload is None:
+                    record("failed", error, wall, missing_checks=list(ph.key_checks))
+                    failed_producers.update(ph.produces)
+                else:
+                    artifacts.update(payload["artifacts"])
+                    metrics.update(payload["metrics"])
+                    record("done", None, wall, result=payload["result"], metrics=payload["metrics"],
+                           cached=True if hit is not None else False, cached_from=cached_from)  # fmt: skip
+            results = [evaluate_gate(g, metrics) for g in policy.for_phase(ph.name)]
+            gates.extend(results)
+            if any(g.blocks for g in results):
+                stopped_at = ph.name
+        final = policy.for_phase("")
+        if stopped_at is None:
+            gates.extend(evaluate_gate(g, metrics) for g in final)
+        else:
+            gates.extend(not_evaluated(g, "the protocol stopped before the final gates") for g in final)
         ran = {r.name for r in records}
         for g in policy.gates:
             if g.phase and g.phase not in ran:
-                gates.append(
-                    GateResult(
-                        g.name,
-                        g.kind,
-                        ",".join(g.metrics),
-                        None,
-                        g.op,
-                        g.threshold,
-                        g.action,
-                        None,
-                        f"not evaluated: phase `{g.phase}` is not in this run",
-                        g.phase,
-                    )
-                )
-        if any(r.status == "failed" for r in records) and status == "complete":
-            status = "failed"
+                gates.append(not_evaluated(g, f"phase `{g.phase}` is not in this run"))
         store_counts = store.counts()
+    status, failed, blocking = protocol_status(records, gates)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "title": cfg.title,
         "profile": cfg.profile,
         "seed": cfg.seed,
         "status": status,
+        "failed_phases": failed,
+        "blocking_gates": blocking,
         "stopped_at": stopped_at,
         "started_utc": started,
         "wall_time_s": time.perf_counter() - t_start,

@@ -105,6 +105,20 @@ def check_counts(checks: Sequence[Any]) -> tuple[int, int, int]:
     return verdicts.count("pass"), verdicts.count("fail"), verdicts.count("not evaluated")
 
 
+EVIDENCE_KINDS = ("agreement", "bound")
+
+
+def split_checks(checks: Sequence[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(evidence, sanity): agreement and bound checks count as evidence; sanity checks are self-tests."""
+    ds = [as_dict(c) for c in checks]
+    return [c for c in ds if c.get("kind") in EVIDENCE_KINDS], [c for c in ds if c.get("kind") not in EVIDENCE_KINDS]
+
+
+def failed_first(checks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    order = {"fail": 0, "not evaluated": 1, "pass": 2}
+    return sorted(checks, key=lambda c: order[verdict(c.get("passed"))])
+
+
 def fmt_counts(counts: tuple[int, int, int]) -> str:
     """ "3 pass · 1 fail · 0 not evaluated" style summary of :func:`check_counts`."""
     n_pass, n_fail, n_ne = counts
@@ -184,7 +198,8 @@ def table(columns: Sequence[Any], rows: Sequence[Sequence[str]], *, raw: bool = 
     """An HTML table; cells are escaped unless ``raw`` (then they must already be safe HTML)."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="table-wrap"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    inner = f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+    return f'<div class="table-wrap"><table class="{cls}">{inner}</table></div>'
 
 
 def _empty(text: str) -> str:
@@ -348,22 +363,42 @@ def estimates_html(estimates: Sequence[Any]) -> str:
     return "<h3>Estimates</h3>" + table(cols, rows, raw=True, cls="num")
 
 
-def checks_html(checks: Sequence[Any], heading: str = "Checks") -> str:
-    """The checks table; the verdict is computed from ``passed``, never copied."""
-    if not checks:
-        return ""
+def _checks_table(checks: Sequence[Mapping[str, Any]]) -> str:
     rows = []
-    for c in map(as_dict, checks):
+    for c in failed_first(checks):
         v = verdict(c.get("passed"))
         kind = "warn" if v == "fail" and c.get("severity") == "info" else None
+        ratio = c.get("bound_ratio")
+        crit = (c.get("criterion") or "") + (f" (bound/exact = {fmt_num(ratio)})" if ratio is not None else "")
         rows.append([
-            f"<strong>{esc(c.get('name', ''))}</strong>", badge(v, kind), esc(fmt_num(c.get("observed"))),
-            esc(fmt_num(c.get("expected"))), esc(fmt_num(c.get("tolerance"))), esc(c.get("severity") or DASH),
-            esc(c.get("reason") or ""),
+            f"<strong>{esc(c.get('name', ''))}</strong>", esc(c.get("kind") or DASH), badge(v, kind),
+            esc(fmt_num(c.get("observed"))), esc(fmt_num(c.get("expected"))), esc(fmt_num(c.get("tolerance"))),
+            esc(crit or DASH), esc(c.get("severity") or DASH), esc(c.get("reason") or ""),
         ])  # fmt: skip
-    cols = ["check", "verdict", "observed", "expected", "tolerance", "severity", "reason"]
-    title = f"<h3>{esc(heading)} <small>{esc(fmt_counts(check_counts(checks)))}</small></h3>" if heading else ""
-    return title + table(cols, rows, raw=True, cls="num")
+    cols = ["check", "kind", "verdict", "observed", "expected", "tolerance", "criterion", "severity", "reason"]
+    return table(cols, rows, raw=True, cls="num")
+
+
+def checks_html(checks: Sequence[Any], heading: str = "Checks") -> str:
+    """Evidence (agreement and bound checks) first, then the self-tests apart; failed checks first.
+
+    The verdict is computed from ``passed``, never copied.
+    """
+    if not checks:
+        return ""
+    evidence, sanity = split_checks(checks)
+    out = ""
+    if evidence:
+        counts = esc(fmt_counts(check_counts(evidence)))
+        out += f"<h3>{esc(heading)}: evidence (agreement and bound) <small>{counts}</small></h3>" + _checks_table(
+            evidence
+        )
+    if sanity:
+        counts = esc(fmt_counts(check_counts(sanity)))
+        out += f"<h3>{esc(heading)}: self-tests (sanity, not evidence) <small>{counts}</small></h3>" + _checks_table(
+            sanity
+        )
+    return out
 
 
 def tables_html(tables: Sequence[Any]) -> str:
@@ -382,7 +417,7 @@ def assumptions_html(assumptions: Sequence[Any]) -> str:
     if not assumptions:
         return ""
     rows = [
-        [esc(a.get("text", "")), esc(a.get("source") or DASH), esc(a.get("checked_by") or DASH),
+        [esc(a.get("text", "")), esc(a.get("source") or DASH), esc(a.get("how") or a.get("checked_by") or DASH),
          badge(a.get("status") or "unchecked")]
         for a in map(as_dict, assumptions)
     ]  # fmt: skip
@@ -464,25 +499,32 @@ def header_html(summary: Mapping[str, Any]) -> str:
     phases = as_list(summary.get("phases"))
     all_checks = [c for p in phases for c in as_list(phase_result(as_dict(p)).get("checks"))]
     all_checks += as_list(summary.get("cross_checks"))
+    evidence, sanity = split_checks(all_checks)
+    missing = sum(len(as_list(as_dict(p).get("missing_checks"))) for p in phases)
+    ev_pass, ev_fail, ev_ne = check_counts(evidence)
     gates = [as_dict(g) for g in as_list(summary.get("gates"))]
     gates_passed = sum(1 for g in gates if g.get("passed") is True)
     status = summary.get("status") or "unknown"
     stopped = f" at <code>{esc(summary.get('stopped_at'))}</code>" if summary.get("stopped_at") else ""
+    failed_error = [c for c in all_checks if c.get("passed") is False and c.get("severity", "error") == "error"]
+    status_kind = "warn" if status == "complete" and failed_error else None
     cards = [
-        ("status", badge(status) + stopped),
+        ("status", badge(status + (" with failed checks" if status_kind else ""), status_kind) + stopped),
         ("profile", esc(summary.get("profile") or DASH)),
         ("seed", esc(summary.get("seed"))),
         ("wall time", esc(fmt_seconds(summary.get("wall_time_s")))),
         ("started (UTC)", esc(summary.get("started_utc") or DASH)),
-        ("checks", esc(fmt_counts(check_counts(all_checks)))),
+        ("evidence checks", esc(fmt_counts((ev_pass, ev_fail, ev_ne + missing)))),
+        ("sanity checks", esc(fmt_counts(check_counts(sanity)))),
         ("gates passed", esc(f"{gates_passed} / {len(gates)}")),
     ]
     card_html = "".join(
         f'<div class="card"><div class="label">{esc(k)}</div><div class="value">{v}</div></div>' for k, v in cards
     )
+    line = f'<p class="headline">{esc(summary["headline"])}</p>' if summary.get("headline") else ""
     return (
         f'<header><div class="kicker">multilens report</div><h1>{esc(summary.get("title") or "multilens report")}</h1>'
-        f'<div class="cards">{card_html}</div></header>'
+        f'{line}<div class="cards">{card_html}</div></header>'
     )
 
 
@@ -493,14 +535,20 @@ def overview_html(phases: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for i, p in enumerate(phases):
         r = phase_result(p)
-        n_pass, n_fail, n_ne = check_counts(as_list(r.get("checks")))
+        evidence, sanity = split_checks(as_list(r.get("checks")))
+        n_pass, n_fail, n_ne = check_counts(evidence)
+        n_ne += len(as_list(p.get("missing_checks")))
+        s_pass, s_fail, s_ne = check_counts(sanity)
+        status = (p.get("status") or "unknown") + (f" (cached from {p['cached_from']})" if p.get("cached_from") else "")
         rows.append([
             esc(i + 1), f'<a href="#phase-{i}">{esc(p.get("title") or p.get("name") or "phase")}</a>',
-            f"<code>{esc(p.get('name', ''))}</code>", badge(p.get("status") or "unknown"),
+            f"<code>{esc(p.get('name', ''))}</code>", badge(status, "warn" if p.get("cached_from") else None),
             esc(fmt_seconds(p.get("wall_time_s"))), esc(n_pass), esc(n_fail) if not n_fail else badge(n_fail, "bad"),
-            esc(n_ne), esc(len(as_list(r.get("estimates")))), esc(len(as_list(r.get("figures")))),
+            esc(n_ne), esc(f"{s_pass}/{s_fail}/{s_ne}"), esc(len(as_list(r.get("estimates")))),
+            esc(len(as_list(r.get("figures")))),
         ])  # fmt: skip
-    cols = ["#", "phase", "name", "status", "wall time", "pass", "fail", "not evaluated", "estimates", "plots"]
+    cols = ["#", "phase", "name", "status", "wall time", "evidence pass", "evidence fail", "evidence not evaluated",
+            "sanity pass/fail/n.e.", "estimates", "plots"]  # fmt: skip
     return table(cols, rows, raw=True, cls="num")
 
 
@@ -525,9 +573,12 @@ def recommendations_html(recs: Sequence[Any]) -> str:
     if not recs:
         return _empty("No recommendations.")
     items = "".join(
-        f'<li>{esc(r.get("text", ""))} <span class="source">{esc(r.get("source") or "")}</span></li>'
+        f'<li>{esc(r.get("text", ""))} <span class="source">{esc(r.get("source") or "")}</span>'
+        + (f' <span class="rests">rests on: {esc(", ".join(map(str, as_list(r.get("rests_on")))))}</span>'
+           if r.get("rests_on") else "")
+        + "</li>"
         for r in map(as_dict, recs)
-    )
+    )  # fmt: skip
     return f'<ul class="recs">{items}</ul>'
 
 
@@ -644,20 +695,24 @@ table.kv td:first-child { width:30%; color:var(--muted); }
 tbody tr:hover { background:#fafbfc; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size:12px; }
 pre { background:var(--bg); padding:10px; border-radius:6px; overflow:auto; max-height:480px; white-space:pre-wrap; }
-.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; white-space:nowrap; }
+.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600;
+  white-space:nowrap; }
 .badge-ok { color:var(--ok); background:var(--ok-bg); } .badge-bad { color:var(--bad); background:var(--bad-bg); }
 .badge-warn { color:var(--warn); background:var(--warn-bg); }
 .badge-neutral { color:var(--neutral); background:var(--neutral-bg); }
 dl.ran { display:grid; grid-template-columns:max-content 1fr; gap:4px 14px; margin:0 0 8px; }
 dl.ran dt { color:var(--muted); } dl.ran dd { margin:0; }
-.error { border-left:4px solid var(--bad); background:var(--bad-bg); padding:8px 12px; border-radius:4px; margin:10px 0; }
+.error { border-left:4px solid var(--bad); background:var(--bad-bg); padding:8px 12px; border-radius:4px;
+  margin:10px 0; }
 .error pre { background:transparent; padding:4px 0 0; margin:0; }
 .plots { display:grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap:14px; }
 figure.plot { margin:0; border:1px solid var(--line); border-radius:6px; padding:10px; min-width:0; }
 figure.plot figcaption { margin-bottom:4px; }
 .caption { color:var(--muted); font-size:12px; margin-top:2px; }
 .ml-plot { width:100%; min-height:340px; }
-.plot-note, .ml-plot-failed { color:var(--warn); background:var(--warn-bg); padding:14px; border-radius:4px; min-height:0; }
+.plot-note, .ml-plot-failed { color:var(--warn); background:var(--warn-bg); padding:14px; border-radius:4px;
+  min-height:0; }
+.headline { font-size:15px; font-weight:600; margin:4px 0 10px; } .rests { color:var(--muted); font-size:12px; }
 .empty { color:var(--muted); font-style:italic; }
 ul.recs li, ul.notes li { margin:4px 0; } .source { color:var(--muted); font-size:12px; margin-left:6px; }
 details.manifest summary { cursor:pointer; font-weight:600; padding:6px 0; }

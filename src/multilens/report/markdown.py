@@ -20,6 +20,7 @@ from multilens.report.html import (
     as_dict,
     as_list,
     check_counts,
+    failed_first,
     figure_spec,
     fmt_converged,
     fmt_counts,
@@ -32,6 +33,7 @@ from multilens.report.html import (
     fmt_value_unit,
     jsonable_or_str,
     phase_result,
+    split_checks,
     to_text,
     verdict,
 )
@@ -97,15 +99,17 @@ def estimates_md(estimates: Sequence[Any]) -> str:
 
 
 def checks_md(checks: Sequence[Any]) -> str:
-    """The checks table; the verdict is computed from ``passed``."""
+    """The checks table (failed first); the verdict is computed from ``passed``."""
     rows = [
         [
-            c.get("name", ""), verdict(c.get("passed")), fmt_num(c.get("observed")), fmt_num(c.get("expected")),
-            fmt_num(c.get("tolerance")), c.get("severity") or DASH, c.get("reason") or "",
+            c.get("name", ""), c.get("kind") or DASH, verdict(c.get("passed")), fmt_num(c.get("observed")),
+            fmt_num(c.get("expected")), fmt_num(c.get("tolerance")), c.get("criterion") or DASH,
+            c.get("severity") or DASH, c.get("reason") or "",
         ]
-        for c in map(as_dict, checks)
+        for c in failed_first(checks)
     ]  # fmt: skip
-    return md_table(["check", "verdict", "observed", "expected", "tolerance", "severity", "reason"], rows)
+    cols = ["check", "kind", "verdict", "observed", "expected", "tolerance", "criterion", "severity", "reason"]
+    return md_table(cols, rows)
 
 
 def figures_md(figures: Sequence[Any]) -> str:
@@ -145,9 +149,11 @@ def phase_md(phase: Mapping[str, Any], index: int) -> str:
         ("Figures (drawn in report.html)", figures_md(as_list(result.get("figures")))),
         ("Estimates", estimates_md(as_list(result.get("estimates"))) if result.get("estimates") else ""),
     ]
-    checks = as_list(result.get("checks"))
-    if checks:
-        sub.append((f"Checks ({fmt_counts(check_counts(checks))})", checks_md(checks)))
+    evidence, sanity = split_checks(as_list(result.get("checks")))
+    if evidence:
+        sub.append((f"Evidence checks ({fmt_counts(check_counts(evidence))})", checks_md(evidence)))
+    if sanity:
+        sub.append((f"Self-tests, not evidence ({fmt_counts(check_counts(sanity))})", checks_md(sanity)))
     tables = []
     for t in map(as_dict, as_list(result.get("tables"))):
         rows = [[to_text(v) for v in as_list(r)] for r in as_list(t.get("rows"))]
@@ -161,7 +167,12 @@ def phase_md(phase: Mapping[str, Any], index: int) -> str:
     assumptions = [as_dict(a) for a in as_list(result.get("assumptions"))]
     if assumptions:
         rows = [
-            [a.get("text", ""), a.get("source") or DASH, a.get("checked_by") or DASH, a.get("status") or "unchecked"]
+            [
+                a.get("text", ""),
+                a.get("source") or DASH,
+                a.get("how") or a.get("checked_by") or DASH,
+                a.get("status") or "unchecked",
+            ]
             for a in assumptions
         ]
         sub.append(("Assumptions", md_table(["assumption", "source", "checked by", "status"], rows)))
@@ -180,13 +191,18 @@ def header_md(summary: Mapping[str, Any]) -> str:
     )
     gates = [as_dict(g) for g in as_list(summary.get("gates"))]
     stopped = f" (stopped at {md_text(summary['stopped_at'])})" if summary.get("stopped_at") else ""
+    evidence, sanity = split_checks(all_checks)
+    ev = check_counts(evidence)
+    missing = sum(len(as_list(p.get("missing_checks"))) for p in phases)
     facts = [
         f"- **Status:** {md_text(summary.get('status') or 'unknown')}{stopped}",
+        f"- **Verdict:** {md_text(summary.get('headline') or DASH)}",
         f"- **Profile:** {md_text(summary.get('profile') or DASH)}",
         f"- **Seed:** {md_text(summary.get('seed'))}",
         f"- **Wall time:** {fmt_seconds(summary.get('wall_time_s'))}",
         f"- **Started (UTC):** {md_text(summary.get('started_utc') or DASH)}",
-        f"- **Checks:** {fmt_counts(check_counts(all_checks))}",
+        f"- **Evidence checks (agreement, bound):** {fmt_counts((ev[0], ev[1], ev[2] + missing))}",
+        f"- **Self-tests (sanity):** {fmt_counts(check_counts(sanity))}",
         f"- **Gates passed:** {sum(1 for g in gates if g.get('passed') is True)} / {len(gates)}",
     ]
     return f"# {md_text(summary.get('title') or 'multilens report')}\n\n" + "\n".join(facts)
@@ -197,13 +213,16 @@ def overview_md(phases: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for i, p in enumerate(phases):
         r = phase_result(p)
-        n_pass, n_fail, n_ne = check_counts(as_list(r.get("checks")))
+        evidence, _ = split_checks(as_list(r.get("checks")))
+        n_pass, n_fail, n_ne = check_counts(evidence)
+        n_ne += len(as_list(p.get("missing_checks")))
         rows.append([
             i + 1, p.get("title") or p.get("name") or "phase", p.get("name", ""), p.get("status") or "unknown",
             fmt_seconds(p.get("wall_time_s")), n_pass, n_fail, n_ne,
             len(as_list(r.get("estimates"))), len(as_list(r.get("figures"))),
         ])  # fmt: skip
-    cols = ["#", "phase", "name", "status", "wall time", "pass", "fail", "not evaluated", "estimates", "figures"]
+    cols = ["#", "phase", "name", "status", "wall time", "evidence pass", "evidence fail", "evidence not evaluated",
+            "estimates", "figures"]  # fmt: skip
     return md_table(cols, rows) if rows else "_No phases ran._"
 
 
@@ -237,7 +256,11 @@ def manifest_md(manifest: Mapping[str, Any]) -> str:
 def recommendations_md(recs: Sequence[Any]) -> str:
     """Recommendations with their source."""
     items = [as_dict(r) for r in recs]
-    lines = [f"- {md_text(r.get('text', ''))} _({md_text(r.get('source') or DASH)})_" for r in items]
+    lines = [
+        f"- {md_text(r.get('text', ''))} _({md_text(r.get('source') or DASH)}; rests on "
+        f"{md_text(', '.join(map(str, as_list(r.get('rests_on')))) or DASH)})_"
+        for r in items
+    ]
     return "\n".join(lines) or "_No recommendations._"
 
 

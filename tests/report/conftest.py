@@ -42,15 +42,15 @@ def _scaling_result() -> LensResult:
             Estimate("irreducible_loss", None, note="not identifiable | too few points"),
         ),
         checks=(
-            check_within("alpha_matches_theory", 0.301, 0.3, 0.05),
-            check_within("r2_high", 0.9987, 1.0, 1e-5, what="fit quality"),
-            check_in_interval("prediction_in_ci", 0.3, None, None),
+            check_within("alpha_matches_theory", 0.301, 0.3, 0.05, kind="agreement"),
+            check_within("r2_high", 0.9987, 1.0, 1e-5, what="fit quality", kind="sanity"),
+            check_in_interval("prediction_in_ci", 0.3, None, None, kind="agreement"),
         ),
         figures=figs,
         tables=(
             Table("fit", "Fitted points", ["n", "loss | mean"], [[1000, 0.5], [3000, float("nan")]], caption="a|b"),
         ),
-        assumptions=(Assumption("loss follows a power law", "Kaplan et al. 2020", "r2_high", "holds"),),
+        assumptions=(Assumption("loss follows a power law", "Kaplan et al. 2020", "r2_high"),),
         predictions={"alpha": 0.3},
         notes=("fitted on 5 sizes",),
     )
@@ -71,7 +71,9 @@ def _curvature_result() -> LensResult:
             Estimate("lambda_max", 10.0, 9.9, 10.1, 0.05, 0.9, "lanczos over 3 seeds", 3, converged=True, n_iter=40),
             Estimate("trace", 10.0, stderr=0.1, n=64, converged=False, n_iter=500, note="hit the cap"),
         ),
-        checks=(Check("edge_of_stability", False, 10.0, 2 / 0.1, 0.5, "lambda_max 10 < 2/lr = 20", "info"),),
+        checks=(
+            Check("edge_of_stability", False, 10.0, 2 / 0.1, 0.5, "lambda_max 10 < 2/lr = 20", "info", kind="bound"),
+        ),
         figures=figs,
         notes=(XSS,),
     )
@@ -82,7 +84,7 @@ def _hostile_result() -> LensResult:
     return LensResult(
         lens="calibration",
         estimates=(Estimate(f"ece {XSS}", 0.012345678, 0.01, 0.015, level=0.95, method="bootstrap"),),
-        checks=(Check(f"ece_small {XSS}", True, 0.012, 0.0, 0.02, f"ok {XSS}"),),
+        checks=(Check(f"ece_small {XSS}", True, 0.012, 0.0, 0.02, f"ok {XSS}", kind="agreement"),),
         figures=(fig,),
         notes=(f"note {XSS}",),
         data={"payload": SCRIPT_BREAKER},
@@ -168,10 +170,10 @@ def make_summary() -> dict[str, Any]:
             },
         ],  # fmt: skip
         "cross_checks": [
-            Check("sharpness_vs_generalization", True, 0.8, 0.7, 0.2, "agree").to_dict(),
-            Check("calibration_vs_scaling", None, None, None, None, "needs both phases").to_dict(),
+            Check("sharpness_vs_generalization", True, 0.8, 0.7, 0.2, "agree", kind="agreement").to_dict(),
+            Check("calibration_vs_scaling", None, None, None, None, "needs both phases", kind="agreement").to_dict(),
         ],
-        "recommendations": [{"text": "Use lr <= 0.1 | measured", "source": "curvature"}],
+        "recommendations": [{"text": "Use lr <= 0.1 | measured", "source": "curvature", "rests_on": ["ece_small"]}],
         "risks": [
             {
                 "id": "R1",

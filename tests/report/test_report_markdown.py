@@ -73,8 +73,8 @@ def test_verdicts_come_from_passed(summary: dict[str, Any], manifest: dict[str, 
     checks = summary["phases"][0]["result"]["checks"]
     checks[0] |= {"passed": False, "verdict": "pass"}
     text = render_markdown(summary, manifest)
-    assert re.search(r"^\| alpha_matches_theory \| fail \|", text, re.MULTILINE)
-    assert re.search(r"^\| prediction_in_ci \| not evaluated \|", text, re.MULTILINE)
+    assert re.search(r"^\| alpha_matches_theory \| agreement \| fail \|", text, re.MULTILINE)
+    assert re.search(r"^\| prediction_in_ci \| agreement \| not evaluated \|", text, re.MULTILINE)
     assert re.search(r"^\| trace_converged \| curvature \| .* \| warn \| fail \|", text, re.MULTILINE)
 
 

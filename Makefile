@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 OUT ?= runs/latest
 PROFILE ?= quick
 
-.PHONY: run test test-all bench clean
+.PHONY: run test test-all bench clean lint
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/multilens run --profile $(PROFILE) --out $(OUT)  # prints the report's path
 
 test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format --check --quiet src tests benchmarks
+	$(VENV)/bin/ruff check --quiet src tests benchmarks
 	$(PY) -m pytest -q -m "not slow" --timeout=900
 
 test-all: $(VENV)/.installed-dev
@@ -32,3 +34,7 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks

@@ -107,3 +107,10 @@ def run_lens(entry: Any, settings: Any, seed: int, runtime: Runtime | None = Non
     prov["wall_time_s"] = time.perf_counter() - t0
     prov["subject"] = "default"
     return replace(result, provenance=prov)
+
+
+class NotApplicable(Exception):
+    """Raised by a lens's ``from_subject`` when a user's Subject lacks what the lens needs.
+
+    The message is the reason shown in the report ("no `embed` module given", "no labels").
+    """

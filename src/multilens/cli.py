@@ -81,6 +81,7 @@ def run(
     ),
     workers: Optional[int] = typer.Option(None, min=1, help="Parallel workers (default: number of cores)."),
     seed: Optional[int] = typer.Option(None, min=0, help="Protocol seed (overrides the config file)."),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="Also export the run to this MLflow tracking URI."),
     reuse_stale: bool = typer.Option(
         False,
         "--reuse-stale",
@@ -128,6 +129,10 @@ def run(
             )
         _print_summary(summary)
         out.print(Text(f"report: {paths['report'].resolve()}"))
+        if mlflow:
+            from multilens.integrations.mlflow import export_run
+
+            out.print(Text(f"mlflow run: {export_run(out_dir, mlflow)}"))
         typer.echo(summary["headline"])  # the last line says how the run ended
         if summary["status"] != "complete":
             raise typer.Exit(1)
@@ -214,6 +219,81 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
         out.print(f"report: {paths['report'].resolve()}")
 
     _guard(go)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export a run directory to a tracker.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `multilens run` or `diagnose`."),
+    tracking_uri: str = typer.Option(..., "--tracking-uri", help="MLflow tracking URI, e.g. sqlite:///mlflow.db."),
+    experiment: str = typer.Option("multilens", help="MLflow experiment name (created if missing)."),
+) -> None:
+    """Log every estimate (with .ci_low/.ci_high), check verdict, the config and the report to MLflow."""
+    from multilens.integrations.mlflow import export_run
+
+    def go() -> None:
+        rid = export_run(run_dir, tracking_uri, experiment)
+        typer.echo(f"mlflow run: {rid}")
+
+    _guard(go)
+
+
+def load_factory(spec: str) -> Any:
+    """Call ``FILE.py:FUNCTION`` (the app-factory pattern) and return what it returns."""
+    import importlib.util
+
+    from multilens.errors import ConfigError
+
+    path, _, func = spec.rpartition(":")
+    if not path or not func:
+        raise ConfigError(f"`{spec}` must look like FILE.py:FUNCTION (e.g. examples/diagnose_checkpoint.py:subject).")
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"`{path}` does not exist; pass the path of a Python file defining `{func}`.")
+    mod_spec = importlib.util.spec_from_file_location(f"_multilens_user_{p.stem}", p)
+    mod = importlib.util.module_from_spec(mod_spec)
+    try:
+        mod_spec.loader.exec_module(mod)
+    except Exception as e:
+        raise ConfigError(f"`{path}` raised {type(e).__name__} when imported: {e}") from None
+    fn = getattr(mod, func, None)
+    if not callable(fn):
+        raise ConfigError(f"`{path}` has no function `{func}`; define `def {func}() -> multilens.Subject`.")
+    return fn()
+
+
+@app.command()
+def diagnose(
+    factory: str = typer.Argument(..., help="FILE.py:FUNCTION returning a multilens.Subject."),
+    lens_names: list[str] = typer.Option(["curvature"], "--lens", help="A lens to run (repeatable)."),
+    out_dir: Path = typer.Option(Path("runs/diagnose"), "--out", help="Run directory for the report and store."),
+    seed: int = typer.Option(0, min=0, help="Seed."),
+    profile: ProfileName = typer.Option(ProfileName.quick, help="Lens settings defaults: smoke, quick or full."),
+    mlflow: Optional[str] = typer.Option(None, "--mlflow", help="Also export to this MLflow tracking URI."),
+) -> None:
+    """Run lenses on your own trained model: exit 0 complete, 1 a lens failed or a stop gate blocked, 2 bad input."""
+    from multilens.diagnose import diagnose as run_diagnose
+    from multilens.errors import ConfigError
+    from multilens.subject import Subject
+
+    def go() -> int:
+        subject = load_factory(factory)
+        if not isinstance(subject, Subject):
+            raise ConfigError(f"`{factory}` returned {type(subject).__name__}; it must return a multilens.Subject.")
+        rep = run_diagnose(subject, tuple(lens_names), seed=seed, out=out_dir, profile=profile.value)
+        _print_summary(rep.summary)
+        out.print(Text(f"report: {rep.paths['report'].resolve()}"))
+        if mlflow:
+            from multilens.integrations.mlflow import export_run
+
+            out.print(Text(f"mlflow run: {export_run(out_dir, mlflow)}"))
+        typer.echo(rep.summary["headline"])
+        return 0 if rep.status == "complete" else 1
+
+    raise typer.Exit(_guard(go))
 
 
 @app.command()

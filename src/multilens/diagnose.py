@@ -81,10 +81,15 @@ def measure_on_subject(entry: Any, subject: Subject, settings: Any, seed: int, r
     mod = importlib.import_module(entry.module)
     adapt = getattr(mod, "from_subject", None)
     if adapt is None:
-        raise NotApplicable(f"lens `{entry.name}` measures its own training runs, not a given trained model")
+        try:
+            adapt = importlib.import_module(f"{entry.module}.adapter").from_subject
+        except ModuleNotFoundError:
+            raise NotApplicable(
+                f"lens `{entry.name}` measures its own training runs, not a given trained model"
+            ) from None
     with untouched(subject.model):
-        lens_subject = adapt(subject, settings)
-        return mod.measure(lens_subject, settings, seed=seed, runtime=runtime)
+        lens_subject, lens_settings = adapt(subject, settings)
+        return mod.measure(lens_subject, lens_settings, seed=seed, runtime=runtime)
 
 
 def diagnose(

@@ -1,0 +1,77 @@
+"""The Monitor: time series with intervals and events, resumable, and training is bit-identical with it."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from convnet import ConvNet, digits_loaders
+
+import multilens as ml
+
+
+def _train(steps: int, monitor_out=None, settings=None, every: int = 4) -> tuple[dict, object]:
+    torch.manual_seed(0)  # the user's own global seed: dropout and the shuffling loader draw from it
+    train, holdout = digits_loaders(n_train=256, batch_size=32)
+    train.generator = None  # shuffle from the global RNG, the case a measurement could disturb
+    model = ConvNet(p_drop=0.3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    mon = None
+    if monitor_out is not None:
+        mon = ml.Monitor(
+            ml.Subject(model, F.cross_entropy, train=train, holdout=holdout),
+            ("curvature",),
+            every=every,
+            out=monitor_out,
+            profile="smoke",
+            settings=settings,
+        )
+    step = 0
+    while step < steps:
+        for x, y in train:
+            model.train()
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            if mon is not None:
+                if step == 5:
+                    mon.event("lr_decay", step)
+                mon.step(step)
+            step += 1
+            if step >= steps:
+                break
+    rep = mon.close() if mon is not None else None
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, rep
+
+
+def test_training_is_bit_identical_with_and_without_the_monitor(tmp_path, fast_settings):
+    plain, _ = _train(10)
+    monitored, rep = _train(10, tmp_path / "m", fast_settings)
+    assert plain.keys() == monitored.keys()
+    for k in plain:
+        assert torch.equal(plain[k], monitored[k]), k
+    mon = rep.summary["monitor"]
+    assert mon["measurements"] == 3  # steps 0, 4, 8
+    assert mon["overhead_fraction"] is not None and mon["overhead_fraction"] > 0
+    figs = rep.summary["phases"][0]["result"]["figures"]
+    ts = [f for f in figs if f["key"].startswith("monitor.curvature.")]
+    assert ts and ts[0]["layout"]["shapes"][0]["x0"] == 5  # the event is drawn
+    assert rep.paths["report"].is_file()
+
+
+def test_monitor_resumes_from_its_store(tmp_path, fast_settings):
+    train, holdout = digits_loaders(n_train=128, batch_size=32)
+    model = ConvNet()
+    subject = ml.Subject(model, F.cross_entropy, train=train, holdout=holdout)
+    m1 = ml.Monitor(subject, ("curvature",), every=1, out=tmp_path / "m", profile="smoke", settings=fast_settings)
+    m1.step(0)
+    m1.step(1)
+    state = m1.state_dict()
+    m1.store.close()  # the training was killed here
+    m2 = ml.Monitor(
+        subject, ("curvature",), every=1, out=tmp_path / "m", profile="smoke", settings=fast_settings, resume=True
+    )
+    assert [r["step"] for r in m2.records] == [0, 1] == [r["step"] for r in state["records"]]
+    assert m2.step(1) is False  # already measured: not duplicated
+    assert m2.step(2) is True
+    rep = m2.close()
+    assert rep.summary["monitor"]["measurements"] == 3

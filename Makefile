@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 OUT ?= runs/latest
 PROFILE ?= quick
 
-.PHONY: run test test-all bench clean lint
+.PHONY: run test test-all bench clean lint docs
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,8 +21,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/multilens run --profile $(PROFILE) --out $(OUT)  # prints the report's path
 
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff format --check --quiet src tests benchmarks
-	$(VENV)/bin/ruff check --quiet src tests benchmarks
+	$(VENV)/bin/ruff format --check --quiet src tests benchmarks examples tools
+	$(VENV)/bin/ruff check --quiet src tests benchmarks examples tools
 	$(PY) -m pytest -q -m "not slow" --timeout=900
 
 test-all: $(VENV)/.installed-dev
@@ -33,8 +33,11 @@ bench: $(VENV)/.installed-dev
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site

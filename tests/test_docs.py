@@ -32,6 +32,7 @@ def test_docs_build_strict(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        env=os.environ | {"NO_MKDOCS_2_WARNING": "1"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").is_file()

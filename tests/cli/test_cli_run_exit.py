@@ -103,3 +103,20 @@ def test_second_writer_on_the_same_run_dir_exits_2_and_a_dead_holder_is_taken_ov
     with RunDirLock(out):  # the dead holder's lock is taken over at once
         pass
     assert time.monotonic() - t0 < 5
+
+
+def test_lens_exits_1_when_an_error_agreement_check_fails_and_0_otherwise(tmp_path, fake_registry):
+    """Issue 8.13: `multilens lens` is usable in CI: a failed error-severity agreement check exits 1."""
+    ok = runner.invoke(app, ["lens", "producer", "--out", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.strip().splitlines()[-1] == "lens producer: no error-severity evidence check failed"
+    bad = runner.invoke(app, ["lens", "producer", "--set", "value=-1.0", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 1, bad.output
+    assert "v positive" in bad.stdout.strip().splitlines()[-1]
+
+
+def test_lens_help_lists_every_lens():
+    r = runner.invoke(app, ["lens", "--help"])
+    assert r.exit_code == 0
+    for e in registry.LENSES:
+        assert e.name in r.stdout, e.name

@@ -13,6 +13,7 @@ flags and the global RNG states are the same before and after.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass
@@ -118,7 +119,9 @@ def diagnose(
     with RunDirLock(out_dir), Store(out_dir / "results.sqlite") as store:
         for entry in entries:
             st = _settings(entry, profile, settings)
-            h = config_hash({"lens": entry.section, "settings": st, "subject": subject_description(subject)})
+            h = config_hash(
+                {"lens": entry.section, "settings": dataclasses.asdict(st), "subject": subject_description(subject)}
+            )
             t0 = time.perf_counter()
             try:
                 res = measure_on_subject(entry, subject, st, seed, Runtime(out_dir=out_dir))

@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Subject": "multilens.subject",
-    "diagnose": "multilens.diagnose",
-    "DiagnoseReport": "multilens.diagnose",
+    "diagnose": "multilens.diagnosis",
+    "DiagnoseReport": "multilens.diagnosis",
     "Monitor": "multilens.monitor",
 }
 

@@ -275,7 +275,7 @@ def diagnose(
     mlflow: Optional[str] = typer.Option(None, "--mlflow", help="Also export to this MLflow tracking URI."),
 ) -> None:
     """Run lenses on your own trained model: exit 0 complete, 1 a lens failed or a stop gate blocked, 2 bad input."""
-    from multilens.diagnose import diagnose as run_diagnose
+    from multilens.diagnosis import diagnose as run_diagnose
     from multilens.errors import ConfigError
     from multilens.subject import Subject
 

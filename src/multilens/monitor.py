@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from multilens.diagnose import DiagnoseReport, _settings, data_checksums, measure_on_subject, subject_description
+from multilens.diagnosis import DiagnoseReport, _settings, data_checksums, measure_on_subject, subject_description
 from multilens.errors import ConfigError
 from multilens.experiments.store import Store
 from multilens.lenses.contract import NotApplicable, Runtime

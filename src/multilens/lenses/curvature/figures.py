@@ -23,7 +23,7 @@ def _f(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def density_figure(dens: DensityResult, top: Sequence[float]) -> Figure:
+def density_figure(dens: DensityResult, top: Sequence[float], label: str = "top eigenvalues (Lanczos)") -> Figure:
     step = max(1, dens.grid.size // 300)
     # A log axis needs positive values: the density is clipped at 1e-12 of its peak for display.
     floor = 1e-12 * float(dens.density.max())
@@ -33,7 +33,7 @@ def density_figure(dens: DensityResult, top: Sequence[float]) -> Figure:
         {
             "type": "scatter",
             "mode": "markers",
-            "name": "top eigenvalues (Lanczos)",
+            "name": label,
             "x": floats(top),
             "y": [ymax] * len(top),
             "marker": {"symbol": "triangle-down", "size": 10, "color": PALETTE[3]},
@@ -47,7 +47,7 @@ def density_figure(dens: DensityResult, top: Sequence[float]) -> Figure:
         ylabel="density",
         ylog=True,
         caption=f"{dens.n_vectors} Rademacher start vectors x {dens.n_iter} Lanczos steps; Gaussian smoothing "
-        f"sigma = {dens.sigma:.3g}. Triangles: the converged top eigenvalues.",
+        f"sigma = {dens.sigma:.3g}. Triangles: {label}.",
     )
 
 

@@ -339,3 +339,20 @@ def test_eos_ratio_ignores_the_initialization():
     run = ScheduleRun("constant", (cp(0, 0.94), cp(100, 0.79), cp(200, 0.81)), False, 0.01, 200, 1.0)
     assert max_ratio(run) == pytest.approx(0.81 / 0.8)
     assert init_ratio(run) == pytest.approx(0.94 / 0.8)
+
+
+def test_slice_check_fails_when_its_window_contains_relu_kinks():
+    """The slice tolerance is fixed in advance: a wide window (ReLU kinks inside) fails, it is not excused."""
+    base = Settings.for_profile("smoke")
+    off = {f: None for f in ("eigenvalues", "trace", "density", "per_layer", "margin", "sharpness", "invariance")}
+    s = dataclasses.replace(
+        base, **off, along_training=None, preconditioning=None,
+        landscape=LandscapeSettings(points_1d=5, points_2d=3, fit_radius=0.3, fit_points=11, curvature_radii=(0.3,)),
+    )  # fmt: skip
+    res = run_lens(get_lens("curvature"), s, 0)
+    c = res.check("slice_curvature_vs_top_eigenvalue")
+    lam1 = res.data["top_eigenpairs"]["eigenvalues"][0]
+    assert c.tolerance == pytest.approx(1e-3 * abs(lam1), rel=1e-12)
+    assert c.passed is False and abs(c.observed - lam1) > c.tolerance
+    # The old rule, tol = max(1e-3 |lambda_1|, 3 fit stderr), grew with the fit's error and passed this slice.
+    assert abs(c.observed - lam1) < 3 * res.estimate("slice_curvature_along_v1").stderr

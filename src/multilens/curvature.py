@@ -29,6 +29,12 @@ Signatures:
 * ``curvature_operator(model, loss_fn, data, *, params=None, kind="hessian"|"gauss_newton", ...)``:
   the matvec itself, for :mod:`multilens.linalg`;
 * ``worst_case_sharpness(model, loss_fn, data, rho, *, adaptive=False, ...)``: SAM/ASAM sharpness.
+
+The whole lens (every part with its checks against dense references and theory) runs on a model
+of your own through :func:`multilens.lenses.curvature.measure`:
+
+    >>> from multilens.lenses.curvature import Settings, Subject, measure
+    >>> result = measure(Subject(model, loss_fn, loader), Settings.for_profile("quick"), seed=0)
 """
 
 from multilens.lenses.curvature.api import (

@@ -53,8 +53,15 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.curvature",
         "Curvature: Hessian spectrum, sharpness, slices and the geometry gate's inputs",
         "Hessian spectra, trace, density, sharpness, invariances, landscape slices, edge of stability",
-        "a torch model, a loss function and data (a DataLoader or tensors)",
+        "Subject(model, loss_fn, data[, eval_data]): a torch model, its mean loss loss_fn(outputs, targets) and data "
+        "(an (x, y) pair of tensors, a list of batches or a DataLoader); the Hessian is that of the mean loss",
         produces={"curvature.margin": float, "curvature.kappa": float},
+        key_checks=(
+            "lanczos_eigenvalue_1_vs_dense",
+            "slq_lambda_max_vs_dense",
+            "slice_curvature_vs_top_eigenvalue",
+            "hessian_operator_symmetric",
+        ),
     ),
     LensEntry(
         "distributed",

@@ -23,7 +23,7 @@ def _f(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def density_figure(dens: DensityResult, top: Sequence[float]) -> Figure:
+def density_figure(dens: DensityResult, top: Sequence[float], label: str = "top eigenvalues (Lanczos)") -> Figure:
     step = max(1, dens.grid.size // 300)
     # A log axis needs positive values: the density is clipped at 1e-12 of its peak for display.
     floor = 1e-12 * float(dens.density.max())
@@ -33,7 +33,7 @@ def density_figure(dens: DensityResult, top: Sequence[float]) -> Figure:
         {
             "type": "scatter",
             "mode": "markers",
-            "name": "top eigenvalues (Lanczos)",
+            "name": label,
             "x": floats(top),
             "y": [ymax] * len(top),
             "marker": {"symbol": "triangle-down", "size": 10, "color": PALETTE[3]},
@@ -47,7 +47,7 @@ def density_figure(dens: DensityResult, top: Sequence[float]) -> Figure:
         ylabel="density",
         ylog=True,
         caption=f"{dens.n_vectors} Rademacher start vectors x {dens.n_iter} Lanczos steps; Gaussian smoothing "
-        f"sigma = {dens.sigma:.3g}. Triangles: the converged top eigenvalues.",
+        f"sigma = {dens.sigma:.3g}. Triangles: {label}.",
     )
 
 
@@ -71,7 +71,8 @@ def slice_1d_figure(slices: Sequence[Slice1D]) -> Figure:
         [*traces, centre],
         xlabel="step along the direction (alpha)",
         ylabel="training loss",
-        caption=f"L(theta + alpha d), model in {mode} mode. Eigen-directions are unit vectors in parameter space; random "
+        caption=f"L(theta + alpha d), model in {mode} mode. Eigen-directions are unit vectors in parameter space; "
+        "random "
         "directions are filter-normalized (Li et al. 2018), so alpha = 1 moves every filter by its own norm. "
         "The grid is centred: alpha = 0 is the trained model itself.",
     )
@@ -102,8 +103,9 @@ def slice_2d_figure(sl: Slice2D) -> Figure:
         [contour, centre],
         xlabel=f"alpha: {sl.directions[0]}",
         ylabel=f"beta: {sl.directions[1]}",
-        caption=f"L(theta + alpha u + beta v) on a centred {len(sl.alphas)}x{len(sl.betas)} grid, model in {sl.mode} mode; "
-        f"normalization: {sl.normalization}; cos(u, v) = {sl.cosine:.2g}. The cross is the trained point (a grid point).",
+        caption=f"L(theta + alpha u + beta v) on a centred {len(sl.alphas)}x{len(sl.betas)} grid, "
+        f"model in {sl.mode} mode; normalization: {sl.normalization}; cos(u, v) = {sl.cosine:.2g}. "
+        "The cross is the trained point (a grid point).",
     )
 
 
@@ -122,7 +124,8 @@ def along_training_figure(runs: Sequence[ScheduleRun]) -> Figure:
         ylabel="eigenvalue",
         ylog=True,
         caption="Full-batch GD on the squared loss, same initialization and peak learning rate per schedule. Solid: "
-        "lambda_max of the full-batch Hessian (Lanczos, converged); dashed: the stability threshold 2/eta of the step just taken.",
+        "lambda_max of the full-batch Hessian (Lanczos, converged); dashed: the stability threshold 2/eta of the step "
+        "just taken.",
     )
 
 
@@ -206,7 +209,8 @@ def sharpness_figure(sam: Sequence[Any], asam: Sequence[Any], bounds: Sequence[A
         ylabel="L(theta + delta) - L(theta)",
         xlog=True,
         ylog=True,
-        caption="Projected gradient ascent (a lower bound on the true maximum). ASAM's ball is ||delta / |theta| || <= rho.",
+        caption="Projected gradient ascent (a lower bound on the true maximum). "
+        "ASAM's ball is ||delta / |theta| || <= rho.",
     )
 
 

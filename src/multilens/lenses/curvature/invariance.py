@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int
 from multilens.lenses.curvature.functional import FlatModel, LossFn, Mode
 from multilens.lenses.curvature.hvp import CurvatureOperator
 from multilens.lenses.curvature.sharpness import ascent_sharpness
 from multilens.linalg import hutchpp, lanczos
 from multilens.seeding import as_generator, derive_seed, torch_generator
+from multilens.validation import check_int
 
 HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Identity)
 

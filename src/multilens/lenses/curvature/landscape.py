@@ -24,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int, check_positive
 from multilens.lenses.curvature.functional import FlatModel
 from multilens.seeding import SeedLike, as_generator
+from multilens.validation import check_int, check_positive
 
 Normalization = Literal["filter", "unit", "none"]
 

@@ -83,5 +83,6 @@ def normalized_margin(
         n=int(m.size),
         n_bootstrap=int(n_bootstrap),
         fraction_positive=float((m > 0).mean()),
-        definition=f"{quantile:g}-quantile over training points of (z_y - max_(j != y) z_j) / ||z||_2 (logits z, eval mode)",
+        definition=f"{quantile:g}-quantile over training points of (z_y - max_(j != y) z_j) / ||z||_2 "
+        "(logits z, eval mode)",
     )

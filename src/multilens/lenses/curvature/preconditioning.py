@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int
 from multilens.linalg import dense_matvec, lanczos
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.curvature import gd_iterations, gd_rate, optimal_step
+from multilens.validation import check_int
 
 
 def constructed_spectrum(dim: int, kappa: float) -> np.ndarray:

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int, check_positive
 from multilens.lenses.curvature.functional import FlatModel, LossFn, Mode, ParamSpec
 from multilens.seeding import SeedLike, as_generator
+from multilens.validation import check_int, check_positive
 
 
 @dataclass(frozen=True)

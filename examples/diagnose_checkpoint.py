@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from convnet import ConvNet, digits_loaders  # noqa: E402
-
 import multilens as ml  # noqa: E402
+from convnet import ConvNet, digits_loaders  # noqa: E402
 
 CHECKPOINT = Path(os.environ.get("MULTILENS_EXAMPLE_CKPT", "runs/example-checkpoint/convnet.pt"))
 

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convnet import ConvNet, digits_loaders  # noqa: E402
-
 from multilens.integrations.lightning import MultilensCallback  # noqa: E402
 
 

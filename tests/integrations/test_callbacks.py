@@ -10,7 +10,6 @@ import pytest
 def test_lightning_callback_in_trainer_fit(tmp_path, fast_settings):
     pytest.importorskip("pytorch_lightning", reason="extra `lightning` not installed")
     import lightning_callback as ex
-
     import multilens.integrations.lightning as integ
 
     orig = integ.MultilensCallback
@@ -49,7 +48,6 @@ def test_hf_trainer_callback(tmp_path, fast_settings):
     pytest.importorskip("transformers", reason="extra `hf` not installed")
     pytest.importorskip("accelerate", reason="extra `hf` not installed")
     import hf_trainer as ex
-
     import multilens.integrations.transformers as integ
 
     orig = integ.MultilensCallback

@@ -8,10 +8,10 @@ import random
 import numpy as np
 import torch
 import torch.nn.functional as F
-from convnet import ConvNet, digits_loaders
 from typer.testing import CliRunner
 
 import multilens as ml
+from convnet import ConvNet, digits_loaders
 from multilens.cli import app
 from multilens.subject import model_fingerprint, same_fingerprint
 

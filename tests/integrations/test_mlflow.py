@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 import torch.nn.functional as F
-from convnet import ConvNet, digits_loaders
 from typer.testing import CliRunner
 
 import multilens as ml
+from convnet import ConvNet, digits_loaders
 from multilens.cli import app
 
 

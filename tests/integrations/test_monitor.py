@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from convnet import ConvNet, digits_loaders
 
 import multilens as ml
+from convnet import ConvNet, digits_loaders
 
 
 def _train(steps: int, monitor_out=None, settings=None, every: int = 4) -> tuple[dict, object]:

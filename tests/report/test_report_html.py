@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import multilens.report as report
 import multilens.plots as F
+import multilens.report as report
 from multilens.report.html import fmt_num, fmt_seconds, render_html, safe_relative_href, script_json
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from multilens.validation import check_int
 from multilens.seeding import torch_generator
+from multilens.validation import check_int
 
 
 @dataclass(frozen=True)

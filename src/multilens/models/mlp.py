@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int
 from multilens.seeding import torch_generator
+from multilens.validation import check_int
 
 Activation = Literal["relu", "tanh", "gelu"]
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int, check_positive
 from multilens.seeding import torch_generator
+from multilens.validation import check_int, check_positive
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ def main(steps: int = 40, every: int = 20, out: str = "runs/example-hf", profile
         intermediate_size=32,
         max_position_embeddings=16,
         num_labels=2,
+        attn_implementation="eager",  # Hessian-vector products need double backward; CPU SDPA has none
     )
     model = BertForSequenceClassification(cfg)
     ds = Tokens()

@@ -101,11 +101,35 @@ class _Forward(nn.Module):
         return self.fn(self.inner, x)
 
 
+def loader_generators(data: Any) -> list[torch.Generator]:
+    """The torch.Generators a DataLoader draws from when iterated (its own, its samplers')."""
+    gens = []
+    for obj in (data, getattr(data, "sampler", None), getattr(getattr(data, "batch_sampler", None), "sampler", None)):
+        g = getattr(obj, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in gens):
+            gens.append(g)
+    return gens
+
+
 def tensors_of(data: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All ``(x, y)`` of a DataLoader (in its order) or a tensor pair, concatenated; at most ``limit`` rows."""
+    """All ``(x, y)`` of a DataLoader (in its order) or a tensor pair, concatenated; at most ``limit`` rows.
+
+    Iterating a shuffling DataLoader advances the generators it owns; their states are restored
+    afterwards, so the user's next epoch sees the same order as without this call.
+    """
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
         return (x[:limit], y[:limit]) if limit else (x, y)
+    gens = loader_generators(data)
+    states = [g.get_state() for g in gens]
+    try:
+        return _concat_batches(data, limit)
+    finally:
+        for g, st in zip(gens, states):
+            g.set_state(st)
+
+
+def _concat_batches(data: Any, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys, n = [], [], 0
     for batch in data:
         if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):

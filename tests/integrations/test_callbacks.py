@@ -22,6 +22,7 @@ def test_lightning_callback_in_trainer_fit(tmp_path, fast_settings):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LightningModule.log.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="pytorch_lightning")
         warnings.filterwarnings("ignore", category=UserWarning, module="lightning_fabric")
         ex.MultilensCallback = cb

@@ -10,7 +10,8 @@ The model the Trainer passes may be wrapped (DDP's ``.module``, ``torch.compile`
 it is unwrapped. Only the world-process-zero writes. The default ``forward_fn`` calls
 ``model(input_ids=x).logits`` and the default loss is cross-entropy over those logits, which fits
 sequence classification; pass your own for other heads. The callback never changes
-``TrainerControl``.
+``TrainerControl``. Curvature needs double backward: build attention models with
+``attn_implementation="eager"`` (PyTorch's CPU scaled-dot-product kernels have no second derivative).
 """
 
 from __future__ import annotations

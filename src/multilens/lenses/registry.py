@@ -94,7 +94,10 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.filters",
         "Filters: early-stopped GD and ridge as spectral filters",
         "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
-        "arrays: a forward operator A and observations y",
+        "InverseProblem(a, y, x_true=None, noise_sigma=None): a forward operator A, observations y (one column per "
+        "noisy observation) and, when known, the true signal and the noise std",
+        produces={"filters.matching": dict},
+        key_checks=("filters.gap_within_continuum_bound.operator", "filters.no_single_lambda.operator"),
     ),
 )
 

@@ -70,7 +70,10 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.double_descent",
         "Double descent: min-norm risk against exact theory; random features and MLP widths",
         "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths",
-        "arrays: a design X and targets y (regression), or features and labels (classification)",
+        "Subject(regression=GaussianDesign(n, sigma2, r2) or Regression(x, y), classification=Classification("
+        "x_train, y_train, x_test, y_test)): a design X and targets y, and/or features and labels",
+        produces={"double_descent.curve": dict},
+        key_checks=("double_descent.coverage", "double_descent.peak_location", "double_descent.rf_threshold"),
     ),
     LensEntry(
         "implicit-bias",

@@ -142,13 +142,17 @@ class GDRun:
 
 def run_gd(a: np.ndarray, b: np.ndarray, eta: float, steps: list[int]) -> GDRun:
     """x_{k+1} = x_k - eta A^T (A x_k - b) from x_0 = 0, for every column of b; iterates at ``steps``."""
-    g = a.T @ a
-    c = a.T @ b
+    # The same recursion written x_{k+1} = (I - eta A^T A) x_k + eta A^T b, with no temporaries per step.
+    m = np.eye(a.shape[1]) - eta * (a.T @ a)
+    c = eta * (a.T @ b)
     x = np.zeros((a.shape[1], b.shape[1]))
+    nxt = np.empty_like(x)
     want = set(steps)
     out = []
     for k in range(1, max(steps) + 1):
-        x = x - eta * (g @ x - c)
+        np.matmul(m, x, out=nxt)
+        nxt += c
+        x, nxt = nxt, x
         if k in want:
             out.append(x.copy())
     return GDRun(tuple(steps), tuple(out), eta, max(steps))

@@ -835,7 +835,8 @@ def _rf_checks(ps: RandomFeaturesSettings, rf: dict[str, Any]) -> list[Check]:
                 None,
                 f"ridgeless, label noise {c['label_noise']:.0%}: highest geometric-mean test MSE {pk['height']:.3g} at "
                 f"p/n={pk['x']:.3g}; its lower {ps.level:.0%} bound on the mean log MSE "
-                f"{'exceeds' if pk['significant'] else 'does not exceed'} the upper bound of a point on each side",
+                f"{'exceeds' if pk['significant'] else 'does not exceed'} the upper bound of a point on each side"
+                + (f"; {pk['n_dropped']} non-finite run(s) dropped" if pk.get("n_dropped") else ""),
                 kind="agreement",
                 criterion="the peak's lower interval bound (log scale) above some point's upper bound on each side",
             )

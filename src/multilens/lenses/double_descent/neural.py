@@ -142,6 +142,7 @@ def _peak(x: list[float], per_rep: np.ndarray, level: float) -> dict[str, Any]:
         "height": float(math.exp(mean[j])),
         "significant": significant,
         "scale": "geometric mean over repetitions (interval on log risk)",
+        "n_dropped": int(sum(c.n_dropped for c in cis)),
     }
 
 

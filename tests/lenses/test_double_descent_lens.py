@@ -195,18 +195,17 @@ def test_measure_on_user_regression_arrays_applies_the_exact_theory(rng: np.rand
     assert r.check("double_descent.peak_location").passed is True
     assert r.check("double_descent.coverage").passed is True, r.check("double_descent.coverage").reason
     assert r.estimate("double_descent.sigma2_used").value == pytest.approx(sigma2, rel=0.1)
+    s2, r2 = r.estimate("double_descent.sigma2_used").value, r.estimate("double_descent.r2_used").value
+    assert r2 == pytest.approx(1.0, rel=0.15)
     pts = {round(p["gamma"], 3): p for p in r.data["linear"]["points"]}
-    p = pts[0.5]  # n = 80
-    assert p["predicted_test_mse"] == pytest.approx(
-        r.estimate("double_descent.sigma2_used").value * (1 + 40 / 39), rel=1e-12
-    ) or p["predicted_test_mse"] == pytest.approx(
-        r.estimate("double_descent.sigma2_used").value + th.minnorm_risk(80, 40, *_used(r)), rel=1e-12
-    )
+    assert pts[0.5]["n"] == 80
+    assert pts[0.5]["predicted_test_mse"] == pytest.approx(s2 + th.minnorm_risk(80, d, s2, r2), rel=1e-12)
     assert pts[1.0]["test_mse"] > 10 * pts[4.0]["test_mse"]  # the interpolation peak
-
-
-def _used(r) -> tuple[float, float]:
-    return r.estimate("double_descent.sigma2_used").value, r.estimate("double_descent.r2_used").value
+    # sigma2 and r2 the user knows are used as given
+    known = measure(Regression(x, y, sigma2=sigma2, r2=1.0), LINEAR_ONLY, seed=0)
+    assert known.estimate("double_descent.sigma2_used").value == sigma2
+    assert known.data["linear"]["sigma2_r2_source"] == "given by the subject"
+    assert known.check("double_descent.coverage").passed is True
 
 
 def test_non_isotropic_user_design_is_not_compared_with_gaussian_theory(rng: np.random.Generator) -> None:

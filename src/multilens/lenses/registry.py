@@ -77,7 +77,10 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.double_descent",
         "Double descent: min-norm risk against exact theory; random features and MLP widths",
         "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths",
-        "arrays: a design X and targets y (regression), or features and labels (classification)",
+        "Subject(regression=GaussianDesign(n, sigma2, r2) or Regression(x, y), classification=Classification("
+        "x_train, y_train, x_test, y_test)): a design X and targets y, and/or features and labels",
+        produces={"double_descent.curve": dict},
+        key_checks=("double_descent.coverage", "double_descent.peak_location", "double_descent.rf_threshold"),
     ),
     LensEntry(
         "implicit-bias",
@@ -101,7 +104,10 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.filters",
         "Filters: early-stopped GD and ridge as spectral filters",
         "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
-        "arrays: a forward operator A and observations y",
+        "InverseProblem(a, y, x_true=None, noise_sigma=None): a forward operator A, observations y (one column per "
+        "noisy observation) and, when known, the true signal and the noise std",
+        produces={"filters.matching": dict},
+        key_checks=("filters.gap_within_continuum_bound.operator", "filters.no_single_lambda.operator"),
     ),
 )
 

@@ -1,7 +1,29 @@
-"""Double-descent lens: min-norm risk vs gamma against exact theory, random features and MLPs on digits."""
+"""Double-descent lens: min-norm risk against exact theory, random features and MLP widths.
 
-from multilens.lenses.double_descent.config import DoubleDescentConfig
-from multilens.lenses.double_descent.lens import run_double_descent
-from multilens.lenses.double_descent.phase import DoubleDescentPhase
+Subject: :class:`Subject` (``regression``: a :class:`GaussianDesign` or a user's
+:class:`Regression` arrays; ``classification``: :class:`Classification` features and labels).
+See :mod:`multilens.lenses.double_descent.lens`.
+"""
 
-__all__ = ["DoubleDescentConfig", "DoubleDescentPhase", "run_double_descent"]
+from multilens.lenses.double_descent.lens import (
+    Classification,
+    GaussianDesign,
+    Regression,
+    Subject,
+    default_subject,
+    measure,
+)
+from multilens.lenses.double_descent.settings import LinearSettings, MlpSettings, RandomFeaturesSettings, Settings
+
+__all__ = [
+    "Classification",
+    "GaussianDesign",
+    "LinearSettings",
+    "MlpSettings",
+    "RandomFeaturesSettings",
+    "Regression",
+    "Settings",
+    "Subject",
+    "default_subject",
+    "measure",
+]

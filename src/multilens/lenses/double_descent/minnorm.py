@@ -206,7 +206,7 @@ def summarize_point(draws: PointDraws, sigma2: float, r2: float, level: float) -
         "predicted_risk": _none(pred),
         "predicted_risk_asymptotic": _none(th.asymptotic_minnorm_risk(gamma, sigma2, r2)),
         "evaluated": evaluated,
-        "covered": (risk.covers(pred) if evaluated else None),
+        "covered": (risk.covers(pred) if evaluated and risk.ok else None),
         "bias": bias.mean,
         "bias_ci_low": bias.low,
         "bias_ci_high": bias.high,
@@ -243,6 +243,8 @@ def summarize_point(draws: PointDraws, sigma2: float, r2: float, level: float) -
         "es_minus_bayes_ci_high": es_paired.high,
         "n_designs": int(draws.risk.size),
         "n_noise": draws.n_noise,
+        "n_dropped": int(risk.n_dropped),
+        "n_dropped_other": int(max(bias.n_dropped, var.n_dropped, ridge.n_dropped, es.n_dropped)),
     }
 
 
@@ -259,3 +261,33 @@ def run_linear_sweep(
         points.append(summarize_point(draws, sigma2, r2, level))
         per_design.append(draws.risk)
     return points, per_design
+
+
+# --------------------------------------------------------------------------------------------
+# a user's regression arrays: held-out risk by resampling
+
+
+def resample_point(
+    x: np.ndarray, y: np.ndarray, n: int, n_test: int, n_resamples: int, lam: float, seed: SeedLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out test MSE of min-norm and of ridge (n-normalized penalty ``lam``) fitted on n random rows.
+
+    Each resample draws n training rows and ``n_test`` disjoint test rows from the pool without
+    replacement; min-norm is the pseudoinverse (singular values below max(n, d) eps s_max cut, as
+    numpy.linalg.lstsq does) and ridge the filter s/(s^2 + n lam) on the same SVD.
+    """
+    rng = as_generator(seed)
+    pool = x.shape[0]
+    mn, rd = np.empty(n_resamples), np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = rng.permutation(pool)
+        tr, te = idx[:n], idx[n : n + n_test]
+        u, s, vt = np.linalg.svd(x[tr], full_matrices=False)
+        keep = s > s[0] * max(x[tr].shape) * np.finfo(float).eps
+        uy = u.T @ y[tr]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b_mn = vt.T @ np.where(keep, uy / s, 0.0)
+        b_rd = vt.T @ (uy * s / (s**2 + n * lam))
+        mn[r] = np.mean((x[te] @ b_mn - y[te]) ** 2)
+        rd[r] = np.mean((x[te] @ b_rd - y[te]) ** 2)
+    return mn, rd

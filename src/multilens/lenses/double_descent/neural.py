@@ -18,6 +18,11 @@ default rcond), ridge s^2/(s^2 + n lam) and T steps of gradient descent on
 1 - (1 - s^2/s_max^2)^T per mode. Effective degrees of freedom = trace of the hat matrix = the
 sum of the filter.
 
+Every model is trained by a task function (``rf_task``: one feature draw, every width, noise level
+and variant; ``mlp_task``: one MLP) taking a JSON-able spec, so the sweeps run through
+``runtime.executor`` when one is given (tasks referenced as "module:function") and serially in
+process otherwise, with the same numbers either way.
+
 The MLP sweep trains one-hidden-layer ReLU networks (MSE on one-hot targets, full-batch Adam)
 with :func:`multilens.train.loop.train_model` and records test error at several horizons
 (early stopping) and for several weight decays. Its interpolation threshold is compared with the
@@ -28,13 +33,13 @@ Belkin et al. 2019 use for networks); there is no exact theorem for it, so its c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from multilens.data.digits import load_digits_split
 from multilens.lenses.double_descent.minnorm import median_ci
 from multilens.models.mlp import MLPSpec, build_mlp, n_params
 from multilens.seeding import as_generator, derive_seed
@@ -45,6 +50,8 @@ from multilens.train.loop import TrainConfig, train_model
 N_CLASSES = 10
 # Training MSE counts as zero (interpolation) below this fraction of the one-hot targets' energy.
 INTERPOLATION_RTOL = 1e-8
+# Above this condition number the Gram route's eps cond^2 error could hide interpolation: use an SVD.
+GRAM_MAX_CONDITION = 1e3
 
 
 def _num(v: float) -> float | None:
@@ -135,13 +142,19 @@ def _peak(x: list[float], per_rep: np.ndarray, level: float) -> dict[str, Any]:
         "height": float(math.exp(mean[j])),
         "significant": significant,
         "scale": "geometric mean over repetitions (interval on log risk)",
+        "n_dropped": int(sum(c.n_dropped for c in cis)),
     }
 
 
 def _curve_summary(per_rep: np.ndarray, level: float) -> dict[str, list[float]]:
     """Mean and t-interval over repetitions (axis 1) for each x."""
     cis = [mean_ci(per_rep[i], level) for i in range(per_rep.shape[0])]
-    return {"mean": [c.mean for c in cis], "ci_low": [c.low for c in cis], "ci_high": [c.high for c in cis]}
+    return {
+        "mean": [c.mean for c in cis],
+        "ci_low": [c.low for c in cis],
+        "ci_high": [c.high for c in cis],
+        "n_dropped": [c.n_dropped for c in cis],
+    }
 
 
 def _spectral(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -150,7 +163,9 @@ def _spectral(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     Several times cheaper than numpy's SVD at these shapes. The Gram matrix's eigenvalues carry
     absolute error ~ eps * lam_max * size, so modes with lam <= lam_max * max(n, p) * eps are
     treated as numerically zero (the Gram analogue of numpy.linalg.lstsq's rcond cutoff); this
-    keeps condition numbers up to ~1e6, above anything the sweep meets.
+    keeps condition numbers up to ~1e7, but the fit loses accuracy ~ eps cond^2, so a draw with
+    condition number above GRAM_MAX_CONDITION (near-square Phi) is redone with a direct SVD, whose
+    cutoff is numpy.linalg.lstsq's.
     """
     n, p = phi.shape
     if p >= n:
@@ -166,71 +181,147 @@ def _spectral(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         s = np.sqrt(np.where(keep, lam, 0.0))
         vt = v.T
         u = (phi @ v) / np.where(keep, s, 1.0)[None, :]
+    if keep.sum() < min(n, p) or s[0] > GRAM_MAX_CONDITION * s[keep][-1]:
+        # Squaring costs accuracy ~ eps cond^2 (and loses modes beyond cond ~1e7): near-square Phi is
+        # redone with numpy's SVD and numpy.linalg.lstsq's cutoff s > s_max max(n, p) eps.
+        u, s, vt = np.linalg.svd(phi, full_matrices=False)
+        keep = s > s[0] * max(n, p) * np.finfo(float).eps
+        s = np.where(keep, s, 0.0)
     return u, s, vt, keep
 
 
+def _rows(a: Any) -> list:
+    return np.asarray(a).tolist()
+
+
+def run_tasks(
+    task: str, specs: list[dict[str, Any]], executor: Any = None, progress: Callable | None = None
+) -> tuple[list[Any], list[str]]:
+    """Results of ``task`` on every spec, in order, through ``executor`` (or serially), and errors.
+
+    A run that fails under an executor is None in the results and its error is listed.
+    """
+    out: list[Any] = [None] * len(specs)
+    errors: list[str] = []
+    label = task.rsplit(":", 1)[-1]
+    if executor is None:
+        from multilens.experiments.executors import resolve
+
+        fn = resolve(task)
+        for i, s in enumerate(specs):
+            out[i] = fn(s)
+            if progress:
+                progress(label, i + 1, len(specs))
+        return out, errors
+    done = 0
+    for i, res in executor.map_unordered(task, specs):
+        done += 1
+        if res.get("ok"):
+            out[i] = res["result"]
+        else:
+            errors.append(f"{label} run {i}: {str(res.get('error', '')).splitlines()[0]}")
+        if progress:
+            progress(label, done, len(specs))
+    return out, errors
+
+
+# --------------------------------------------------------------------------------------------
+# random features
+
+
+def rf_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """One feature draw: every width p, label-noise level and variant (min-norm, ridge, early-stopped GD)."""
+    x_tr = np.asarray(spec["x_train"], dtype=np.float64)
+    x_te = np.asarray(spec["x_test"], dtype=np.float64)
+    lab_tr = np.asarray(spec["y_train"], dtype=np.int64)
+    lab_te = np.asarray(spec["y_test"], dtype=np.int64)
+    k = int(spec["n_classes"])
+    ps = [int(p) for p in spec["ps"]]
+    n, d_in = x_tr.shape
+    y_te = one_hot(lab_te, k)
+    labels = [noisy_labels(lab_tr, q, k, as_generator(s)) for q, s in zip(spec["label_noise"], spec["label_seeds"])]
+    rng = as_generator(int(spec["feature_seed"]))
+    w_all = rng.standard_normal((max(ps), d_in)) / math.sqrt(d_in)  # nested features: p uses the first p rows
+    variants = spec["variants"]
+    vals = [{v: {s: [] for s in STATS} for v in variants} for _ in labels]
+    rank, cond = [], []
+    for p in ps:
+        w = w_all[:p]
+        phi_tr, phi_te = relu_features(x_tr, w), relu_features(x_te, w)
+        u, s, vt, keep = _spectral(phi_tr)
+        tr_basis, te_basis = phi_tr @ vt.T, phi_te @ vt.T
+        rank.append(int(keep.sum()))
+        cond.append(float(s[0] / s[keep][-1]))
+        filters = {"min-norm": keep.astype(float)}
+        for lam in spec["ridge"]:
+            filters[f"ridge lam={lam:g}"] = np.where(keep, s**2 / (s**2 + n * lam), 0.0)
+        for t in spec["gd_steps"]:
+            filters[f"GD T={t}"] = np.where(keep, gd_filter(s, 1.0 / s[0] ** 2, t), 0.0)
+        for j, lab in enumerate(labels):
+            y_oh = one_hot(lab, k)
+            for v, f in filters.items():
+                fs = _filter_fit(u, s, tr_basis, te_basis, f, y_oh, lab, y_te, lab_te)
+                for st in STATS:
+                    vals[j][v][st].append(getattr(fs, st))
+    return {"vals": vals, "rank": rank, "cond": cond}
+
+
+STATS = ("test_mse", "test_err", "train_mse", "train_err", "df")
+MLP_STATS = ("train_mse", "test_mse", "train_err", "test_err")
+
+
 def random_features_sweep(
-    n_train: int,
-    ratios: tuple[float, ...],
+    data: Any,
+    ratios: Sequence[float],
     n_seeds: int,
-    label_noise: tuple[float, ...],
-    ridge: tuple[float, ...],
-    gd_steps: tuple[int, ...],
+    label_noise: Sequence[float],
+    ridge: Sequence[float],
+    gd_steps: Sequence[int],
     level: float,
     seed: int,
+    *,
+    executor: Any = None,
+    progress: Callable | None = None,
 ) -> dict[str, Any]:
-    """Min-norm, ridge and early-stopped GD on random ReLU features of digits, swept over p/n."""
-    split = load_digits_split(seed, n_train=n_train)
-    x_tr = split.x_train.double().numpy()
-    x_te = split.x_test.double().numpy()
-    lab_tr = split.y_train.numpy()
-    lab_te = split.y_test.numpy()
-    y_te = one_hot(lab_te)
-    n, d_in = x_tr.shape
+    """Min-norm, ridge and early-stopped GD on random ReLU features of ``data`` (a Classification), over p/n."""
+    n = int(data.x_train.shape[0])
+    k = data.n_classes
     ps = sorted({max(1, round(r * n)) for r in ratios})
     variants = ["min-norm"] + [f"ridge lam={lam:g}" for lam in ridge] + [f"GD T={t}" for t in gd_steps]
-    stats_names = ("test_mse", "test_err", "train_mse", "train_err", "df")
-    # vals[q][variant][stat]: (len(ps), n_seeds)
-    vals = {q: {v: {k: np.zeros((len(ps), n_seeds)) for k in stats_names} for v in variants} for q in label_noise}
-    cond = np.zeros((len(ps), n_seeds))
-    rank = np.zeros((len(ps), n_seeds))
-    for r in range(n_seeds):
-        labels = {
-            q: noisy_labels(lab_tr, q, N_CLASSES, as_generator(derive_seed(seed, "rf-labels", q, r)))
-            for q in label_noise
+    common = {
+        "x_train": _rows(data.x_train), "y_train": _rows(data.y_train), "x_test": _rows(data.x_test),
+        "y_test": _rows(data.y_test), "n_classes": k, "ps": ps, "label_noise": list(label_noise),
+        "ridge": list(ridge), "gd_steps": list(gd_steps), "variants": variants,
+    }  # fmt: skip
+    specs = [
+        common
+        | {
+            "feature_seed": derive_seed(seed, "rf-features", r),
+            "label_seeds": [derive_seed(seed, "rf-labels", q, r) for q in label_noise],
         }
-        rng = as_generator(derive_seed(seed, "rf-features", r))
-        w_all = rng.standard_normal((max(ps), d_in)) / math.sqrt(d_in)  # nested features: p uses the first p rows
-        for i, p in enumerate(ps):
-            w = w_all[:p]
-            phi_tr, phi_te = relu_features(x_tr, w), relu_features(x_te, w)
-            u, s, vt, keep = _spectral(phi_tr)
-            tr_basis, te_basis = phi_tr @ vt.T, phi_te @ vt.T  # (n, k), (n_test, k)
-            rank[i, r] = keep.sum()
-            cond[i, r] = s[0] / s[keep][-1]
-            filters = {"min-norm": keep.astype(float)}
-            for lam in ridge:
-                filters[f"ridge lam={lam:g}"] = np.where(keep, s**2 / (s**2 + n * lam), 0.0)
-            for t in gd_steps:
-                filters[f"GD T={t}"] = np.where(keep, gd_filter(s, 1.0 / s[0] ** 2, t), 0.0)
-            for q in label_noise:
-                for v, f in filters.items():
-                    fs = _filter_fit(u, s, tr_basis, te_basis, f, one_hot(labels[q]), labels[q], y_te, lab_te)
-                    for k in stats_names:
-                        vals[q][v][k][i, r] = getattr(fs, k)
+        for r in range(n_seeds)
+    ]
+    results, errors = run_tasks("multilens.lenses.double_descent.neural:rf_task", specs, executor, progress)
+    ok = [r for r in results if r is not None]
+    if len(ok) < 2:
+        raise RuntimeError(f"random features: fewer than 2 feature draws finished ({'; '.join(errors)})")
+    m = len(ok)
+    # vals[q][variant][stat]: (len(ps), m)
+    vals = {
+        q: {v: {s: np.array([res["vals"][j][v][s] for res in ok]).T for s in STATS} for v in variants}
+        for j, q in enumerate(label_noise)
+    }
+    rank = np.array([res["rank"] for res in ok]).T
+    cond = np.array([res["cond"] for res in ok]).T
     curves: list[dict[str, Any]] = []
     x_ratio = [p / n for p in ps]
-    energy = float(np.mean(one_hot(lab_tr) ** 2))  # per-coordinate energy of one-hot targets (= 1/K)
+    energy = 1.0 / k  # per-coordinate energy of one-hot targets
     for q in label_noise:
         for v in variants:
             test = _curve_summary(vals[q][v]["test_mse"], level)
             terr = _curve_summary(vals[q][v]["test_err"], level)
-            train_mse = vals[q][v]["train_mse"].mean(axis=1)
-            train_err = vals[q][v]["train_err"].mean(axis=1)
             df = vals[q][v]["df"].mean(axis=1)
             interp = [bool(np.all(vals[q][v]["train_mse"][i] <= INTERPOLATION_RTOL * energy)) for i in range(len(ps))]
-            emp = next((ps[i] for i in range(len(ps)) if interp[i]), None)
-            theo = next((ps[i] for i in range(len(ps)) if df[i] >= n - 0.5), None)
             curves.append(
                 {
                     "label_noise": q,
@@ -240,16 +331,16 @@ def random_features_sweep(
                     "test_mse": test["mean"],
                     "test_mse_ci_low": test["ci_low"],
                     "test_mse_ci_high": test["ci_high"],
+                    "test_mse_n_dropped": test["n_dropped"],
                     "test_err": terr["mean"],
                     "test_err_ci_low": terr["ci_low"],
                     "test_err_ci_high": terr["ci_high"],
-                    "train_mse": train_mse.tolist(),
-                    "train_err": train_err.tolist(),
+                    "train_mse": vals[q][v]["train_mse"].mean(axis=1).tolist(),
+                    "train_err": vals[q][v]["train_err"].mean(axis=1).tolist(),
                     "df": df.tolist(),
                     "df_over_n": (df / n).tolist(),
                     "interpolates": interp,
-                    "threshold_empirical_p": emp,
-                    "threshold_theoretical_p": theo,
+                    "threshold_empirical_p": next((ps[i] for i in range(len(ps)) if interp[i]), None),
                     "peak": _peak(x_ratio, vals[q][v]["test_mse"], level),
                     "test_mse_per_seed": vals[q][v]["test_mse"].tolist(),  # (len(p), n_seeds)
                 }
@@ -257,10 +348,15 @@ def random_features_sweep(
     cond_med = [median_ci(cond[i], level) for i in range(len(ps))]
     return {
         "n_train": n,
-        "n_test": int(x_te.shape[0]),
-        "n_seeds": n_seeds,
+        "n_test": int(np.asarray(data.x_test).shape[0]),
+        "n_classes": k,
+        "n_seeds": m,
+        "n_failed": n_seeds - m,
+        "errors": errors,
         "p": ps,
         "p_over_n": x_ratio,
+        "rank_min": rank.min(axis=1).tolist(),
+        "rank_max": rank.max(axis=1).tolist(),
         "rank_mean": rank.mean(axis=1).tolist(),
         "cond_median": [c[0] for c in cond_med],
         "cond_ci_low": [c[1] for c in cond_med],
@@ -272,25 +368,24 @@ def random_features_sweep(
     }
 
 
-def _mlp_run(
-    x_tr: torch.Tensor,
-    y_tr: torch.Tensor,
-    lab_tr: torch.Tensor,
-    x_te: torch.Tensor,
-    y_te: torch.Tensor,
-    lab_te: torch.Tensor,
-    width: int,
-    weight_decay: float,
-    steps: int,
-    lr: float,
-    horizons: tuple[int, ...],
-    seed: int,
-) -> dict[int, dict[str, float]]:
-    """Train one MLP full-batch and return its errors at each horizon (step count)."""
-    spec = MLPSpec(int(x_tr.shape[1]), (width,), N_CLASSES)
-    model = build_mlp(spec, seed=derive_seed(seed, "init"))
-    every = math.gcd(*horizons)
-    at: dict[int, dict[str, float]] = {}
+# --------------------------------------------------------------------------------------------
+# MLP widths
+
+
+def mlp_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one MLP full-batch; its errors at each horizon (step count), or {} when it diverged."""
+    k = int(spec["n_classes"])
+    x_tr = torch.tensor(spec["x_train"], dtype=torch.float32)
+    x_te = torch.tensor(spec["x_test"], dtype=torch.float32)
+    lab_te = torch.tensor(spec["y_test"], dtype=torch.int64)
+    lab_np = noisy_labels(np.asarray(spec["y_train"]), spec["label_noise"], k, as_generator(spec["label_seed"]))
+    lab_tr = torch.as_tensor(lab_np, dtype=torch.int64)
+    y_tr = torch.nn.functional.one_hot(lab_tr, k).float()
+    y_te = torch.nn.functional.one_hot(lab_te, k).float()
+    horizons = tuple(int(h) for h in spec["horizons"])
+    seed = int(spec["seed"])
+    model = build_mlp(MLPSpec(int(x_tr.shape[1]), (int(spec["width"]),), k), seed=derive_seed(seed, "init"))
+    at: dict[str, dict[str, float]] = {}
 
     @torch.no_grad()
     def record(step: int, m: torch.nn.Module) -> None:
@@ -299,7 +394,7 @@ def _mlp_run(
         m.eval()
         out_tr, out_te = m(x_tr), m(x_te)
         m.train()
-        at[step] = {
+        at[str(step)] = {
             "train_mse": float(torch.mean((out_tr - y_tr) ** 2)),
             "test_mse": float(torch.mean((out_te - y_te) ** 2)),
             "train_err": float((out_tr.argmax(1) != lab_tr).float().mean()),
@@ -308,117 +403,109 @@ def _mlp_run(
 
     cfg = TrainConfig(
         optimizer="adam",
-        lr=lr,
+        lr=float(spec["lr"]),
         batch_size=int(x_tr.shape[0]),
-        epochs=steps,
-        weight_decay=weight_decay,
+        epochs=int(spec["steps"]),
+        weight_decay=float(spec["weight_decay"]),
         loss="mse",
         n_curve_points=10,
     )
+    every = math.gcd(*horizons)
     res = train_model(model, x_tr, y_tr, cfg, seed=derive_seed(seed, "batches"), callback=record, callback_every=every)
-    if res.diverged:
-        return {}
-    return at
+    return {"at": {} if res.diverged else at}
 
 
 def mlp_width_sweep(
-    n_train: int,
-    widths: tuple[int, ...],
+    data: Any,
+    widths: Sequence[int],
     n_seeds: int,
-    label_noise: tuple[float, ...],
-    weight_decays: tuple[float, ...],
+    label_noise: Sequence[float],
+    weight_decays: Sequence[float],
     steps: int,
     lr: float,
-    horizons: tuple[int, ...],
+    horizons: Sequence[int],
     level: float,
     seed: int,
+    *,
+    executor: Any = None,
+    progress: Callable | None = None,
 ) -> dict[str, Any]:
     """One-hidden-layer MLP test/train error vs width, per label noise, weight decay and horizon."""
-    split = load_digits_split(seed, n_train=n_train)
-    n = int(split.x_train.shape[0])
-    lab_te = split.y_test
-    y_te = torch.nn.functional.one_hot(lab_te, N_CLASSES).float()
+    n = int(data.x_train.shape[0])
+    k = data.n_classes
+    d_in = int(data.x_train.shape[1])
     widths = tuple(sorted(set(widths)))
     horizons = tuple(sorted(set(horizons)))
-    params = [n_params(MLPSpec(split.d_in, (w,), N_CLASSES)) for w in widths]
-    curves: list[dict[str, Any]] = []
+    params = [n_params(MLPSpec(d_in, (w,), k)) for w in widths]
+    common = {
+        "x_train": _rows(np.asarray(data.x_train, dtype=np.float32)), "y_train": _rows(data.y_train),
+        "x_test": _rows(np.asarray(data.x_test, dtype=np.float32)), "y_test": _rows(data.y_test),
+        "n_classes": k, "steps": steps, "lr": lr, "horizons": list(horizons),
+    }  # fmt: skip
+    keys = [
+        (q, wd, i, r) for q in label_noise for wd in weight_decays for i in range(len(widths)) for r in range(n_seeds)
+    ]
+    specs = [
+        common
+        | {
+            "label_noise": q,
+            "label_seed": derive_seed(seed, "mlp-labels", q, r),
+            "weight_decay": wd,
+            "width": widths[i],
+            "seed": derive_seed(seed, "mlp", q, wd, widths[i], r),
+        }
+        for q, wd, i, r in keys
+    ]
+    results, errors = run_tasks("multilens.lenses.double_descent.neural:mlp_task", specs, executor, progress)
+    res = {
+        (q, wd): {h: {s: np.full((len(widths), n_seeds), np.nan) for s in MLP_STATS} for h in horizons}
+        for q in label_noise for wd in weight_decays
+    }  # fmt: skip
     n_diverged = 0
+    for (q, wd, i, r), out in zip(keys, results):
+        if out is None:
+            continue
+        n_diverged += int(not out["at"])
+        for h, stats_at in out["at"].items():
+            for s, v in stats_at.items():
+                res[(q, wd)][int(h)][s][i, r] = v
+    curves: list[dict[str, Any]] = []
+    x = [p / (n * k) for p in params]
     for q in label_noise:
-        labs = [
-            torch.as_tensor(
-                noisy_labels(split.y_train.numpy(), q, N_CLASSES, as_generator(derive_seed(seed, "mlp-labels", q, r)))
-            )
-            for r in range(n_seeds)
-        ]
         for wd in weight_decays:
-            # res[h][stat]: (len(widths), n_seeds), NaN where a run diverged
-            res = {
-                h: {
-                    k: np.full((len(widths), n_seeds), np.nan)
-                    for k in ("train_mse", "test_mse", "train_err", "test_err")
-                }
-                for h in horizons
-            }
-            for i, w in enumerate(widths):
-                for r in range(n_seeds):
-                    lab = labs[r]
-                    y_tr = torch.nn.functional.one_hot(lab, N_CLASSES).float()
-                    at = _mlp_run(
-                        split.x_train,
-                        y_tr,
-                        lab,
-                        split.x_test,
-                        y_te,
-                        lab_te,
-                        w,
-                        wd,
-                        steps,
-                        lr,
-                        horizons,
-                        derive_seed(seed, "mlp", q, wd, w, r),
-                    )
-                    n_diverged += int(not at)
-                    for h, vals in at.items():
-                        for k, v in vals.items():
-                            res[h][k][i, r] = v
             for h in horizons:
-                ok = ~np.isnan(res[h]["test_mse"])
-                cis = [
-                    mean_ci(res[h]["test_mse"][i][ok[i]], level) if ok[i].sum() >= 2 else None
-                    for i in range(len(widths))
-                ]
-                mean = [c.mean if c else None for c in cis]
-                lo = [c.low if c else None for c in cis]
-                hi = [c.high if c else None for c in cis]
-                train_err = np.nanmean(res[h]["train_err"], axis=1)
-                zero = [bool(np.all(res[h]["train_err"][i][ok[i]] == 0.0)) and ok[i].any() for i in range(len(widths))]
-                emp = next((params[i] for i in range(len(widths)) if zero[i]), None)
-                finite = all(m is not None for m in mean)
-                curves.append(
-                    {
-                        "label_noise": q,
-                        "weight_decay": wd,
-                        "horizon": h,
-                        "width": list(widths),
-                        "params": params,
-                        "params_over_nK": [p / (n * N_CLASSES) for p in params],
-                        "test_mse": mean,
-                        "test_mse_ci_low": lo,
-                        "test_mse_ci_high": hi,
-                        "test_err": np.nanmean(res[h]["test_err"], axis=1).tolist(),
-                        "train_mse": np.nanmean(res[h]["train_mse"], axis=1).tolist(),
-                        "train_err": train_err.tolist(),
-                        "threshold_empirical_params": emp,
-                        "peak": _peak([p / (n * N_CLASSES) for p in params], res[h]["test_mse"], level)
-                        if finite
-                        else None,
-                        "test_mse_per_seed": [[_num(v) for v in row] for row in res[h]["test_mse"]],  # (widths, seeds)
-                    }
-                )
+                r_h = res[(q, wd)][h]
+                ok = ~np.isnan(r_h["test_mse"])
+                cis = [mean_ci(r_h["test_mse"][i], level) if ok[i].sum() >= 2 else None for i in range(len(widths))]
+                zero = [bool(np.all(r_h["train_err"][i][ok[i]] == 0.0)) and ok[i].any() for i in range(len(widths))]
+                finite = all(c is not None for c in cis)
+                with np.errstate(invalid="ignore"):
+                    curves.append(
+                        {
+                            "label_noise": q,
+                            "weight_decay": wd,
+                            "horizon": h,
+                            "width": list(widths),
+                            "params": params,
+                            "params_over_nK": x,
+                            "test_mse": [c.estimate if c else None for c in cis],
+                            "test_mse_ci_low": [c.low if c else None for c in cis],
+                            "test_mse_ci_high": [c.high if c else None for c in cis],
+                            "n_runs": ok.sum(axis=1).tolist(),
+                            "test_err": np.nanmean(r_h["test_err"], axis=1).tolist(),
+                            "train_mse": np.nanmean(r_h["train_mse"], axis=1).tolist(),
+                            "train_err": np.nanmean(r_h["train_err"], axis=1).tolist(),
+                            "threshold_empirical_params": next(
+                                (params[i] for i in range(len(widths)) if zero[i]), None
+                            ),
+                            "peak": _peak(x, r_h["test_mse"], level) if finite else None,
+                            "test_mse_per_seed": [[_num(v) for v in row] for row in r_h["test_mse"]],
+                        }
+                    )
     return {
         "n_train": n,
-        "n_classes": N_CLASSES,
-        "threshold_theoretical_params": n * N_CLASSES,
+        "n_classes": k,
+        "threshold_theoretical_params": n * k,
         "widths": list(widths),
         "params": params,
         "n_seeds": n_seeds,
@@ -428,5 +515,7 @@ def mlp_width_sweep(
         "weight_decays": list(weight_decays),
         "curves": curves,
         "n_diverged": n_diverged,
+        "n_failed": sum(r is None for r in results),
+        "errors": errors,
         "level": level,
     }

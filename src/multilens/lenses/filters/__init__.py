@@ -1,7 +1,10 @@
-"""Spectral-filters lens: early-stopped gradient descent vs ridge as filters on singular values."""
+"""Spectral-filters lens: early-stopped gradient descent vs ridge as filters on singular values.
 
-from multilens.lenses.filters.config import FiltersConfig
-from multilens.lenses.filters.lens import run_filters
-from multilens.lenses.filters.phase import FiltersPhase
+Subject: :class:`InverseProblem` (a forward operator ``a``, observations ``y``, and the true signal
+``x_true`` and noise std ``noise_sigma`` when known). See :mod:`multilens.lenses.filters.lens`.
+"""
 
-__all__ = ["FiltersConfig", "FiltersPhase", "run_filters"]
+from multilens.lenses.filters.lens import InverseProblem, default_subject, measure
+from multilens.lenses.filters.settings import MatchingSettings, ReconstructionSettings, Settings
+
+__all__ = ["InverseProblem", "MatchingSettings", "ReconstructionSettings", "Settings", "default_subject", "measure"]

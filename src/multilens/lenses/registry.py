@@ -79,7 +79,6 @@ LENSES: tuple[LensEntry, ...] = (
         "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths",
         "Subject(regression=GaussianDesign(n, sigma2, r2) or Regression(x, y), classification=Classification("
         "x_train, y_train, x_test, y_test)): a design X and targets y, and/or features and labels",
-        produces={"double_descent.curve": dict},
         key_checks=("double_descent.coverage", "double_descent.peak_location", "double_descent.rf_threshold"),
     ),
     LensEntry(
@@ -106,7 +105,6 @@ LENSES: tuple[LensEntry, ...] = (
         "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
         "InverseProblem(a, y, x_true=None, noise_sigma=None): a forward operator A, observations y (one column per "
         "noisy observation) and, when known, the true signal and the noise std",
-        produces={"filters.matching": dict},
         key_checks=("filters.gap_within_continuum_bound.operator", "filters.no_single_lambda.operator"),
     ),
 )

@@ -75,3 +75,48 @@ def test_monitor_resumes_from_its_store(tmp_path, fast_settings):
     assert m2.step(2) is True
     rep = m2.close()
     assert rep.summary["monitor"]["measurements"] == 3
+
+
+def _read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of a TensorBoard event file, read with tensorboardX's own protobufs (no tensorboard needed)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in folder.glob("events.out.tfevents.*"):
+        data = f.read_bytes()
+        i = 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            ev = Event.FromString(data[i + 12 : i + 12 + n])
+            i += 12 + n + 4
+            for v in ev.summary.value:
+                out.setdefault(v.tag, []).append((ev.step, v.simple_value))
+    return out
+
+
+def test_monitor_writes_tensorboard_scalars_with_interval_ends(tmp_path, fast_settings):
+    import pytest
+
+    pytest.importorskip("tensorboardX", reason="extra `tensorboard` not installed")
+    train, holdout = digits_loaders(n_train=128, batch_size=32)
+    subject = ml.Subject(ConvNet(), F.cross_entropy, train=train, holdout=holdout)
+    mon = ml.Monitor(
+        subject,
+        ("curvature",),
+        every=1,
+        out=tmp_path / "m",
+        profile="smoke",
+        settings=fast_settings,
+        tensorboard=tmp_path / "tb",
+    )
+    mon.step(0)
+    mon.step(1)
+    mon.close()
+    scalars = _read_scalars(tmp_path / "tb")
+    rec = {e["name"]: e for e in mon.records[-1]["estimates"] if e["value"] is not None}
+    name = next(n for n, e in rec.items() if e["ci_low"] is not None)
+    assert [s for s, _ in scalars[f"curvature/{name}"]] == [0, 1]
+    assert scalars[f"curvature/{name}"][-1][1] == pytest.approx(rec[name]["value"], rel=1e-6)
+    assert scalars[f"curvature/{name}.ci_low"][-1][1] == pytest.approx(rec[name]["ci_low"], rel=1e-6)

@@ -78,7 +78,8 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.implicit_bias",
         "Implicit bias: GD to the pseudoinverse and to the max-margin SVM",
         "GD to the pseudoinverse and to the max-margin SVM; optimizers compared at matched budgets",
-        "arrays: a least-squares design (X, y) and a separable classification set (X, labels)",
+        "arrays: under-determined least-squares designs (X, y) and linearly separable sets (X, labels in {-1, 1}),"
+        " optionally with held-out points (implicit_bias.Subject)",
     ),
     LensEntry(
         "spectral-bias",

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from multilens.errors import ConvergenceWarning
-from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.implicit_bias import gd_asymptotic_rate, gd_least_squares_distance, min_norm_solution, row_space
+from multilens.validation import check_int
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.spectral_bias",
         "Spectral bias: kernel gradient flow and an MLP's per-frequency fitting times",
         "kernel gradient flow modes and an MLP's per-frequency fitting times against the NTK",
-        "a 1-D regression target (inputs and values) and a model builder",
+        "a 1-D regression target: equispaced inputs and values, optionally the frequencies to follow and a"
+        " model_builder(d_in, seed) for the MLP part (spectral_bias.Subject)",
     ),
     LensEntry(
         "filters",

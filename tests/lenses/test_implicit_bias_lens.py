@@ -170,6 +170,24 @@ def test_measure_on_user_arrays(seed: int) -> None:
     json.dumps(r.to_dict(), allow_nan=False)
 
 
+def test_separable_sets_of_different_shapes_run_one_by_one(seed: int) -> None:
+    """Sets of different sizes cannot run in lockstep: each runs alone, and the numbers are the same."""
+    from multilens.lenses.implicit_bias import logistic as lg
+
+    a = lg.planted_separable(8, 3, 0.5, seed)
+    b = lg.planted_separable(11, 3, 0.5, seed + 1)
+    sets = (ib.Separable(a.x, a.y, w_svm=a.w_hat), ib.Separable(b.x, b.y, w_svm=b.w_hat))
+    s = ib.Settings.for_profile("smoke")
+    s = ib.Settings(n_instances=2, least_squares=None, logistic=s.logistic, optimizers=None)
+    both = ib.measure(ib.Subject(separable=sets), s, seed=seed)
+    alone = [ib.measure(ib.Subject(separable=(x,)), s, seed=seed) for x in sets]
+    got = [p["gap_gd_final"] for p in both.data["logistic"]["per_instance"]]
+    want = [r.data["logistic"]["per_instance"][0]["gap_gd_final"] for r in alone]
+    assert got == want
+    assert both.check("svm_planted_solution").passed is True
+    assert both.estimate("implicit_bias.svm_cosine").n == 2
+
+
 def test_user_subject_validation() -> None:
     with pytest.raises(ValueError, match="under-determined"):
         ib.Design(np.ones((5, 3)), np.ones(5))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from multilens.lenses import implicit_bias as ib
 from multilens.lenses.contract import run_lens
 from multilens.lenses.implicit_bias.lens import _risk_coefficient
 from multilens.lenses.registry import get_lens
+from multilens.protocol.phase import LensPhase, Phase, PhaseContext
 from multilens.results import LensResult
 from multilens.theory.implicit_bias import hard_margin_svm, row_space
 
@@ -199,6 +201,22 @@ def test_user_subject_validation() -> None:
                    ib.Settings.for_profile("smoke"), seed=0)  # fmt: skip
     assert r.parts == ("least_squares",)
     assert any("no data" in n for n in r.notes)
+
+
+def test_generic_phase_runs_the_lens(tmp_path: Path) -> None:
+    phase = LensPhase(get_lens("implicit-bias"))
+    assert isinstance(phase, Phase) and phase.key_checks
+    out = phase.run(
+        PhaseContext(
+            profile="smoke",
+            seed=3,
+            out_dir=tmp_path,
+            config={"logistic": {"steps": 500}, "optimizers": False},
+            artifacts={},
+        )
+    )
+    assert math.isfinite(out.metrics["implicit_bias.svm_cosine"])
+    assert set(phase.key_checks) <= {c.name for c in out.result.checks}
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from multilens.lenses import spectral_bias as sb
 from multilens.lenses.contract import run_lens
 from multilens.lenses.registry import get_lens
 from multilens.lenses.spectral_bias import mlp_fourier as mf
+from multilens.protocol.phase import LensPhase, Phase, PhaseContext
 from multilens.results import LensResult
 
 
@@ -125,6 +127,14 @@ def test_user_subject_validation() -> None:
     with pytest.raises(ValueError, match="model_builder"):
         mf.activation_of(nn.Sequential(nn.Linear(1, 4), nn.Sigmoid(), nn.Linear(4, 1)))
     assert mf.activation_of(nn.Sequential(nn.Linear(1, 4), nn.GELU(), nn.Linear(4, 1))) == "gelu"
+
+
+def test_generic_phase_runs_the_lens(tmp_path: Path) -> None:
+    phase = LensPhase(get_lens("spectral-bias"))
+    assert isinstance(phase, Phase) and phase.key_checks
+    out = phase.run(PhaseContext(profile="smoke", seed=3, out_dir=tmp_path, config={"mlp": False}, artifacts={}))
+    assert math.isfinite(out.metrics["spectral_bias.kernel_exact_deviation"])
+    assert set(phase.key_checks) - {c.name for c in out.result.checks} == {"mlp_low_frequency_first"}  # mlp off
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from multilens.config import from_dict
 from multilens.errors import ConfigError
 from multilens.lenses import implicit_bias as ib
 from multilens.lenses.contract import run_lens
+from multilens.lenses.implicit_bias import logistic as lg
 from multilens.lenses.implicit_bias.lens import _risk_coefficient
 from multilens.lenses.registry import get_lens
 from multilens.protocol.phase import LensPhase, Phase, PhaseContext
@@ -174,8 +176,6 @@ def test_measure_on_user_arrays(seed: int) -> None:
 
 def test_separable_sets_of_different_shapes_run_one_by_one(seed: int) -> None:
     """Sets of different sizes cannot run in lockstep: each runs alone, and the numbers are the same."""
-    from multilens.lenses.implicit_bias import logistic as lg
-
     a = lg.planted_separable(8, 3, 0.5, seed)
     b = lg.planted_separable(11, 3, 0.5, seed + 1)
     sets = (ib.Separable(a.x, a.y, w_svm=a.w_hat), ib.Separable(b.x, b.y, w_svm=b.w_hat))
@@ -188,6 +188,34 @@ def test_separable_sets_of_different_shapes_run_one_by_one(seed: int) -> None:
     assert got == want
     assert both.check("svm_planted_solution").passed is True
     assert both.estimate("implicit_bias.svm_cosine").n == 2
+
+
+def test_checks_can_fail() -> None:
+    """The evidence is not true by construction: broken subjects and budgets make the checks fail."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 20))
+    x[5] = x[4]  # rank 5 < n = 6
+    a = lg.planted_separable(8, 3, 0.5, 3)
+    wrong = ib.Separable(a.x, a.y, w_svm=2.0 * a.w_hat)  # a wrong "closed-form" SVM
+    s = ib.Settings(
+        n_instances=1,
+        least_squares=ib.LeastSquaresSettings(n=10, d=30, max_steps=10),  # far too few steps
+        logistic=ib.LogisticSettings(steps=200, n_points=10),
+        optimizers=None,
+    )
+    subj = ib.Subject((ib.Design(x, rng.standard_normal(6)),), (wrong,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = ib.measure(subj, s, seed=0)
+    assert r.check("ls_full_row_rank").passed is False
+    assert r.check("ls_converges_to_pinv").passed is False
+    assert r.estimate("implicit_bias.pinv_distance").converged is False
+    assert r.check("svm_planted_solution").passed is False
+    assert r.check("normalized_gd_faster").passed is False  # 200 steps: not yet 10x ahead of GD
+    assert [d["text"][:9] for d in r.dropped_recommendations] == ["After 200"]  # it rested on that check
+    status = {a.text.split(" (")[0]: a.status for a in r.assumptions}
+    assert status["X has full row rank n < d"] == "violated"
+    assert any("convergence warning" in n for n in r.notes)
 
 
 def test_user_subject_validation() -> None:

@@ -102,6 +102,7 @@ def least_squares_part(designs: tuple[Design, ...], ps: LeastSquaresSettings, le
     per_seed: list[dict[str, Any]] = []
     exact_dev, rate_ratio, rate_ratio_asym, rel_final, null_drift, coef_ratio, n_iters = [], [], [], [], [], [], []
     risk_rows: list[list[float]] = []
+    coefs: list[float] = []
     first: dict[str, Any] = {}
     all_converged, rank_deficient = True, 0
     has_test = all(dz.x_test is not None for dz in designs)
@@ -127,11 +128,12 @@ def least_squares_part(designs: tuple[Design, ...], ps: LeastSquaresSettings, le
             1.0, float(np.linalg.norm(zero.theta_limit))
         )
         drift = max((r.null_drift / max(1.0, r.null_norm) for r in runs[1:]), default=0.0)
+        coef = _risk_coefficient(prob) if has_test else math.nan
         if has_test:
             risks = [ls.test_mse(prob, r.theta_final) for r in runs]
             inc = [rk - risks[0] for rk in risks]
             risk_rows.append(inc)
-            coef = _risk_coefficient(prob)
+            coefs.append(coef)
             ratios = [inc[j] / (s * s) for j, s in enumerate(scales) if s > 0]
             coef_ratio.append(float(np.mean(ratios)) / coef if ratios and coef > 0 else math.nan)
         exact_dev.append(dev)
@@ -159,7 +161,7 @@ def least_squares_part(designs: tuple[Design, ...], ps: LeastSquaresSettings, le
                 "null_drift": drift,
                 "null_norm_largest_init": runs[-1].null_norm,
                 "final_distance_to_pinv_largest_init": float(runs[-1].dist_pinv[-1]),
-                "risk_coefficient_predicted": _f(_risk_coefficient(prob)) if has_test else None,
+                "risk_coefficient_predicted": _f(coef),
             }
         )
         if i == 0:
@@ -292,7 +294,6 @@ def least_squares_part(designs: tuple[Design, ...], ps: LeastSquaresSettings, le
             )
         )
         risk = np.array(risk_rows)
-        coefs = [_risk_coefficient(dz) for dz in designs]
         for j, s in enumerate(scales):
             ci = _ci(risk[:, j], level)
             risk_points.append(

@@ -157,7 +157,8 @@ def test_measure_on_user_arrays(seed: int) -> None:
     x, y = subj.least_squares[0].x, subj.least_squares[0].y
     # GD from 0 reached the pseudoinverse solution computed here, independently.
     assert r.check("ls_converges_to_pinv").passed is True
-    assert r.estimate("implicit_bias.pinv_distance").value <= s.least_squares.tol
+    assert r.estimate("implicit_bias.pinv_distance").value <= s.least_squares.pinv_tol
+    assert r.estimate("implicit_bias.pinv_distance").converged is True  # the gradient rule was met
     assert r.estimate("implicit_bias.pinv_distance").no_interval_reason  # one design: no interval, said why
     curve = r.data["least_squares"]["curve_instance0"]
     assert curve["distance_to_pinv"][0] == pytest.approx(np.linalg.norm(np.linalg.pinv(x) @ y), rel=1e-12)

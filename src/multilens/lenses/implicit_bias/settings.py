@@ -21,8 +21,10 @@ class LeastSquaresSettings:
     """GD on under-determined least squares -> X^+ y (+ the null-space part of theta_0).
 
     ``n``, ``d``, ``noise``, ``n_test``: the bundled Gaussian design. GD uses eta = lr_fraction /
-    s_max^2 and stops when ||theta_t - theta_lim|| <= tol * max(1, ||theta_lim||) or at
-    ``max_steps``. ``init_scales`` (starting with 0) are the scales s of theta_0 ~ N(0, s^2/d I).
+    s_max^2 and stops when ||X^T (X theta_t - y)|| <= grad_tol * ||X^T y|| (a rule that does not know
+    the predicted limit) or at ``max_steps``; it then agrees with X^+ y when ||theta_T - X^+ y|| <=
+    pinv_tol * max(1, ||X^+ y||). ``init_scales`` (starting with 0) are the scales s of
+    theta_0 ~ N(0, s^2/d I).
     """
 
     n: int = 40
@@ -31,7 +33,8 @@ class LeastSquaresSettings:
     n_test: int = 2000
     lr_fraction: float = 1.0  # GD converges for fraction < 2
     max_steps: int = 20_000
-    tol: float = 1e-10
+    grad_tol: float = 1e-12  # stopping rule on the relative gradient norm
+    pinv_tol: float = 1e-10  # agreement of GD's limit with X^+ y (relative to max(1, ||X^+ y||))
     init_scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     exact_tol: float = 1e-10  # |measured - closed form| per mode, relative to the initial error
     rate_tol: float = 0.02  # |log-rate ratio - 1|
@@ -51,7 +54,7 @@ class LeastSquaresSettings:
                 f"`least_squares.lr_fraction` must be < 2 (GD diverges at 2/s_max^2); got {self.lr_fraction}."
             )
         check_int("least_squares.max_steps", self.max_steps, 10)
-        for k in ("tol", "exact_tol", "rate_tol", "null_tol"):
+        for k in ("grad_tol", "pinv_tol", "exact_tol", "rate_tol", "null_tol"):
             check_positive(f"least_squares.{k}", getattr(self, k))
         if not self.init_scales or self.init_scales[0] != 0.0:
             raise ConfigError(f"`least_squares.init_scales` must start with 0.0 (zero init); got {self.init_scales}.")

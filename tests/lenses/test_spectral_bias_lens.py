@@ -124,6 +124,7 @@ def test_user_subject_validation() -> None:
         sb.Subject(x**2, np.sin(2 * np.pi * x))
     with pytest.raises(ValueError, match="no component at frequency 3"):
         sb.Subject(x, np.sin(2 * np.pi * x), frequencies=(1, 3))
+    assert sb.Subject(x, np.sin(2 * np.pi * 3 * x)).frequencies == (3,)  # a pure tone: one frequency
     with pytest.raises(ValueError, match="model_builder"):
         mf.activation_of(nn.Sequential(nn.Linear(1, 4), nn.Sigmoid(), nn.Linear(4, 1)))
     assert mf.activation_of(nn.Sequential(nn.Linear(1, 4), nn.GELU(), nn.Linear(4, 1))) == "gelu"

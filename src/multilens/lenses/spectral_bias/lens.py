@@ -420,11 +420,13 @@ def mlp_part(subject: Subject, ps: MLPSettings, n_seeds: int, level: float, thre
         ),
         Check(
             "ntk_predicts_frequency_order",
-            not mismatches,
+            (not mismatches) if len(freqs) > 1 else None,
             None,
             None,
             None,
-            "the NTK at initialisation predicted the measured order of the target frequencies in every seed and "
+            "one target frequency only: no order to predict, not evaluated"
+            if len(freqs) < 2
+            else "the NTK at initialisation predicted the measured order of the target frequencies in every seed and "
             "both architectures"
             if not mismatches
             else "the NTK-predicted frequency order differs from the measured one in " + "; ".join(mismatches),

@@ -190,3 +190,17 @@ def test_conditions_vary_one_mechanism_at_a_time() -> None:
     assert [c.varies for c in conds] == ["base", "init scale", "init scale", "schedule"]
     assert all(c.schedule == "constant" for c in conds if c.varies == "init scale")
     assert all(c.init_scale == 0.0 for c in conds if c.varies == "schedule")
+
+
+def test_gradient_stopping_rule_knows_nothing_of_the_limit(seed: int) -> None:
+    prob = ls.make_problem(15, 50, 0.1, 10, seed)
+    run = ls.run_gd(prob, np.zeros(50), 1.0, 5000, 1e-12, stop="gradient")
+    assert run.converged
+    grad = prob.x.T @ (prob.x @ run.theta_final - prob.y)
+    assert np.linalg.norm(grad) <= 1e-12 * np.linalg.norm(prob.x.T @ prob.y)
+    # ... and the limit it stopped at is X^+ y: ||theta - X^+ y|| <= ||grad|| / s_min^2 (row space).
+    pinv = np.linalg.pinv(prob.x) @ prob.y
+    s_min = np.linalg.svd(prob.x, compute_uv=False).min()
+    assert np.linalg.norm(run.theta_final - pinv) <= np.linalg.norm(grad) / s_min**2 * (1 + 1e-6) + 1e-15
+    with pytest.raises(ValueError, match="`stop`"):
+        ls.run_gd(prob, np.zeros(50), 1.0, 10, 1e-12, stop="never")

@@ -87,7 +87,9 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.implicit_bias",
         "Implicit bias: GD to the pseudoinverse and to the max-margin SVM",
         "GD to the pseudoinverse and to the max-margin SVM; optimizers compared at matched budgets",
-        "arrays: a least-squares design (X, y) and a separable classification set (X, labels)",
+        "arrays: under-determined least-squares designs (X, y) and linearly separable sets (X, labels in {-1, 1}),"
+        " optionally with held-out points (implicit_bias.Subject)",
+        key_checks=("ls_converges_to_pinv", "soudry_gap_prediction", "ls_null_component_risk"),
     ),
     LensEntry(
         "spectral-bias",
@@ -95,7 +97,9 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.spectral_bias",
         "Spectral bias: kernel gradient flow and an MLP's per-frequency fitting times",
         "kernel gradient flow modes and an MLP's per-frequency fitting times against the NTK",
-        "a 1-D regression target (inputs and values) and a model builder",
+        "a 1-D regression target: equispaced inputs and values, optionally the frequencies to follow and a"
+        " model_builder(d_in, seed) for the MLP part (spectral_bias.Subject)",
+        key_checks=("kernel_continuous_within_bound", "kernel_first_order_in_eta", "mlp_low_frequency_first"),
     ),
     LensEntry(
         "filters",

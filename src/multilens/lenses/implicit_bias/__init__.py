@@ -1,9 +1,107 @@
 """Implicit-bias lens: GD's pseudoinverse limit, the SVM direction of separable logistic regression,
 and optimizers compared at matched budgets (seed theorem at line 152; worked examples 2 and 4;
-exercises B.1, B.11, C.2)."""
+exercises B.1, B.11, C.2).
 
-from multilens.lenses.implicit_bias.config import ImplicitBiasConfig
-from multilens.lenses.implicit_bias.lens import run_implicit_bias
-from multilens.lenses.implicit_bias.phase import ImplicitBiasPhase
+Subject (:class:`Subject`): arrays. One or more under-determined least-squares designs
+:class:`Design` ``(x, y)`` (optionally with held-out ``x_test, y_test``), and one or more linearly
+separable sets :class:`Separable` ``(x, labels in {-1, 1})`` (optionally with held-out points and
+a known closed-form SVM). ``Subject.of(ls=(x, y), separable=(x, labels))`` wraps one of each.
+The bundled subject (:func:`default_subject`) draws ``n_instances`` Gaussian designs, planted
+separable problems with a closed-form SVM and teacher-labelled sets with held-out points.
 
-__all__ = ["ImplicitBiasConfig", "ImplicitBiasPhase", "run_implicit_bias"]
+Parts: ``least_squares``, ``logistic``, ``optimizers`` (settings tables of the same names).
+
+    >>> from multilens.lenses import implicit_bias as ib
+    >>> s = ib.Settings.for_profile("smoke")
+    >>> r = ib.measure(ib.Subject.of(ls=(x, y), separable=(xs, labels)), s, seed=0)
+"""
+
+from __future__ import annotations
+
+import time
+
+from multilens.lenses.contract import Runtime, finish, run_parts
+from multilens.lenses.implicit_bias import least_squares as _ls
+from multilens.lenses.implicit_bias import logistic as _lg
+from multilens.lenses.implicit_bias import optimizers as _op
+from multilens.lenses.implicit_bias.lens import LENS, least_squares_part, logistic_part, optimizers_part
+from multilens.lenses.implicit_bias.settings import (
+    LeastSquaresSettings,
+    LogisticSettings,
+    OptimizersSettings,
+    Settings,
+)
+from multilens.lenses.implicit_bias.subject import Design, Separable, Subject
+from multilens.results import LensResult
+from multilens.seeding import derive_seed
+
+__all__ = [
+    "Design",
+    "LeastSquaresSettings",
+    "LogisticSettings",
+    "OptimizersSettings",
+    "Separable",
+    "Settings",
+    "Subject",
+    "default_subject",
+    "measure",
+]
+
+
+def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> Subject:
+    """``n_instances`` independent instances of the bundled problems of every part that is on."""
+    del runtime  # the bundled task consumes nothing from earlier phases
+    k = settings.n_instances
+
+    def s(part: str, i: int) -> int:
+        return derive_seed(seed, LENS, "subject", part, i)
+
+    designs: tuple[Design, ...] = ()
+    if (p := settings.least_squares) is not None:
+        probs = [_ls.make_problem(p.n, p.d, p.noise, p.n_test, s("least_squares", i)) for i in range(k)]
+        designs = tuple(Design(q.x, q.y, q.x_test, q.y_test) for q in probs)
+    separable: tuple[Separable, ...] = ()
+    if (q := settings.logistic) is not None:
+        planted = [_lg.planted_separable(q.n, q.d, q.margin, s("logistic", i)) for i in range(k)]
+        separable = tuple(Separable(pp.x, pp.y, w_svm=pp.w_hat) for pp in planted)
+    opt_sets: tuple[Separable, ...] = ()
+    if (o := settings.optimizers) is not None:
+        teach = [_op.make_teacher_problem(o.n, o.d, o.margin, o.n_test, s("optimizers", i)) for i in range(k)]
+        opt_sets = tuple(Separable(t.x, t.y, t.x_test, t.y_test) for t in teach)
+    return Subject(designs, separable, opt_sets, description="bundled: Gaussian designs, planted and teacher sets")
+
+
+def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime | None = None) -> LensResult:
+    """Run every part that is on (and has data in ``subject``) and assemble the lens result."""
+    del runtime
+    t0 = time.perf_counter()
+    lvl = settings.ci_level
+    opt_sets = subject.for_optimizers
+    skipped = []
+    for name, data in (("least_squares", subject.least_squares), ("logistic", subject.separable),
+                       ("optimizers", opt_sets)):  # fmt: skip
+        if getattr(settings, name) is not None and not data:
+            skipped.append(f"part `{name}` not run: the subject has no data for it")
+    steps = [
+        ("least_squares", settings.least_squares if subject.least_squares else None,
+         lambda ps, sd: least_squares_part(subject.least_squares, ps, lvl, seed=sd)),
+        ("logistic", settings.logistic if subject.separable else None,
+         lambda ps, sd: logistic_part(subject.separable, ps, lvl, seed=sd)),
+        ("optimizers", settings.optimizers if opt_sets else None,
+         lambda ps, sd: optimizers_part(opt_sets, ps, lvl, seed=sd)),
+    ]  # fmt: skip
+    parts, notes = run_parts(LENS, steps, seed)
+    notes = [n for n in notes if not any(n.startswith(f"part `{s.split('`')[1]}`") for s in skipped)] + skipped
+    return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": subject.description})
+
+
+# What the `multilens lens` command on main still loads (`entry.load("config")`, `entry.load("run")`);
+# remove once the CLI goes through `multilens.lenses.contract.run_lens` like the protocol phase.
+config = Settings
+
+
+def run(settings: Settings, seed: int) -> LensResult:
+    from multilens.lenses.contract import run_lens
+    from multilens.lenses.registry import by_section
+
+    return run_lens(by_section(LENS), settings, seed)

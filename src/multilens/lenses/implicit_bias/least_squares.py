@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from multilens.errors import ConvergenceWarning
-from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.implicit_bias import gd_asymptotic_rate, gd_least_squares_distance, min_norm_solution, row_space
+from multilens.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,22 @@ class GDRun:
     s_max: float
 
 
-def run_gd(prob: LeastSquaresProblem, theta0: np.ndarray, lr_fraction: float, max_steps: int, tol: float) -> GDRun:
-    """GD from ``theta0`` until ||theta_t - theta_lim|| <= tol * max(1, ||theta_lim||) or the cap.
+def run_gd(
+    prob: LeastSquaresProblem,
+    theta0: np.ndarray,
+    lr_fraction: float,
+    max_steps: int,
+    tol: float,
+    stop: str = "limit",
+) -> GDRun:
+    """GD from ``theta0`` until the stopping rule holds or the cap.
 
-    The stopping rule uses the limit computed independently by lstsq + projection (not by GD).
+    ``stop="limit"``: ||theta_t - theta_lim|| <= tol * max(1, ||theta_lim||), with the limit computed
+    independently by lstsq + projection. ``stop="gradient"``: ||X^T (X theta_t - y)|| <= tol * ||X^T y||,
+    a rule that knows nothing of the predicted limit (so the distance to it is a measurement).
     """
+    if stop not in ("limit", "gradient"):
+        raise ValueError(f"`stop` must be 'limit' or 'gradient'; got {stop!r}.")
     rs = row_space(prob.x)
     eta = lr_fraction / float(rs.s[0]) ** 2
     pinv = min_norm_solution(prob.x, prob.y)
@@ -81,9 +92,14 @@ def run_gd(prob: LeastSquaresProblem, theta0: np.ndarray, lr_fraction: float, ma
     null0 = rs.project_null(theta0)
     limit = pinv + null0
     coeffs = rs.v.T @ (theta0 - pinv)  # row-space error coordinates (null part cancels)
-    stop = tol * max(1.0, float(np.linalg.norm(limit)))
     xt_y = prob.x.T @ prob.y
     gram = prob.x.T @ prob.x  # (d, d): one matvec per step
+    by_grad = stop == "gradient"
+    bar = tol * (max(float(np.linalg.norm(xt_y)), 1e-300) if by_grad else max(1.0, float(np.linalg.norm(limit))))
+
+    def done(th: np.ndarray, dist: float) -> bool:
+        return (float(np.linalg.norm(gram @ th - xt_y)) if by_grad else dist) <= bar
+
     theta = theta0.copy()
     factor = 1.0 - eta * rs.s**2  # signed per-mode factors
     modal = coeffs.copy()  # predicted row-space coordinates of theta_t - theta_lim
@@ -91,7 +107,7 @@ def run_gd(prob: LeastSquaresProblem, theta0: np.ndarray, lr_fraction: float, ma
     mode_dev = 0.0
     dl = [float(np.linalg.norm(theta - limit))]
     dp = [float(np.linalg.norm(theta - pinv))]
-    converged = dl[0] <= stop
+    converged = done(theta, dl[0])
     t = 0
     while not converged and t < max_steps:
         theta = theta - eta * (gram @ theta - xt_y)
@@ -100,10 +116,12 @@ def run_gd(prob: LeastSquaresProblem, theta0: np.ndarray, lr_fraction: float, ma
         mode_dev = max(mode_dev, float(np.max(np.abs(rs.v.T @ (theta - limit) - modal))) / scale)
         dl.append(float(np.linalg.norm(theta - limit)))
         dp.append(float(np.linalg.norm(theta - pinv)))
-        converged = dl[-1] <= stop
+        converged = done(theta, dl[-1])
     if not converged:
+        what = "gradient norm" if by_grad else "distance"
+        now = float(np.linalg.norm(gram @ theta - xt_y)) if by_grad else dl[-1]
         warnings.warn(
-            f"least-squares GD stopped at the cap of {max_steps} steps with distance {dl[-1]:.3e} > {stop:.3e}",
+            f"least-squares GD stopped at the cap of {max_steps} steps with {what} {now:.3e} > {bar:.3e}",
             ConvergenceWarning,
             stacklevel=2,
         )

@@ -1,22 +1,25 @@
 """The implicit-bias lens: which solution gradient methods pick, measured against the theorems.
 
-Three experiments, each beside its exact prediction (see the modules for the theory):
+Three parts, each beside its prediction (see the modules for the theory):
 
-1. least squares (least_squares.py): GD -> X^+ y at the per-mode rate (1 - eta s_i^2)^t; the
+1. ``least_squares`` (least_squares.py): GD -> X^+ y at the per-mode rate (1 - eta s_i^2)^t; the
    null-space component of the initialisation is carried through exactly; its test-risk cost.
-2. separable logistic regression (logistic.py): GD's direction -> the hard-margin SVM direction
-   with the gap curve predicted by Soudry et al. (2018); loss-normalised GD much faster.
-3. optimizers at matched budgets (optimizers.py): margins, norms, direction cosines to the l2,
-   l_inf and l_1 max-margin directions, held-out disagreement, with controls; finite-time
-   measurements are reported apart from the asymptotic theorems.
+2. ``logistic`` (logistic.py): GD's direction -> the hard-margin SVM direction (an independent,
+   KKT-verified QP) with the gap curve predicted by Soudry et al. (2018); loss-normalised GD faster.
+3. ``optimizers`` (optimizers.py): margins, norms, direction cosines to the l2, l_inf and l_1
+   max-margin directions, held-out disagreement, with controls; finite-time measurements are
+   reported apart from the asymptotic theorems.
 
-Intervals are Student-t over ``n_seeds`` independent problem instances.
+Intervals are Student-t over the subject's independent problem instances. Check kinds: a GD
+trajectory against its own closed form, a null-space component left unchanged and solver
+residuals are ``sanity`` (implementation self-tests); GD's limits, directions and rates against
+the theorems' predictions (computed from the data, never from the trajectory) are ``agreement``;
+one-sided rate comparisons are ``bound``.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -24,34 +27,53 @@ import numpy as np
 from multilens.lenses.implicit_bias import least_squares as ls
 from multilens.lenses.implicit_bias import logistic as lg
 from multilens.lenses.implicit_bias import optimizers as op
-from multilens.lenses.implicit_bias.config import ImplicitBiasConfig
+from multilens.lenses.implicit_bias.settings import LeastSquaresSettings, LogisticSettings, OptimizersSettings
+from multilens.lenses.implicit_bias.subject import Design, Separable
 from multilens.plots import PALETTE, band_traces, curve_trace, errorbar_trace, figure, line_trace
-from multilens.results import Assumption, Check, Estimate, LensResult, Table, check_within
+from multilens.results import (
+    Assumption,
+    Check,
+    Estimate,
+    Part,
+    Recommendation,
+    Table,
+    check_bound,
+    check_difference_within,
+    check_in_interval,
+    check_within,
+    metric_with_interval,
+)
 from multilens.seeding import derive_seed
-from multilens.stats import MeanCI, interval_text, mean_ci
-from multilens.stats import estimate_from_ci as _est
+from multilens.stats import Interval, interval_text, mean_ci
 from multilens.stats import json_float as _f
 from multilens.stats import json_floats as _fl
-from multilens.theory.implicit_bias import cosine, soudry_gap_slope
+from multilens.theory.implicit_bias import cosine, row_space, soudry_gap_slope
 
 LENS = "implicit_bias"
 KKT_TOL = 1e-9  # the QP's KKT residuals; float64 solves reach ~1e-15 on these small problems
+UNIT = "problem instances"
 
 
-def _ci_or_tol(name: str, ci: MeanCI, expected: float, tol: float, what: str, severity: str = "error") -> Check:
-    """Pass when ``expected`` lies in the measured interval or |mean - expected| <= tol (relative)."""
-    if not math.isfinite(ci.mean):
-        return Check(name, None, None, expected, tol, f"{what}: no finite measurement, not evaluated", severity)
-    inside = math.isfinite(ci.low) and ci.low <= expected <= ci.high
-    close = abs(ci.mean - expected) <= tol * abs(expected)
-    ok = inside or close
-    interval = interval_text(ci, 4)
-    reason = (
-        f"{what}: measured {ci.mean:.4g} {interval} ({ci.level:.0%} t-interval, n={ci.n}) vs theory {expected:.4g}; "
-        f"theory {'inside' if inside else 'outside'} the interval, relative difference "
-        f"{abs(ci.mean - expected) / abs(expected):.3g} {'<=' if close else '>'} tolerance {tol:g}"
-    )
-    return Check(name, bool(ok), ci.mean, expected, tol, reason, severity)
+def _ci(values: Any, level: float) -> Interval:
+    return mean_ci(values, level, unit=UNIT)
+
+
+def _est(name: str, ci: Interval, **kw: Any) -> Estimate:
+    return ci.to_estimate(name, **kw)
+
+
+def _agree(name: str, ci: Interval, expected: float, tol: float, what: str, severity: str = "error") -> Check:
+    """Agreement of a mean over instances with a prediction.
+
+    With an interval (two or more instances): its whole interval of (mean - expected) within +-tol.
+    With one instance: |value - expected| <= tol. The tolerance is a setting, fixed in advance.
+    """
+    drop = f" ({ci.n_dropped} non-finite instance(s) dropped)" if ci.n_dropped else ""
+    if ci.ok:
+        return check_difference_within(
+            name, ci.low - expected, ci.high - expected, tol, kind="agreement", what=what + drop, severity=severity
+        )
+    return check_within(name, ci.mean, expected, tol, kind="agreement", what=what + drop, severity=severity)
 
 
 def _downsample(n: int, k: int = 300) -> np.ndarray:
@@ -62,42 +84,58 @@ def _downsample(n: int, k: int = 300) -> np.ndarray:
 # 1. Least squares
 
 
-def _least_squares(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
-    lvl = cfg.ci_level
-    scales = cfg.ls_init_scales
+def _risk_coefficient(design: Design) -> float:
+    """E over theta_0 ~ N(0, I/d) of the held-out risk increase of X^+ y + P_ker theta_0 over X^+ y.
+
+    = tr(P_ker S P_ker) / d with S = X_test^T X_test / m (the cross term has mean zero): computed from
+    the design and the held-out inputs only, never from a GD run. For x ~ N(0, I_d) it is ~ (d - n)/d.
+    """
+    assert design.x_test is not None
+    rs = row_space(design.x)
+    xt = design.x_test
+    m, d = xt.shape
+    return float((np.sum(xt * xt) - np.sum((xt @ rs.v) ** 2)) / (m * d))
+
+
+def least_squares_part(designs: tuple[Design, ...], ps: LeastSquaresSettings, level: float, *, seed: int) -> Part:
+    scales = ps.init_scales
     per_seed: list[dict[str, Any]] = []
-    risk_rows: list[list[float]] = []  # per seed: risk(s) - risk(0) per scale
-    exact_dev, rate_ratio, rate_ratio_asym, rel_final, null_drift, coef_ratio = [], [], [], [], [], []
+    exact_dev, rate_ratio, rate_ratio_asym, rel_final, null_drift, coef_ratio, n_iters = [], [], [], [], [], [], []
+    risk_rows: list[list[float]] = []
+    coefs: list[float] = []
     first: dict[str, Any] = {}
-    all_converged, ranks_ok, n_iters = True, True, []
-    pred_coef = (cfg.ls_d - cfg.ls_n) / cfg.ls_d  # E[risk increase] per unit init variance s^2
-    for i in range(cfg.n_seeds):
-        prob = ls.make_problem(cfg.ls_n, cfg.ls_d, cfg.ls_noise, cfg.ls_n_test, derive_seed(seed, "ls", i))
-        ranks_ok = ranks_ok and int(np.linalg.matrix_rank(prob.x)) == cfg.ls_n
+    all_converged, rank_deficient = True, 0
+    has_test = all(dz.x_test is not None for dz in designs)
+    for i, prob in enumerate(designs):
+        n, d = prob.x.shape
+        rank_deficient += int(np.linalg.matrix_rank(prob.x) < n)
         runs = []
         for j, s in enumerate(scales):
-            th0 = ls.init_with_null_component(cfg.ls_d, s, derive_seed(seed, "ls-init", i, j))
-            runs.append(ls.run_gd(prob, th0, cfg.ls_lr_fraction, cfg.ls_max_steps, cfg.ls_tol))
+            th0 = ls.init_with_null_component(d, s, derive_seed(seed, "init", i, j))
+            runs.append(ls.run_gd(prob, th0, ps.lr_fraction, ps.max_steps, ps.grad_tol, stop="gradient"))
         zero = runs[0]
-        # Both the norm curve and every mode's coordinate (1 - eta s_i^2)^t c_i, relative to the start.
+        # Every mode's coordinate (1 - eta s_i^2)^t c_i and the norm curve, relative to the start.
         dev = max(
             max(float(np.max(np.abs(r.dist_limit - r.dist_limit_pred))) / float(r.dist_limit[0]), r.mode_dev)
             for r in runs
         )
         rates = ls.decay_rates(zero.dist_limit, zero.dist_limit_pred)
         rate, rate_win = rates if rates is not None else (None, None)
-        # Against the spectrum's prediction over the same window (every mode), and against the
-        # slowest mode alone (the asymptote, reached only once that mode dominates).
-        rr = math.log(rate) / math.log(rate_win) if rates is not None and 0 < rate_win < 1 else float("nan")
-        ra = math.log(rate) / math.log(zero.rate_pred) if rates is not None and 0 < zero.rate_pred < 1 else float("nan")
-        pinv_norm = float(np.linalg.norm(zero.theta_limit))
-        rel = float(np.linalg.norm(zero.theta_final - zero.theta_limit)) / max(pinv_norm, 1e-300)
+        rr = math.log(rate) / math.log(rate_win) if rates is not None and 0 < rate_win < 1 else math.nan
+        ra = math.log(rate) / math.log(zero.rate_pred) if rates is not None and 0 < zero.rate_pred < 1 else math.nan
+        # GD stopped on its gradient; its distance to X^+ y (lstsq) is measured: / max(1, ||X^+ y||).
+        rel = float(np.linalg.norm(zero.theta_final - zero.theta_limit)) / max(
+            1.0, float(np.linalg.norm(zero.theta_limit))
+        )
         drift = max((r.null_drift / max(1.0, r.null_norm) for r in runs[1:]), default=0.0)
-        risks = [ls.test_mse(prob, r.theta_final) for r in runs]
-        inc = [rk - risks[0] for rk in risks]
-        risk_rows.append(inc)
-        ratios = [inc[j] / (s * s) for j, s in enumerate(scales) if s > 0]
-        coef_ratio.append(float(np.mean(ratios)) / pred_coef if ratios else float("nan"))
+        coef = _risk_coefficient(prob) if has_test else math.nan
+        if has_test:
+            risks = [ls.test_mse(prob, r.theta_final) for r in runs]
+            inc = [rk - risks[0] for rk in risks]
+            risk_rows.append(inc)
+            coefs.append(coef)
+            ratios = [inc[j] / (s * s) for j, s in enumerate(scales) if s > 0]
+            coef_ratio.append(float(np.mean(ratios)) / coef if ratios and coef > 0 else math.nan)
         exact_dev.append(dev)
         rate_ratio.append(rr)
         rate_ratio_asym.append(ra)
@@ -107,7 +145,9 @@ def _least_squares(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         n_iters.append(zero.n_iter)
         per_seed.append(
             {
-                "seed_index": i,
+                "instance": i,
+                "n": n,
+                "d": d,
                 "n_iter": zero.n_iter,
                 "converged": zero.converged,
                 "eta": zero.eta,
@@ -121,6 +161,7 @@ def _least_squares(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                 "null_drift": drift,
                 "null_norm_largest_init": runs[-1].null_norm,
                 "final_distance_to_pinv_largest_init": float(runs[-1].dist_pinv[-1]),
+                "risk_coefficient_predicted": _f(coef),
             }
         )
         if i == 0:
@@ -138,44 +179,25 @@ def _least_squares(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                 "predicted_nonzero_init": _fl(big.dist_limit_pred[idx_b]),
                 "null_norm": big.null_norm,
             }
-    risk = np.array(risk_rows)  # (S, n_scales)
-    risk_points = []
-    for j, s in enumerate(scales):
-        ci = mean_ci(risk[:, j], lvl)
-        risk_points.append(
-            {
-                "scale": s,
-                "risk_increase": _f(ci.mean),
-                "ci_low": _f(ci.low),
-                "ci_high": _f(ci.high),
-                "predicted": s * s * pred_coef,
-            }
-        )
-    ci_dev = mean_ci(exact_dev, lvl)
-    ci_rate = mean_ci(rate_ratio, lvl)
-    ci_rate_asym = mean_ci(rate_ratio_asym, lvl)
-    ci_rel = mean_ci(rel_final, lvl)
-    ci_coef = mean_ci(coef_ratio, lvl)
-    ci_iter = mean_ci(n_iters, lvl)
-    max_dev, max_drift = float(np.max(exact_dev)), float(np.max(null_drift))
+    ci_rel = _ci(rel_final, level)
+    ci_rate = _ci(rate_ratio, level)
+    ci_rate_asym = _ci(rate_ratio_asym, level)
+    max_dev, max_drift, max_rel = float(np.max(exact_dev)), float(np.max(null_drift)), float(np.max(rel_final))
+    max_iter = int(max(n_iters))
     estimates = [
         _est(
             "implicit_bias.pinv_distance",
             ci_rel,
-            note="||theta_T - X^+ y|| / ||X^+ y|| from theta_0 = 0 at the stop",
+            note="||theta_T - X^+ y|| / max(1, ||X^+ y||) from theta_0 = 0 at the stop",
             converged=all_converged,
-            n_iter=int(max(n_iters)),
+            n_iter=max_iter,
         ),
         _est(
             "ls.exact_deviation",
-            ci_dev,
-            note=f"max over t (and modes) of |measured - predicted| / initial error per seed (largest {max_dev:.3g})",
+            _ci(exact_dev, level),
+            note=f"max over t and modes of |measured - closed form| / initial error (largest {max_dev:.3g})",
         ),
-        _est(
-            "ls.rate_ratio",
-            ci_rate,
-            note="log(measured per-step rate) / log(rate of the exact prediction), same late window",
-        ),
+        _est("ls.rate_ratio", ci_rate, note="log(measured per-step rate) / log(closed-form rate), same late window"),
         _est(
             "ls.rate_ratio_slowest_mode",
             ci_rate_asym,
@@ -183,88 +205,135 @@ def _least_squares(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         ),
         _est(
             "ls.null_drift",
-            mean_ci(null_drift, lvl),
-            note=f"||P_ker theta_T - P_ker theta_0|| / max(1, ||P_ker theta_0||) per seed (largest {max_drift:.3g})",
+            _ci(null_drift, level),
+            note=f"||P_ker theta_T - P_ker theta_0|| / max(1, ||P_ker theta_0||) (largest {max_drift:.3g})",
         ),
-        _est("ls.risk_coefficient_ratio", ci_coef, note="measured (risk increase / s^2) over (d - n)/d"),
-        _est("ls.steps_to_converge", ci_iter, unit="steps", converged=all_converged, n_iter=int(max(n_iters))),
+        _est("ls.steps_to_converge", _ci(n_iters, level), unit="steps", converged=all_converged, n_iter=max_iter),
     ]
+    worst_rr = max(rate_ratio, key=lambda v: abs(v - 1.0) if math.isfinite(v) else math.inf)
     checks = [
-        Check(
+        check_within(
+            "ls_full_row_rank",
+            float(rank_deficient),
+            0.0,
+            0.0,
+            kind="sanity",
+            what=f"designs with rank < n (of {len(designs)})",
+        ),
+        check_within(
             "ls_exact_trajectory",
-            bool(max_dev <= cfg.ls_exact_tol),
             max_dev,
             0.0,
-            cfg.ls_exact_tol,
-            f"every row-space mode of theta_t - theta_lim follows (1 - eta s_i^2)^t c_i and the distance follows "
-            f"sqrt(sum (1 - eta s_i^2)^(2t) c_i^2) at every step: max deviation {max_dev:.3g} of the initial "
-            f"error {'<=' if max_dev <= cfg.ls_exact_tol else '>'} {cfg.ls_exact_tol:g}",
+            ps.exact_tol,
+            kind="sanity",
+            what="largest deviation of GD's row-space modes from (1 - eta s_i^2)^t c_i, relative to the initial "
+            "error (GD on a quadratic is this closed form: an implementation self-test)",
         ),
-        Check(
+        check_within(
             "ls_converges_to_pinv",
-            bool(all_converged),
-            _f(float(np.max(rel_final))),
+            max_rel,
             0.0,
-            cfg.ls_tol,
-            f"GD from 0 reached X^+ y (lstsq) to a relative distance <= {cfg.ls_tol:g} in every run: "
-            f"{'yes' if all_converged else 'no'} (largest {np.max(rel_final):.3g}, at most {max(n_iters)} steps)",
+            ps.pinv_tol,
+            kind="agreement",
+            what=f"GD from 0 (stopped when ||X^T r|| <= {ps.grad_tol:g} ||X^T y||, "
+            f"{'every run' if all_converged else 'NOT every run'} within the cap of {ps.max_steps} steps) vs X^+ y "
+            "from lstsq: largest ||theta_T - X^+ y|| / max(1, ||X^+ y||)",
         ),
-        _ci_or_tol(
+        check_within(
             "ls_rate_matches_spectrum",
-            ci_rate,
+            worst_rr,
             1.0,
-            cfg.ls_rate_tol,
-            "late per-step decay rate of ||theta_t - X^+ y|| vs the rate the spectrum predicts over the same "
-            "window (log ratio)",
+            ps.rate_tol,
+            kind="sanity",
+            what="late per-step decay rate of ||theta_t - X^+ y|| over the closed form's rate in the same window "
+            "(log ratio, worst instance)",
         ),
-        _ci_or_tol(
+        _agree(
             "ls_rate_vs_slowest_mode",
             ci_rate_asym,
             1.0,
-            cfg.ls_rate_tol,
-            "late per-step decay rate vs the slowest mode's max_i |1 - eta s_i^2| (log ratio; reached only "
-            "once that mode dominates, later when the smallest singular values cluster)",
+            ps.rate_tol,
+            "late per-step decay rate vs the slowest mode's max_i |1 - eta s_i^2| (log ratio; reached only once "
+            "that mode dominates, later when the smallest singular values cluster)",
             severity="info",
         ),
-        Check(
-            "ls_null_component_kept",
-            bool(max_drift <= cfg.null_tol),
-            max_drift,
-            0.0,
-            cfg.null_tol,
-            f"null-space component of theta_0 unchanged by GD: largest drift {max_drift:.3g} "
-            f"{'<=' if max_drift <= cfg.null_tol else '>'} {cfg.null_tol:g} (relative)",
-        ),
-        _ci_or_tol(
-            "ls_null_component_risk",
-            ci_coef,
-            1.0,
-            cfg.ls_risk_tol,
-            "held-out risk increase per unit init variance vs (d - n)/d (ratio)",
-        ),
     ]
+    if len(scales) > 1:
+        checks.append(
+            check_within(
+                "ls_null_component_kept",
+                max_drift,
+                0.0,
+                ps.null_tol,
+                kind="sanity",
+                what="drift of the null-space component of theta_0 under GD (relative; GD's steps lie in the row "
+                "space)",
+            )
+        )
+    risk_points = []
+    recs = []
+    if has_test and len(scales) > 1:
+        ci_coef = _ci(coef_ratio, level)
+        estimates.append(
+            _est(
+                "ls.risk_coefficient_ratio",
+                ci_coef,
+                note="measured held-out risk increase / s^2 over tr(P_ker S_test P_ker)/d (the expectation over "
+                "theta_0)",
+            )
+        )
+        drop = f" ({ci_coef.n_dropped} non-finite instance(s) dropped)" if ci_coef.n_dropped else ""
+        checks.append(
+            check_in_interval(
+                "ls_null_component_risk",
+                1.0,
+                ci_coef.low,
+                ci_coef.high,
+                kind="agreement",
+                what="held-out risk increase per unit init variance over its prediction tr(P_ker S_test)/d "
+                f"(ratio; t-interval over {ci_coef.n} instances){drop}",
+            )
+        )
+        risk = np.array(risk_rows)
+        for j, s in enumerate(scales):
+            ci = _ci(risk[:, j], level)
+            risk_points.append(
+                {
+                    "scale": s,
+                    "risk_increase": _f(ci.mean),
+                    "ci_low": _f(ci.low),
+                    "ci_high": _f(ci.high),
+                    "predicted": s * s * float(np.mean(coefs)),
+                }
+            )
+        last = risk_points[-1]
+        if last["risk_increase"] is not None:
+            recs.append(
+                Recommendation(
+                    f"Initialising least squares at scale {last['scale']:g} instead of 0 added "
+                    f"{last['risk_increase']:.3g} held-out MSE (predicted {last['predicted']:.3g}): the null-space "
+                    f"component GD never removes; initialise at or near zero when the min-norm solution is wanted.",
+                    rests_on=("ls_null_component_kept", "ls_null_component_risk"),
+                )
+            )
     assumptions = [
         Assumption(
             "X has full row rank n < d (under-determined, consistent system)",
             "seed line 152",
-            "",
-            "holds" if ranks_ok else "violated",
-        ),
+            checked_by=("ls_full_row_rank",),
+        ),  # fmt: skip
         Assumption(
-            f"0 < eta < 2/s_max^2 (eta = {cfg.ls_lr_fraction:g}/s_max^2)",
+            f"0 < eta < 2/s_max^2 (eta = {ps.lr_fraction:g}/s_max^2; the settings require lr_fraction < 2)",
             "seed line 152",
-            "",
-            "holds" if cfg.ls_lr_fraction < 2 else "violated",
+            checked_by=("ls_converges_to_pinv",),
         ),
     ]
-    fig = figure(
-        "ls_distance",
-        "Least squares: distance to X^+ y, measured vs predicted (seed 0)",
-        [
-            line_trace(
-                first["steps"], first["distance_to_pinv"], "measured, theta_0 = 0", markers=False, color=PALETTE[0]
-            ),
-            curve_trace(first["steps"], first["predicted"], "predicted sqrt(sum (1-eta s^2)^2t c^2)", color=PALETTE[1]),
+    traces = [
+        line_trace(first["steps"], first["distance_to_pinv"], "measured, theta_0 = 0", markers=False, color=PALETTE[0]),
+        curve_trace(first["steps"], first["predicted"], "closed form sqrt(sum (1-eta s^2)^2t c^2)", color=PALETTE[1]),
+    ]
+    if len(scales) > 1:
+        traces += [
             line_trace(
                 first["steps_nonzero_init"],
                 first["distance_to_pinv_nonzero_init"],
@@ -279,78 +348,110 @@ def _least_squares(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                 dash="dot",
                 color=PALETTE[3],
             ),
-        ],
-        xlabel="GD step t",
-        ylabel="||theta_t - X^+ y||",
-        ylog=True,
-        caption="From 0 the distance falls at the rate of the smallest singular value; from an init with a "
-        "null-space component it stalls at that component's norm.",
-    )
-    fig_risk = figure(
-        "ls_risk_vs_init",
-        "Least squares: held-out risk cost of the kept null-space component",
-        [
-            errorbar_trace(
-                list(scales),
-                [p["risk_increase"] for p in risk_points],
-                [p["ci_low"] for p in risk_points],
-                [p["ci_high"] for p in risk_points],
-                "measured (t-interval over seeds)",
-                color=PALETTE[0],
-            ),
-            curve_trace(list(scales), [p["predicted"] for p in risk_points], "predicted s^2 (d-n)/d", color=PALETTE[1]),
-        ],
-        xlabel="init scale s (theta_0 ~ N(0, s^2/d I))",
-        ylabel="test MSE increase over theta_0 = 0",
-    )
+        ]
+    figs = [
+        figure(
+            "ls_distance",
+            "Least squares: distance to X^+ y, measured vs closed form (instance 0)",
+            traces,
+            xlabel="GD step t",
+            ylabel="||theta_t - X^+ y||",
+            ylog=True,
+            caption="From 0 the distance falls at the rate of the smallest singular value; from an init with a "
+            "null-space component it stalls at that component's norm.",
+        )
+    ]
+    if risk_points:
+        figs.append(
+            figure(
+                "ls_risk_vs_init",
+                "Least squares: held-out risk cost of the kept null-space component",
+                [
+                    errorbar_trace(
+                        list(scales),
+                        [p["risk_increase"] for p in risk_points],
+                        [p["ci_low"] for p in risk_points],
+                        [p["ci_high"] for p in risk_points],
+                        "measured (t-interval over instances)",
+                        color=PALETTE[0],
+                    ),
+                    curve_trace(
+                        list(scales),
+                        [p["predicted"] for p in risk_points],
+                        "predicted s^2 tr(P_ker S)/d",
+                        color=PALETTE[1],
+                    ),  # fmt: skip
+                ],
+                xlabel="init scale s (theta_0 ~ N(0, s^2/d I))",
+                ylabel="test MSE increase over theta_0 = 0",
+            )
+        )
     data = {
-        "n": cfg.ls_n,
-        "d": cfg.ls_d,
-        "lr_fraction": cfg.ls_lr_fraction,
-        "curve_seed0": first,
-        "per_seed": per_seed,
+        "lr_fraction": ps.lr_fraction,
+        "curve_instance0": first,
+        "per_instance": per_seed,
         "risk_vs_init": risk_points,
     }
-    return {
-        "estimates": estimates,
-        "checks": checks,
-        "assumptions": assumptions,
-        "figures": [fig, fig_risk],
-        "data": data,
-        "metrics": {"implicit_bias.pinv_distance": ci_rel.mean},
-    }
+    return Part(
+        "least_squares",
+        estimates=estimates,
+        checks=checks,
+        figures=figs,
+        assumptions=assumptions,
+        recommendations=recs,
+        metrics=metric_with_interval("implicit_bias.pinv_distance", estimates[0]),
+        predictions={
+            "least_squares": "theta_t -> X^+ y + P_ker theta_0; ||theta_t - lim|| = sqrt(sum (1-eta s_i^2)^(2t) c_i^2)",
+        },
+        data=data,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # 2. Separable logistic regression
 
 
-def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
-    lvl = cfg.ci_level
-    probs = [
-        lg.planted_separable(cfg.log_n, cfg.log_d, cfg.log_margin, derive_seed(seed, "log", i))
-        for i in range(cfg.n_seeds)
-    ]
-    tr = lg.run_logistic(probs, cfg.log_steps, cfg.log_lr_fraction, cfg.log_n_points)
+def _run_logistic(probs: tuple[Separable, ...], ps: LogisticSettings) -> lg.LogisticTrajectories:
+    """All instances in lockstep when they share a shape; otherwise one by one, then concatenated."""
+    if len({p.x.shape for p in probs}) == 1:
+        return lg.run_logistic(list(probs), ps.steps, ps.lr_fraction, ps.n_points)
+    runs = [lg.run_logistic([p], ps.steps, ps.lr_fraction, ps.n_points) for p in probs]
+    out: dict[str, Any] = {}
+    for name in lg.LogisticTrajectories.__dataclass_fields__:
+        vals = [getattr(r, name) for r in runs]
+        if name == "steps":
+            out[name] = vals[0]
+        elif name == "finite_ngd":
+            out[name] = all(vals)
+        elif isinstance(vals[0], tuple):
+            out[name] = tuple(x for v in vals for x in v)
+        else:
+            out[name] = np.concatenate(vals, axis=0)
+    return lg.LogisticTrajectories(**out)
+
+
+def logistic_part(probs: tuple[Separable, ...], ps: LogisticSettings, level: float, *, seed: int) -> Part:
+    del seed  # GD and normalised GD from w = 0 on fixed data: nothing is drawn
+    s_count = len(probs)
+    tr = _run_logistic(probs, ps)
     lg.warn_unconverged_svms(tr.svms)
     steps_t = tr.steps.astype(np.float64)
-    t_late = cfg.log_steps / 10.0
+    t_late = ps.steps / 10.0
     kkt = max(s.kkt_residual for s in tr.svms)
     svm_ok = all(s.converged for s in tr.svms)
-    planted_err = max(float(np.linalg.norm(s.w - p.w_hat) / np.linalg.norm(p.w_hat)) for s, p in zip(tr.svms, probs))
     has_tilde = [wt is not None for wt in tr.w_tilde]
-    cos_svm = [cosine(tr.w_gd[i], tr.svms[i].w) for i in range(cfg.n_seeds)]
+    cos_svm = [cosine(tr.w_gd[i], tr.svms[i].w) for i in range(s_count)]
     ratio_T = tr.gap_gd[:, -1] / tr.gap_pred[:, -1]
     rho_rel = np.array(
         [tr.rho_err[i, -1] / np.linalg.norm(wt) if wt is not None else np.nan for i, wt in enumerate(tr.w_tilde)]
     )
     fits, fits_ngd, slope_ratio, growth, per_seed = [], [], [], [], []
-    for i in range(cfg.n_seeds):
+    for i in range(s_count):
         f = lg.fit_gap(tr.steps, tr.gap_gd[i], t_late)
         fn = lg.fit_gap(tr.steps, tr.gap_ngd[i], t_late)
-        b_pred = soudry_gap_slope(tr.svms[i].w, tr.w_tilde[i]) if tr.w_tilde[i] is not None else float("nan")
+        b_pred = soudry_gap_slope(tr.svms[i].w, tr.w_tilde[i]) if tr.w_tilde[i] is not None else math.nan
         late = tr.steps >= t_late
-        g = np.polyfit(np.log(steps_t[late]), tr.par_gd[i, late], 1)[0] if late.sum() >= 2 else float("nan")
+        g = np.polyfit(np.log(steps_t[late]), tr.par_gd[i, late], 1)[0] if late.sum() >= 2 else math.nan
         w_norm = float(np.linalg.norm(tr.svms[i].w))
         fits.append(f)
         fits_ngd.append(fn)
@@ -360,7 +461,7 @@ def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         ours = lg.normalized_weights(probs[i].z @ tr.w_ngd[i])
         per_seed.append(
             {
-                "seed_index": i,
+                "instance": i,
                 "eta": float(tr.eta[i]),
                 "svm_norm": w_norm,
                 "n_support": int(tr.svms[i].support.size),
@@ -385,136 +486,171 @@ def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                 "log_space_weights_finite_at_end": bool(np.all(np.isfinite(ours))),
             }
         )
-    ci_cos = mean_ci(cos_svm, lvl)
-    ci_ratio = mean_ci(ratio_T, lvl)
-    ci_slope = mean_ci(slope_ratio, lvl)
-    ci_growth = mean_ci(growth, lvl)
+    ci_cos = _ci(cos_svm, level)
+    ci_ratio = _ci(ratio_T, level)
+    ci_slope = _ci(slope_ratio, level)
+    ci_growth = _ci(growth, level)
     speed = tr.gap_gd[:, -1] / tr.gap_ngd[:, -1]
-    ci_speed = mean_ci(np.log10(speed), lvl)
-    ci_ngd_p = mean_ci([f.power_exponent for f in fits_ngd], lvl)
-    ci_inv_r2 = mean_ci([f.inv_r2 for f in fits], lvl)
-    ci_pow_r2 = mean_ci([f.power_r2 for f in fits], lvl)
-    ci_rho = mean_ci(rho_rel, lvl)
+    ci_speed = _ci(np.log10(speed), level)
+    ci_ngd_p = _ci([f.power_exponent for f in fits_ngd], level)
+    ci_rho = _ci(rho_rel, level)
     # Nacson et al.'s bound O(log t / sqrt t) has local log-log slope -1/2 + 1/log t.
-    t_mid = math.sqrt(t_late * cfg.log_steps)
+    t_mid = math.sqrt(t_late * ps.steps)
     bound_slope = -0.5 + 1.0 / math.log(t_mid)
+    budget = {"n_iter": ps.steps}  # a fixed budget of steps: converged stays None
     estimates = [
-        _est(
-            "implicit_bias.svm_cosine",
-            ci_cos,
-            note=f"cos(w_GD(T), w_SVM) at T = {cfg.log_steps} steps",
-            n_iter=cfg.log_steps,
-        ),
+        _est("implicit_bias.svm_cosine", ci_cos, note=f"cos(w_GD(T), w_SVM) at T = {ps.steps} steps", **budget),
         _est(
             "logistic.gap_ratio_measured_over_predicted",
             ci_ratio,
             note="direction gap of GD at T over the gap of w_hat log T + w_tilde (Soudry et al.)",
+            **budget,
         ),
         _est(
             "logistic.inv_log_slope_ratio",
             ci_slope,
             note="slope of 1/gap against log t on [T/10, T] over ||w_hat|| / ||w_tilde_perp||",
+            **budget,
         ),
         _est(
-            "logistic.norm_growth_ratio", ci_growth, note="d(w_t . w_hat/||w_hat||)/d log t on [T/10, T] over ||w_hat||"
+            "logistic.norm_growth_ratio",
+            ci_growth,
+            note="d(w_t . w_hat/||w_hat||)/d log t on [T/10, T] over ||w_hat||",
+            **budget,
         ),
-        _est("logistic.rho_relative_error", ci_rho, note="||w_T - w_hat log T - w_tilde|| / ||w_tilde||"),
-        _est("logistic.inv_log_fit_r2", ci_inv_r2, note="R^2 of 1/gap = a + b log t on [T/10, T]"),
-        _est("logistic.power_fit_r2", ci_pow_r2, note="R^2 of log gap = c + p log t on [T/10, T] (the alternative)"),
+        _est("logistic.rho_relative_error", ci_rho, note="||w_T - w_hat log T - w_tilde|| / ||w_tilde||", **budget),
+        _est("logistic.inv_log_fit_r2", _ci([f.inv_r2 for f in fits], level), note="R^2 of 1/gap = a + b log t"),
+        _est(
+            "logistic.power_fit_r2",
+            _ci([f.power_r2 for f in fits], level),
+            note="R^2 of log gap = c + p log t on [T/10, T] (the alternative law)",
+        ),
         _est(
             "logistic.ngd_log10_speedup",
             ci_speed,
             unit="log10",
             note="log10(GD gap / normalised-GD gap) at the same step T",
+            **budget,
         ),
-        _est("logistic.ngd_power_exponent", ci_ngd_p, note="slope of log gap vs log t for normalised GD on [T/10, T]"),
+        _est("logistic.ngd_power_exponent", ci_ngd_p, note="slope of log gap vs log t, normalised GD, [T/10, T]"),
         Estimate(
             "logistic.svm_kkt_residual",
             kkt,
-            method="max over seeds",
-            n=cfg.n_seeds,
+            method="max over instances",
+            n=s_count,
             converged=svm_ok,
-            note="a worst case over seeds of a solver residual, not a sampled quantity: no interval",
             n_iter=max(s.n_iter for s in tr.svms),
+            note="largest KKT residual of the hard-margin SVM QP",
+            no_interval_reason="a worst case of a solver residual over instances, not a sampled quantity",
         ),
     ]
-    ngd_ok = bool(np.all(speed >= cfg.ngd_speedup))
     checks = [
-        Check(
+        check_within(
             "svm_kkt",
-            bool(svm_ok and kkt <= KKT_TOL),
             kkt,
             0.0,
             KKT_TOL,
-            f"hard-margin SVM QP: largest KKT residual {kkt:.3g} (primal, dual, complementarity, gap)",
+            kind="sanity",
+            what="hard-margin SVM QP: largest KKT residual (primal, dual, complementarity, gap)",
         ),
         check_within(
-            "svm_planted_solution",
-            planted_err,
+            "support_vectors_span",
+            float(sum(not h for h in has_tilde)),
             0.0,
-            100 * KKT_TOL,
-            what="QP solution vs the planted closed-form SVM (relative)",
+            0.0,
+            kind="sanity",
+            what=f"instances whose support vectors do not span R^d (of {s_count}; w_tilde undefined there)",
         ),
-        _ci_or_tol(
+    ]
+    planted = [p.w_svm for p in probs]
+    if all(w is not None for w in planted):
+        err = max(float(np.linalg.norm(s.w - w) / np.linalg.norm(w)) for s, w in zip(tr.svms, planted))
+        checks.append(
+            check_within(
+                "svm_planted_solution",
+                err,
+                0.0,
+                100 * KKT_TOL,
+                kind="sanity",
+                what="QP solution vs the planted closed-form SVM (relative)",
+            )
+        )
+    speed_ok = bool(np.all(speed >= ps.ngd_speedup))
+    checks += [
+        _agree(
             "soudry_gap_prediction",
             ci_ratio,
             1.0,
-            cfg.gap_tol,
-            f"GD direction gap at T = {cfg.log_steps} over Soudry et al.'s w_hat log t + w_tilde prediction",
+            ps.gap_tol,
+            f"GD's direction gap to the QP's SVM direction at T = {ps.steps} over the gap Soudry et al. predict "
+            "from w_hat log T + w_tilde (w_tilde from the SVM's dual, not from the run)",
         ),
-        _ci_or_tol(
+        _agree(
             "soudry_norm_growth",
             ci_growth,
             1.0,
-            cfg.growth_tol,
-            "growth of w_t along w_hat per unit log t, over ||w_hat||",
+            ps.growth_tol,
+            "growth of w_t along w_hat per unit log t, over ||w_hat|| (the theorem: exactly 1)",
         ),
         Check(
             "normalized_gd_faster",
-            ngd_ok,
+            speed_ok,
             float(np.min(speed)),
-            cfg.ngd_speedup,
+            ps.ngd_speedup,
             None,
             f"normalised GD's gap at T is {np.min(speed):.3g}x to {np.max(speed):.3g}x smaller than GD's "
-            f"(required >= {cfg.ngd_speedup:g}x on every seed)",
+            f"({'>=' if speed_ok else 'not >='} {ps.ngd_speedup:g}x on every instance): polynomial vs 1/log t",
+            kind="agreement",
+            criterion=f"GD gap / normalised-GD gap at T >= {ps.ngd_speedup:g} on every instance",
         ),
-        Check(
+        check_bound(
             "normalized_gd_rate_vs_bound",
-            bool(ci_ngd_p.mean <= bound_slope + 0.05) if math.isfinite(ci_ngd_p.mean) else None,
-            _f(ci_ngd_p.mean),
+            ci_ngd_p.mean,
             bound_slope,
-            0.05,
-            f"normalised GD: log-log slope of the gap {ci_ngd_p.mean:.3g} vs the slope of Nacson et al.'s "
-            f"O(log t/sqrt t) bound at t = {t_mid:.3g} ({bound_slope:.3g}); at least as fast passes",
+            slack=ps.ngd_slope_slack,
+            what=f"normalised GD: mean log-log slope of the gap vs the slope of Nacson et al.'s O(log t/sqrt t) "
+            f"bound at t = {t_mid:.3g}",
             severity="info",
         ),
     ]
     assumptions = [
+        Assumption("data linearly separable", "Soudry et al. 2018, Assumption 1", checked_by=("svm_kkt",)),
         Assumption(
-            "data linearly separable", "Soudry et al. 2018, Assumption 1", "svm_kkt", "holds" if svm_ok else "unchecked"
-        ),
-        Assumption(
-            f"eta < 2 beta^-1 s_max(X)^-2 with beta = 1/4 (eta = {cfg.log_lr_fraction:g} of the bound)",
+            f"eta < 2 beta^-1 s_max(X)^-2 with beta = 1/4 (eta = {ps.lr_fraction:g} of the bound; the settings "
+            "require a fraction < 1)",
             "Soudry et al. 2018, Theorem 3",
-            "",
-            "holds" if cfg.log_lr_fraction < 1 else "violated",
+            checked_by=("soudry_norm_growth",),
         ),
         Assumption(
             "support vectors span R^d (needed for the w_tilde gap prediction)",
             "Soudry et al. 2018",
-            "soudry_gap_prediction",
-            "holds" if all(has_tilde) else "violated",
+            checked_by=("support_vectors_span",),
         ),
     ]
+    gd_final = float(np.mean(tr.gap_gd[:, -1]))
+    ngd_final = float(np.mean(tr.gap_ngd[:, -1]))
+    recs = [
+        Recommendation(
+            f"After {ps.steps} GD steps on separable logistic regression the direction is still {gd_final:.3g} from "
+            f"the SVM direction, as Soudry et al.'s 1/log t law predicts (loss-normalised GD: {ngd_final:.3g}); if "
+            "the max-margin direction itself matters, normalise the step or solve the SVM rather than wait on GD.",
+            rests_on=("soudry_gap_prediction", "normalized_gd_faster"),
+        )
+    ]
     mean = lambda a: np.nanmean(a, axis=0)  # noqa: E731
-    lo_hi = [mean_ci(tr.gap_gd[:, k], lvl) for k in range(tr.steps.size)]
+    lo_hi = [_ci(tr.gap_gd[:, k], level) for k in range(tr.steps.size)]
+    band = (
+        band_traces(tr.steps, [max(c.low, 1e-12) for c in lo_hi], [c.high for c in lo_hi], "GD", color=PALETTE[0])
+        if all(c.ok for c in lo_hi)
+        else []
+    )
     fig_gap = figure(
         "logistic_gap",
         "Separable logistic: direction gap to the SVM, measured vs Soudry et al.",
         [
             # The band's lower edge is clipped above 0 for the log axis (the data keep the raw interval).
-            *band_traces(tr.steps, [max(c.low, 1e-12) for c in lo_hi], [c.high for c in lo_hi], "GD", color=PALETTE[0]),
-            line_trace(tr.steps, mean(tr.gap_gd), "GD (mean over seeds)", color=PALETTE[0]),
+            *band,
+            line_trace(tr.steps, mean(tr.gap_gd), "GD (mean over instances)", color=PALETTE[0]),
             curve_trace(tr.steps, mean(tr.gap_pred), "predicted: w_hat log t + w_tilde", color=PALETTE[1]),
             line_trace(tr.steps, mean(tr.gap_ngd), "normalised GD (log-space)", color=PALETTE[2]),
         ],
@@ -530,7 +666,7 @@ def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
     late = tr.steps >= t_late
     fig_inv = figure(
         "logistic_inv_gap",
-        "1/gap against log t (seed 0): the 1/log t law is a straight line",
+        "1/gap against log t (instance 0): the 1/log t law is a straight line",
         [
             line_trace(np.log(steps_t), inv, "measured 1/gap", color=PALETTE[0]),
             curve_trace(
@@ -545,9 +681,6 @@ def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         ylabel="1 / direction gap",
     )
     data = {
-        "n": cfg.log_n,
-        "d": cfg.log_d,
-        "margin": cfg.log_margin,
         "steps": tr.steps.tolist(),
         "gap_gd_mean": _fl(mean(tr.gap_gd)),
         "gap_gd_ci_low": [_f(c.low) for c in lo_hi],
@@ -556,23 +689,34 @@ def _logistic(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         "gap_ngd_mean": _fl(mean(tr.gap_ngd)),
         "margin_gap_gd_mean": _fl(mean(tr.margin_gap_gd)),
         "margin_gap_predicted_mean": _fl(mean(tr.margin_gap_pred)),
-        "fit_window": [t_late, cfg.log_steps],
-        "per_seed": per_seed,
+        "fit_window": [t_late, ps.steps],
+        "per_instance": per_seed,
         "naive_weights_underflow_at_end": bool(not all(p["naive_weights_finite_at_end"] for p in per_seed)),
         "log_space_weights_finite": bool(tr.finite_ngd and all(p["log_space_weights_finite_at_end"] for p in per_seed)),
+        "naive_weights_note": "normalised GD's weights -l'(m)/L are computed in log space; the direct form "
+        "underflows to 0/0 once margins pass ~745 (see per_instance naive_weights_finite_at_end)",
     }
-    return {
-        "estimates": estimates,
-        "checks": checks,
-        "assumptions": assumptions,
-        "figures": [fig_gap, fig_inv],
-        "data": data,
-        "metrics": {
-            "implicit_bias.svm_cosine": ci_cos.mean,
-            "implicit_bias.gap_ratio": ci_ratio.mean,
-            "implicit_bias.ngd_log10_speedup": ci_speed.mean,
+    metrics: dict[str, float] = {}
+    for key, est in (
+        ("implicit_bias.svm_cosine", estimates[0]),
+        ("implicit_bias.gap_ratio", estimates[1]),
+        ("implicit_bias.ngd_log10_speedup", estimates[7]),
+    ):
+        metrics.update(metric_with_interval(key, est))
+    return Part(
+        "logistic",
+        estimates=estimates,
+        checks=checks,
+        figures=[fig_gap, fig_inv],
+        assumptions=assumptions,
+        recommendations=recs,
+        metrics=metrics,
+        predictions={
+            "logistic": "w(t) = w_svm log t + w_tilde + o(1); direction gap O(1/log t) (Soudry et al. 2018)",
+            "normalized_gd": "gap O(log t / sqrt t) (Nacson et al. 2019)",
         },
-    }
+        data=data,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -599,34 +743,33 @@ _COLS = [
 ]
 
 
-def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
-    lvl = cfg.ci_level
-    probs = [
-        op.make_teacher_problem(cfg.opt_n, cfg.opt_d, cfg.opt_margin, cfg.opt_n_test, derive_seed(seed, "opt", i))
-        for i in range(cfg.n_seeds)
-    ]
-    conds = op.conditions(cfg.opt_init_scales, cfg.opt_schedules)
+def _teacher(p: Separable) -> op.TeacherProblem:
+    d = p.x.shape[1]
+    xt = p.x_test if p.x_test is not None else np.empty((0, d))
+    yt = p.labels_test if p.labels_test is not None else np.empty(0)
+    return op.TeacherProblem(p.x, p.labels, xt, yt, None)
+
+
+def optimizers_part(sets: tuple[Separable, ...], ps: OptimizersSettings, level: float, *, seed: int) -> Part:
+    if len({p.x.shape for p in sets}) != 1:
+        raise ValueError("the optimizers part trains all sets in lockstep: they must share one shape (n, d).")
+    probs = [_teacher(p) for p in sets]
+    s_count = len(probs)
+    held_out = all(p.x_test.shape[0] > 0 for p in probs)
+    conds = op.conditions(ps.init_scales, ps.schedules)
+    bs = min(ps.batch_size, probs[0].x.shape[0])
     st = op.compare_optimizers(
-        probs,
-        cfg.opt_optimizers,
-        conds,
-        cfg.opt_epochs,
-        cfg.opt_lr,
-        cfg.opt_lr_normalized,
-        cfg.opt_batch_size,
-        cfg.opt_reseeds,
-        cfg.opt_n_points,
-        derive_seed(seed, "opt-train"),
+        probs, ps.optimizers, conds, ps.epochs, ps.lr, ps.lr_normalized, bs, ps.reseeds, ps.n_points, seed
     )
-    refs_ok = all(r.converged for r in st.refs)
     rows, table_rows = [], []
     nearest: dict[tuple[str, str], str] = {}
     interpolate = True
+    k10 = int(np.flatnonzero(st.record_epochs == ps.epochs // 10)[0])
     for c in conds:
-        for o in cfg.opt_optimizers:
+        for o in ps.optimizers:
             ms = st.metrics[(c.label, o)]
 
-            def per_inst(fn: Any) -> np.ndarray:
+            def per_inst(fn: Any, ms: Any = ms) -> np.ndarray:
                 return np.array([np.mean([fn(m) for m in inst]) for inst in ms])
 
             vals = {
@@ -649,12 +792,11 @@ def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                 # mean pairwise 1 - cosine between reseeds (clipped: rounding can make it -1e-16)
                 spread.append(max(0.0, float((r * r - g.sum()) / (r * (r - 1)))) if r > 1 else 0.0)
             vals["reseed_spread"] = np.array(spread)
-            cis = {k: mean_ci(v, lvl) for k, v in vals.items()}
+            cis = {k: _ci(v, level) for k, v in vals.items()}
             near = max(op.NORMS, key=lambda k: cis[f"cos_{k}"].mean)
             nearest[(c.label, o)] = near
             interpolate = interpolate and float(np.max(vals["train_error"])) == 0.0
             traj = st.cos_traj[(c.label, o)]  # (S, R, K, 3)
-            k10 = int(np.flatnonzero(st.record_epochs == cfg.opt_epochs // 10)[0])
             rows.append(
                 {
                     "condition": c.label,
@@ -668,7 +810,7 @@ def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                     "cos_at_tenth_budget": {k: _f(np.nanmean(traj[:, :, k10, j])) for j, k in enumerate(op.NORMS)},
                 }
             )
-            fmt = lambda k, p=3: f"{cis[k].mean:.{p}g} {interval_text(cis[k], p)}"  # noqa: E731
+            fmt = lambda k, p=3, cis=cis: f"{cis[k].mean:.{p}g} {interval_text(cis[k], p)}"  # noqa: E731
             table_rows.append(
                 [
                     c.label,
@@ -690,91 +832,100 @@ def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
                 ]
             )
     base = conds[0].label
-    # Pairwise held-out disagreement in the base condition (first reseed; averaged over problems).
-    names = list(cfg.opt_optimizers) + ["l2-SVM", "linf-MM", "l1-MM"]
-    vecs = {o: [st.final_w[(base, o)][i, 0] for i in range(cfg.n_seeds)] for o in cfg.opt_optimizers}
+    names = list(ps.optimizers) + ["l2-SVM", "linf-MM", "l1-MM"]
+    vecs = {o: [st.final_w[(base, o)][i, 0] for i in range(s_count)] for o in ps.optimizers}
     for k, label in zip(op.NORMS, names[-3:]):
         vecs[label] = [r.direction(k) for r in st.refs]
-    pair = [
-        [float(np.mean([op.disagreement(p, vecs[a][i], vecs[b][i]) for i, p in enumerate(probs)])) for b in names]
-        for a in names
-    ]
+    pair = (
+        [
+            [float(np.mean([op.disagreement(p, vecs[a][i], vecs[b][i]) for i, p in enumerate(probs)])) for b in names]
+            for a in names
+        ]
+        if held_out
+        else []
+    )
     checks: list[Check] = []
     persist: dict[str, bool] = {}
-    for o in cfg.opt_optimizers:
+    for o in ps.optimizers:
         persist[o] = len({nearest[(c.label, o)] for c in conds}) == 1
         geo = op.GEOMETRY[o]
         if geo is None:
             continue
         ms = st.metrics[(base, o)]
         diff = [np.mean([m.cosine[geo] - max(m.cosine[k] for k in op.NORMS if k != geo) for m in inst]) for inst in ms]
-        ci = mean_ci(diff, lvl)
-        ok = bool(ci.low > 0) if math.isfinite(ci.low) else bool(ci.mean > 0)
+        ci = _ci(diff, level)
         traj = st.cos_traj[(base, o)][:, :, :, op.NORMS.index(geo)]  # (S, R, K)
-        k10 = int(np.flatnonzero(st.record_epochs == cfg.opt_epochs // 10)[0])
         early, late = 1.0 - float(np.nanmean(traj[:, :, k10])), 1.0 - float(np.nanmean(traj[:, :, -1]))
+        ok = bool(ci.low > 0) if ci.ok else None
+        verdict = "not evaluated (no interval with one instance)" if ok is None else ("pass" if ok else "fail")
         checks.append(
             Check(
                 f"nearest_direction_{o}",
                 ok,
-                ci.mean,
+                _f(ci.mean),
                 0.0,
                 None,
-                f"finite-time evidence (base condition, {cfg.opt_epochs} epochs): {o}'s cosine to the {geo} max-margin "
-                f"direction exceeds its cosine to the others by {ci.mean:.3g} {interval_text(ci)}, and 1 - cosine to it "
-                f"went from {early:.3g} at epoch {cfg.opt_epochs // 10} to {late:.3g}; the asymptotic theorem predicts "
-                f"{geo}",
+                f"finite-time evidence (base condition, {ps.epochs} epochs): {o}'s cosine to the {geo} max-margin "
+                f"direction exceeds its cosine to the others by {ci.mean:.3g} {interval_text(ci)}, and 1 - cosine "
+                f"to it went from {early:.3g} at epoch {ps.epochs // 10} to {late:.3g}; the asymptotic theorem "
+                f"predicts {geo}: {verdict}",
                 severity="info",
+                kind="agreement",
+                criterion="lower end of the t-interval of (cos to the predicted direction - largest other cos) > 0",
             )
         )
     checks.append(
-        Check(
+        check_within(
             "all_optimizers_interpolate",
-            bool(interpolate),
-            None,
+            float(not interpolate),
             0.0,
-            None,
-            "every optimizer reached zero training error in every run and condition"
-            if interpolate
-            else "some run still misclassifies training points at the budget",
+            0.0,
+            kind="sanity",
+            what="some run still misclassifies training points at the budget (1 = yes)",
             severity="info",
         )
     )
     checks.append(
-        Check(
+        check_within(
             "max_margin_references_solved",
-            bool(refs_ok),
-            None,
-            None,
-            None,
-            "SVM (KKT) and l1/l_inf LPs (HiGHS status 0) solved for every problem"
-            if refs_ok
-            else "a reference QP/LP did not converge",
+            float(sum(not r.converged for r in st.refs)),
+            0.0,
+            0.0,
+            kind="sanity",
+            what="problems whose SVM QP (KKT) or l1/l_inf LP (HiGHS status 0) did not solve",
         )
     )
     base_rows = [r for r in rows if r["condition"] == base]
     estimates = []
     for r in base_rows:
         o = r["optimizer"]
-        for key in ("cos_l2", "disagree_l2"):
-            v = r[key]
+        keys = ("cos_l2", "disagree_l2") if held_out else ("cos_l2",)
+        for key in keys:
+            ci = _ci(per_inst_values(st, base, o, key), level)
             estimates.append(
-                Estimate(
+                _est(
                     f"optimizers.{o}.{key}",
-                    v["mean"],
-                    v["ci_low"],
-                    v["ci_high"],
-                    level=lvl,
-                    method=f"Student t over {cfg.n_seeds} seeds (mean of {cfg.opt_reseeds} reseeds)",
-                    n=cfg.n_seeds,
-                    n_iter=cfg.opt_epochs,
-                    note="finite-time, base condition",
+                    ci,
+                    n_iter=ps.epochs,
+                    note=f"finite-time, base condition, mean of {ps.reseeds} reseeds per instance",
                 )
             )
-    max_dis = max(r["disagree_l2"]["mean"] or 0.0 for r in base_rows)
-    # 1 - cosine to the predicted (or, for Adam, l2 and l_inf) direction along training.
+    recs = []
+    metrics: dict[str, float] = {}
+    if held_out:
+        worst = max(base_rows, key=lambda r: r["disagree_l2"]["mean"] or 0.0)
+        max_dis = float(worst["disagree_l2"]["mean"] or 0.0)
+        metrics["implicit_bias.max_optimizer_disagreement"] = max_dis
+        recs.append(
+            Recommendation(
+                f"At zero training error the optimizer still changes the function: {worst['optimizer']} disagrees "
+                f"with the l2-SVM on {100 * max_dis:.1f}% of held-out points after {ps.epochs} epochs; compare "
+                "optimizers on held-out behaviour, not only on training loss.",
+                rests_on=("all_optimizers_interpolate", "max_margin_references_solved"),
+            )
+        )
     traces = []
-    for j, o in enumerate(cfg.opt_optimizers):
+    for j, o in enumerate(ps.optimizers):
         geos = [op.GEOMETRY[o]] if op.GEOMETRY[o] else ["l2", "linf"]
         for gi, geo in enumerate(geos):
             y = 1.0 - np.nanmean(st.cos_traj[(base, o)][:, :, :, op.NORMS.index(geo)], axis=(0, 1))
@@ -800,23 +951,26 @@ def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
     tables = [
         Table(
             "optimizers_at_budget",
-            f"Optimizers at a matched budget of {cfg.opt_epochs} epochs (finite-time)",
+            f"Optimizers at a matched budget of {ps.epochs} epochs (finite-time)",
             _COLS,
             table_rows,
             caption="mean and t-interval over problem instances, each the mean over reseeds; margins are the "
             "normalised minimum margin over its optimum (1 = max-margin in that norm).",
-        ),
-        Table(
-            "optimizer_disagreement",
-            "Held-out sign disagreement between optimizers and references (base)",
-            [""] + names,
-            [[a] + [f"{v:.3f}" for v in row] for a, row in zip(names, pair)],
-        ),
+        )
     ]
+    if pair:
+        tables.append(
+            Table(
+                "optimizer_disagreement",
+                "Held-out sign disagreement between optimizers and references (base)",
+                [""] + names,
+                [[a] + [f"{v:.3f}" for v in row] for a, row in zip(names, pair)],
+            )
+        )
     finite = [
-        f"{o}: nearest {nearest[(base, o)]} at {cfg.opt_epochs} epochs"
+        f"{o}: nearest {nearest[(base, o)]} at {ps.epochs} epochs"
         f"{' (same under every control)' if persist[o] else ' (changes under some control)'}"
-        for o in cfg.opt_optimizers
+        for o in ps.optimizers
     ]
     notes = [
         "Finite-time (measured at the budget, base condition): " + "; ".join(finite) + ".",
@@ -826,10 +980,8 @@ def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         "gradients fall below epsilon (Wang et al. 2021): no single prediction, none checked.",
     ]
     data = {
-        "n": cfg.opt_n,
-        "d": cfg.opt_d,
-        "epochs": cfg.opt_epochs,
-        "reseeds": cfg.opt_reseeds,
+        "epochs": ps.epochs,
+        "reseeds": ps.reseeds,
         "conditions": [
             {"label": c.label, "varies": c.varies, "init_scale": c.init_scale, "schedule": c.schedule} for c in conds
         ],
@@ -840,63 +992,32 @@ def _optimizers(cfg: ImplicitBiasConfig, seed: int) -> dict[str, Any]:
         "record_epochs": st.record_epochs.tolist(),
         "cos_trajectory_base": {
             o: {k: _fl(np.nanmean(st.cos_traj[(base, o)][:, :, :, j], axis=(0, 1))) for j, k in enumerate(op.NORMS)}
-            for o in cfg.opt_optimizers
+            for o in ps.optimizers
         },
     }
-    return {
-        "estimates": estimates,
-        "checks": checks,
-        "assumptions": [
+    return Part(
+        "optimizers",
+        estimates=estimates,
+        checks=checks,
+        figures=[fig],
+        tables=tables,
+        assumptions=[
             Assumption(
                 "every optimizer interpolates the training set at the budget",
                 "exercise C.2 [T]1",
-                "all_optimizers_interpolate",
-                "holds" if interpolate else "violated",
+                checked_by=("all_optimizers_interpolate",),
             )
         ],
-        "figures": [fig],
-        "tables": tables,
-        "data": data,
-        "notes": notes,
-        "metrics": {"implicit_bias.max_optimizer_disagreement": max_dis},
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-
-
-def run_implicit_bias(config: ImplicitBiasConfig, seed: int) -> LensResult:
-    """Run the three implicit-bias experiments and assemble their estimates, checks and figures."""
-    t0 = time.perf_counter()
-    parts = {
-        "least_squares": _least_squares(config, seed),
-        "logistic": _logistic(config, seed),
-        "optimizers": _optimizers(config, seed),
-    }
-    metrics: dict[str, float] = {}
-    for p in parts.values():
-        metrics.update(p.get("metrics", {}))
-    data = {name: p["data"] for name, p in parts.items()}
-    data["metrics"] = {k: _f(v) for k, v in metrics.items()}
-    data["wall_time_s"] = time.perf_counter() - t0
-    data["naive_weights_note"] = (
-        "normalised GD's weights -l'(m)/L are computed in log space; the direct form underflows to 0/0 once "
-        "margins pass ~745 (see logistic.per_seed naive_weights_finite_at_end)"
-    )
-    return LensResult(
-        lens=LENS,
-        estimates=tuple(e for p in parts.values() for e in p["estimates"]),
-        checks=tuple(c for p in parts.values() for c in p["checks"]),
-        figures=tuple(f for p in parts.values() for f in p["figures"]),
-        tables=tuple(t for p in parts.values() for t in p.get("tables", [])),
-        assumptions=tuple(a for p in parts.values() for a in p["assumptions"]),
-        predictions={
-            "least_squares": "theta_t -> X^+ y + P_ker theta_0; ||theta_t - lim|| = sqrt(sum (1-eta s_i^2)^(2t) c_i^2)",
-            "logistic": "w(t) = w_svm log t + w_tilde + o(1); direction gap O(1/log t) (Soudry et al. 2018)",
-            "normalized_gd": "gap O(log t / sqrt t) (Nacson et al. 2019)",
-            "optimizers": {o: op.GEOMETRY[o] for o in config.opt_optimizers},
-            "risk_per_unit_init_variance": (config.ls_d - config.ls_n) / config.ls_d,
-        },
+        recommendations=recs,
+        metrics=metrics,
+        predictions={"optimizers": {o: op.GEOMETRY[o] for o in ps.optimizers}},
         data=data,
-        notes=tuple(n for p in parts.values() for n in p.get("notes", [])),
+        notes=notes,
     )
+
+
+def per_inst_values(st: op.OptimizerStudy, cond: str, o: str, key: str) -> np.ndarray:
+    """Per-instance mean over reseeds of ``cos_l2``/``disagree_l2`` (the norm after the underscore)."""
+    kind, norm = key.split("_", 1)
+    attr = "cosine" if kind == "cos" else "disagree_ref"
+    return np.array([np.mean([getattr(m, attr)[norm] for m in inst]) for inst in st.metrics[(cond, o)]])

@@ -27,7 +27,6 @@ import numpy as np
 from scipy.special import log_expit
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.implicit_bias import (
     SVMSolution,
@@ -36,6 +35,7 @@ from multilens.theory.implicit_bias import (
     soudry_direction_gap,
     soudry_residual_limit,
 )
+from multilens.validation import check_int
 
 # ----------------------------------------------------------------------------------------------
 # Data

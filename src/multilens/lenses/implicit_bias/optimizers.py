@@ -33,9 +33,9 @@ import numpy as np
 from scipy.special import log_expit
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator, derive_seed
 from multilens.theory.implicit_bias import MaxMarginLP, SVMSolution, hard_margin_svm, max_margin_lp
+from multilens.validation import check_int
 
 OPTIMIZERS = ("gd", "sgd", "adam", "sign", "coordinate")
 SCHEDULES = ("constant", "cosine", "inv_sqrt")
@@ -52,7 +52,7 @@ class TeacherProblem:
     y: np.ndarray  # (n,)
     x_test: np.ndarray  # (n_test, d) unfiltered, so many sit near the boundary
     y_test: np.ndarray
-    teacher: np.ndarray
+    teacher: np.ndarray | None  # None for a user's set
 
 
 def make_teacher_problem(n: int, d: int, margin: float, n_test: int, seed: SeedLike) -> TeacherProblem:
@@ -212,6 +212,7 @@ def metrics(p: TeacherProblem, ref: References, w: np.ndarray) -> RunMetrics:
     m = z @ w
     scale = {"l2": np.linalg.norm(w), "linf": np.abs(w).max(), "l1": np.abs(w).sum()}
     margin = {k: float(m.min() / v) if v > 0 else float("nan") for k, v in scale.items()}
+    held_out = p.x_test.shape[0] > 0  # a user's set may come without held-out points: NaN, not a warning
     pred = np.sign(p.x_test @ w)
     ml2 = m / scale["l2"] if scale["l2"] > 0 else np.full_like(m, np.nan)
     return RunMetrics(
@@ -223,13 +224,17 @@ def metrics(p: TeacherProblem, ref: References, w: np.ndarray) -> RunMetrics:
         margin_q10=float(np.quantile(ml2, 0.1)),
         margin_q50=float(np.quantile(ml2, 0.5)),
         cosine={k: float(ref.direction(k) @ w / scale["l2"]) if scale["l2"] > 0 else float("nan") for k in NORMS},
-        test_accuracy=float(np.mean(pred == p.y_test)),
-        disagree_ref={k: float(np.mean(pred != np.sign(p.x_test @ ref.direction(k)))) for k in NORMS},
+        test_accuracy=float(np.mean(pred == p.y_test)) if held_out else float("nan"),
+        disagree_ref={
+            k: float(np.mean(pred != np.sign(p.x_test @ ref.direction(k)))) if held_out else float("nan") for k in NORMS
+        },
     )
 
 
 def disagreement(p: TeacherProblem, wa: np.ndarray, wb: np.ndarray) -> float:
-    """Fraction of held-out points on which two linear classifiers predict different signs."""
+    """Fraction of held-out points on which two linear classifiers predict different signs (NaN if none)."""
+    if p.x_test.shape[0] == 0:
+        return float("nan")
     return float(np.mean(np.sign(p.x_test @ wa) != np.sign(p.x_test @ wb)))
 
 

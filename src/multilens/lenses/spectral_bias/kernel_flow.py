@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.spectral_bias import (
     discretization_bound,
@@ -25,6 +24,7 @@ from multilens.theory.spectral_bias import (
     modal_trajectory_discrete,
     mode_fit_step,
 )
+from multilens.validation import check_int
 
 
 def random_fourier_features(x: np.ndarray, n_features: int, lengthscale: float, seed: SeedLike) -> np.ndarray:

@@ -29,6 +29,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,10 +38,10 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int
 from multilens.models import MLPSpec, build_mlp
 from multilens.seeding import SeedLike, as_generator
 from multilens.theory.spectral_bias import linearized_residual, mode_fit_step
+from multilens.validation import check_int
 
 _ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
 PREDICTION_HORIZON = 1e9  # predicted fitting steps are searched up to here; beyond it they are inf
@@ -105,6 +106,28 @@ class BatchedMLP:
             if i < last:
                 h = _ACT[self.activation](h)
         return h[..., 0]
+
+
+_ACT_MODULES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.GELU: "gelu"}
+
+
+def activation_of(model: nn.Module) -> str:
+    """The activation of an nn.Sequential of nn.Linear layers (with bias) separated by one kind of
+    activation module and ending in one output; ValueError for any other structure."""
+    msg = (
+        "`model_builder` must return an nn.Sequential of nn.Linear layers (with bias) separated by one kind of "
+        "activation (nn.ReLU, nn.Tanh or nn.GELU) and ending in one output"
+    )
+    layers = list(model) if isinstance(model, nn.Sequential) else []
+    if not layers or len(layers) % 2 == 0:
+        raise ValueError(msg + f"; got {type(model).__name__} with {len(layers)} layers.")
+    lins, acts = layers[0::2], layers[1::2]
+    if not all(isinstance(m, nn.Linear) and m.bias is not None for m in lins) or lins[-1].out_features != 1:
+        raise ValueError(msg + ".")
+    kinds = {_ACT_MODULES.get(type(a)) for a in acts}
+    if None in kinds or len(kinds) > 1:
+        raise ValueError(msg + f"; got activations {sorted(type(a).__name__ for a in acts)}.")
+    return kinds.pop() if kinds else "relu"  # a single Linear layer has no activation
 
 
 def empirical_ntk(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -201,8 +224,12 @@ def run_architecture(
     n_modes: int,
     ff_features: int,
     ff_sigma: float,
+    builder: Callable[[int, int], nn.Sequential] | None = None,
 ) -> ArchitectureRun:
-    """Build, linearise (NTK) and train S networks of one input type; measure and predict fitting."""
+    """Build, linearise (NTK) and train S networks of one input type; measure and predict fitting.
+
+    ``builder(d_in, seed)`` builds each network (None: ``build_mlp`` with width, depth, activation).
+    """
     if kind not in ("plain", "fourier"):
         raise ConfigError(f"`kind` must be 'plain' or 'fourier'; got {kind!r}.")
     check_int("steps", steps, 1)
@@ -212,8 +239,17 @@ def run_architecture(
     inputs = [
         plain_inputs(x) if kind == "plain" else fourier_feature_inputs(x, ff_features, ff_sigma, s) for s in seeds
     ]
-    spec = MLPSpec(inputs[0].shape[1], (width,) * depth, 1, activation)  # type: ignore[arg-type]
-    models = [build_mlp(spec, s) for s in seeds]
+    if builder is None:
+        spec = MLPSpec(inputs[0].shape[1], (width,) * depth, 1, activation)  # type: ignore[arg-type]
+        models = [build_mlp(spec, s) for s in seeds]
+    else:
+        models = [builder(inputs[0].shape[1], s) for s in seeds]
+        activation = activation_of(models[0])
+        for m in models[1:]:
+            if activation_of(m) != activation or [p.shape for p in m.parameters()] != [
+                p.shape for p in models[0].parameters()
+            ]:
+                raise ValueError("`model_builder` must build the same architecture for every seed.")
     # NTK at initialisation, per network, in float64.
     eta, lams, us = [], [], []
     for model, inp in zip(models, inputs):

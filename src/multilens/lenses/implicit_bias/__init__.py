@@ -93,15 +93,3 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
     parts, notes = run_parts(LENS, steps, seed)
     notes = [n for n in notes if not any(n.startswith(f"part `{s.split('`')[1]}`") for s in skipped)] + skipped
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": subject.description})
-
-
-# What the `multilens lens` command on main still loads (`entry.load("config")`, `entry.load("run")`);
-# remove once the CLI goes through `multilens.lenses.contract.run_lens` like the protocol phase.
-config = Settings
-
-
-def run(settings: Settings, seed: int) -> LensResult:
-    from multilens.lenses.contract import run_lens
-    from multilens.lenses.registry import by_section
-
-    return run_lens(by_section(LENS), settings, seed)

@@ -56,15 +56,3 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
         "fit_threshold": thr,
     }
     return finish(LENS, parts, settings, seed, t0, notes=notes, data=data)
-
-
-# What the `multilens lens` command on main still loads (`entry.load("config")`, `entry.load("run")`);
-# remove once the CLI goes through `multilens.lenses.contract.run_lens` like the protocol phase.
-config = Settings
-
-
-def run(settings: Settings, seed: int) -> LensResult:
-    from multilens.lenses.contract import run_lens
-    from multilens.lenses.registry import by_section
-
-    return run_lens(by_section(LENS), settings, seed)

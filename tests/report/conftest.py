@@ -62,8 +62,8 @@ def _curvature_result() -> LensResult:
     figs = (
         F.bars("top_eigs", "Top Hessian eigenvalues", [f"λ{i}" for i in k], eig, eig * 0.95, eig * 1.05, ylog=True),
         F.line_with_errorbars("trace_vs_probes", "Hutchinson trace vs probes", [4, 8, 16, 32, 64],
-                              [10.2, 9.9, 10.05, 10.01, 10.0], [9.0, 9.3, 9.7, 9.8, 9.9], [11.4, 10.5, 10.4, 10.2, 10.1],
-                              xlog=True, xlabel="probes", ylabel="trace"),
+                              [10.2, 9.9, 10.05, 10.01, 10.0], [9.0, 9.3, 9.7, 9.8, 9.9],
+                              [11.4, 10.5, 10.4, 10.2, 10.1], xlog=True, xlabel="probes", ylabel="trace"),
     )  # fmt: skip
     return LensResult(
         lens="curvature",

@@ -95,3 +95,34 @@ def test_report_renders_every_plot_offline(
         assert plot["svg"] and plot["plotly"] and plot["traces"] >= 1 and plot["height"] > 100, plot
     assert notes == 1
     assert log_axes >= 3 and error_bars > 0
+
+
+def test_tables_download_as_csv_and_checks_filter(tmp_path: Path, summary: dict[str, Any], manifest: dict[str, Any]):
+    """The verdict strip links to stable anchors; a table's CSV button downloads its rows; the filter hides rows."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium not installed at /usr/bin/chromium; .ci/run installs it")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    html_path = write_report(tmp_path, summary, manifest)["html"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.route("**/*", _route([]))
+            page.goto(html_path.as_uri(), wait_until="load")
+            hrefs = page.eval_on_selector_all(".strip a", "els => els.map(e => e.getAttribute('href'))")
+            assert "#gates" in hrefs
+            for h in hrefs:
+                assert page.locator(h).count() == 1, h  # every link of the strip lands on an element
+            with page.expect_download() as dl:
+                page.locator("#gates button[data-dl=csv]").first.click()
+            text = Path(dl.value.path()).read_text()
+            assert text.splitlines()[0].startswith("gate,phase,rule")
+            assert len(text.splitlines()) == 1 + len(summary["gates"])
+            details = page.locator("details.passed").first
+            details.locator("summary").click()
+            rows = details.locator("tbody tr")
+            n = rows.count()
+            details.locator("input.filter").fill("zzz-no-such-check")
+            assert n >= 1 and sum(rows.nth(i).is_visible() for i in range(n)) == 0
+        finally:
+            browser.close()

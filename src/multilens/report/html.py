@@ -199,7 +199,11 @@ def table(columns: Sequence[Any], rows: Sequence[Sequence[str]], *, raw: bool = 
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     inner = f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-    return f'<div class="table-wrap"><table class="{cls}">{inner}</table></div>'
+    tools = (
+        '<div class="dl"><button type="button" data-dl="csv">CSV</button>'
+        '<button type="button" data-dl="json">JSON</button></div>'
+    )
+    return f'<div class="table-wrap">{tools}<table class="{cls}">{inner}</table></div>'
 
 
 def _empty(text: str) -> str:
@@ -307,10 +311,11 @@ def figure_spec(fig: Mapping[str, Any]) -> tuple[str | None, str]:
         return None, "its layout is not a JSON object"
     base = {
         "height": 340,
-        "margin": {"l": 64, "r": 16, "t": 24, "b": 52},
+        "margin": {"l": 64, "r": 16, "t": 40, "b": 52},
         "font": {"family": _FONT, "size": 12},
         "hovermode": "closest",
-        "legend": {"orientation": "h", "y": -0.22},
+        # Above the plotting area, so a legend never sits on the x-axis title.
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
     }
     config = {
         "responsive": True,
@@ -364,6 +369,21 @@ def estimates_html(estimates: Sequence[Any]) -> str:
 
 
 def _checks_table(checks: Sequence[Mapping[str, Any]]) -> str:
+    """Failed and not-evaluated checks shown; passing ones in a collapsed, filterable block."""
+    open_ = [c for c in checks if c.get("passed") is not True]
+    passed = [c for c in checks if c.get("passed") is True]
+    out = _checks_rows_table(open_) if open_ else ""
+    if passed:
+        out += (
+            f'<details class="passed"><summary>{len(passed)} passing check(s)</summary>'
+            '<input class="filter" type="search" placeholder="filter checks" aria-label="filter checks">'
+            + _checks_rows_table(passed)
+            + "</details>"
+        )
+    return out
+
+
+def _checks_rows_table(checks: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for c in failed_first(checks):
         v = verdict(c.get("passed"))
@@ -443,6 +463,11 @@ def _types_text(types: Any) -> str:
     return ", ".join(f"<code>{esc(k)}</code>: {esc(v)}" for k, v in items.items())
 
 
+def phase_anchor(phase: Mapping[str, Any]) -> str:
+    """A stable anchor for a phase: its name, the same in every run (``#lens-curvature``)."""
+    return "lens-" + "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(phase.get("name") or "phase"))
+
+
 def phase_html(phase: Mapping[str, Any], index: int) -> str:
     """One phase: what ran, plots, estimates, checks, tables, predictions, assumptions, notes."""
     result = phase_result(phase)
@@ -486,7 +511,7 @@ def phase_html(phase: Mapping[str, Any], index: int) -> str:
     )  # fmt: skip
     if not result:
         body += _empty("This phase produced no result.")
-    return f'<section id="phase-{index}" class="phase">{head}{body}</section>'
+    return f'<section id="phase-{index}" class="phase"><a id="{esc(phase_anchor(phase))}"></a>{head}{body}</section>'
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,6 +551,29 @@ def header_html(summary: Mapping[str, Any]) -> str:
         f'<header><div class="kicker">multilens report</div><h1>{esc(summary.get("title") or "multilens report")}</h1>'
         f'{line}<div class="cards">{card_html}</div></header>'
     )
+
+
+def verdict_strip(summary: Mapping[str, Any]) -> str:
+    """The verdict first: gates, checks by kind and every phase that did not finish, each linked to its section."""
+    phases = [as_dict(p) for p in as_list(summary.get("phases"))]
+    gates = [as_dict(g) for g in as_list(summary.get("gates"))]
+    g_pass = sum(g.get("passed") is True for g in gates)
+    g_fail = [g for g in gates if g.get("passed") is not True and not g.get("skipped")]
+    blocking = [g for g in g_fail if g.get("action") == "stop"]
+    checks = [c for p in phases for c in as_list(phase_result(p).get("checks"))] + as_list(summary.get("cross_checks"))
+    evidence, sanity = split_checks(checks)
+    ev, sa = check_counts(evidence), check_counts(sanity)
+    items = [
+        ("#gates", f"gates: {g_pass} pass, {len(g_fail)} fail or unmeasured ({len(blocking)} blocking)",
+         "bad" if blocking else ("warn" if g_fail else "ok")),
+        ("#overview", f"evidence checks: {ev[0]} pass, {ev[1]} fail, {ev[2]} not evaluated", "bad" if ev[1] else "ok"),
+        ("#overview", f"self-tests: {sa[0]} pass, {sa[1]} fail", "bad" if sa[1] else "ok"),
+    ]  # fmt: skip
+    for p in phases:
+        if p.get("status") not in ("done", None):
+            items.append((f"#{phase_anchor(p)}", f"{p.get('name')}: {p.get('status')}", "bad"))
+    links = "".join(f'<a class="{k}" href="{esc(h)}">{esc(t)}</a>' for h, t, k in items)
+    return f'<div class="strip" role="navigation" aria-label="verdict">{links}</div>'
 
 
 def overview_html(phases: Sequence[Mapping[str, Any]]) -> str:
@@ -712,6 +760,16 @@ figure.plot figcaption { margin-bottom:4px; }
 .ml-plot { width:100%; min-height:340px; }
 .plot-note, .ml-plot-failed { color:var(--warn); background:var(--warn-bg); padding:14px; border-radius:4px;
   min-height:0; }
+.dl { text-align:right; margin:2px 0; } .dl button { font-size:11px; margin-left:4px; padding:1px 6px;
+  border:1px solid var(--line); border-radius:4px; background:#fff; cursor:pointer; }
+input.filter { margin:6px 0; padding:3px 6px; width:260px; border:1px solid var(--line); border-radius:4px; }
+details.passed > summary { cursor:pointer; color:var(--muted); margin:6px 0; }
+.strip { display:flex; flex-wrap:wrap; gap:8px; margin:8px 0 18px; }
+.strip a { text-decoration:none; border:1px solid var(--line); border-radius:16px; padding:3px 10px; color:var(--fg); }
+.strip a.bad { border-color:var(--bad); background:var(--bad-bg); } .strip a.ok { border-color:var(--ok); }
+.strip a.warn { border-color:var(--warn); background:var(--warn-bg); }
+@media print { nav, .dl, input.filter, .strip { display:none; } .layout { display:block; } main { padding:0; }
+  section.phase { break-inside:auto; } .ml-plot { break-inside:avoid; } }
 .headline { font-size:15px; font-weight:600; margin:4px 0 10px; } .rests { color:var(--muted); font-size:12px; }
 .empty { color:var(--muted); font-style:italic; }
 ul.recs li, ul.notes li { margin:4px 0; } .source { color:var(--muted); font-size:12px; margin-left:6px; }
@@ -723,6 +781,36 @@ footer { color:var(--muted); font-size:12px; margin-top:40px; }
 """
 
 _PLOT_JS = """
+function multilensTableData(table) {
+  var rows = Array.prototype.map.call(table.rows, function (r) {
+    return Array.prototype.map.call(r.cells, function (c) { return c.textContent.trim(); });
+  });
+  return {columns: rows[0] || [], rows: rows.slice(1)};
+}
+function multilensCsvCell(v) { return /[",\\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
+document.addEventListener("click", function (ev) {
+  var b = ev.target.closest ? ev.target.closest("button[data-dl]") : null;
+  if (!b) { return; }
+  var d = multilensTableData(b.closest(".table-wrap").querySelector("table"));
+  var kind = b.getAttribute("data-dl"), text;
+  if (kind === "csv") {
+    text = [d.columns].concat(d.rows).map(function (r) { return r.map(multilensCsvCell).join(","); }).join("\\n");
+  } else { text = JSON.stringify(d, null, 1); }
+  var a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([text], {type: kind === "csv" ? "text/csv" : "application/json"}));
+  a.download = "table." + kind;
+  document.body.appendChild(a); a.click(); a.remove();
+});
+document.addEventListener("input", function (ev) {
+  if (!ev.target.classList || !ev.target.classList.contains("filter")) { return; }
+  var q = ev.target.value.toLowerCase();
+  ev.target.parentNode.querySelectorAll("tbody tr").forEach(function (tr) {
+    tr.style.display = tr.textContent.toLowerCase().indexOf(q) >= 0 ? "" : "none";
+  });
+});
+window.addEventListener("beforeprint", function () {
+  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+});
 function multilensPlotFailed(el, err) {
   el.className = "ml-plot-failed";
   el.textContent = "This plot could not be drawn: " + err;
@@ -750,9 +838,9 @@ def plotly_js() -> str:
 
 def _nav(entries: Sequence[tuple[str, str]], phases: Sequence[Mapping[str, Any]]) -> str:
     phase_items = "".join(
-        f'<li><a href="#phase-{i}">{esc(p.get("title") or p.get("name") or "phase")}</a> '
+        f'<li><a href="#{esc(phase_anchor(p))}">{esc(p.get("title") or p.get("name") or "phase")}</a> '
         f"{badge(p.get('status') or 'unknown')}</li>"
-        for i, p in enumerate(phases)
+        for p in phases
     )
     items = []
     for anchor, title in entries:
@@ -801,6 +889,7 @@ def render_html(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
         + _nav([(a, t) for a, t, _ in sections], phases)
         + "<main>"
         + header_html(summary)
+        + verdict_strip(summary)
         + '<noscript><p class="empty">JavaScript is off: plots are not shown; all tables are.</p></noscript>'
         + head_sections
         + phase_sections

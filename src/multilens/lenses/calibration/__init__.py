@@ -1,0 +1,1 @@
+"""Calibration lens (being built): metrics, temperature scaling and selective prediction on arrays."""

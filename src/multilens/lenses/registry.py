@@ -96,6 +96,16 @@ LENSES: tuple[LensEntry, ...] = (
         "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
         "arrays: a forward operator A and observations y",
     ),
+    LensEntry(
+        "calibration",
+        "calibration",
+        "multilens.lenses.calibration",
+        "Calibration: ECE, temperature scaling, selective risk, and drift past interpolation (C.15)",
+        "calibration metrics with intervals, temperature scaling, risk-coverage, subgroups, drift past interpolation",
+        "predictions: validation and test labels with logits or probabilities (optional groups, shifted test "
+        "predictions, a trajectory of checkpoints)",
+        key_checks=("temperature_transfers_to_test", "debiased_error_zero_when_calibrated"),
+    ),
 )
 
 

@@ -106,6 +106,16 @@ LENSES: tuple[LensEntry, ...] = (
         "predictions, a trajectory of checkpoints)",
         key_checks=("temperature_transfers_to_test", "debiased_error_zero_when_calibrated"),
     ),
+    LensEntry(
+        "shift",
+        "shift",
+        "multilens.lenses.shift",
+        "Shift: importance weighting, label-shift correction, worst-group accuracy, shift detection",
+        "importance-weighted risk and ESS (B.8), BBSE/EM priors (B.18), A.6, A.17, A.20, MMD and classifier tests",
+        "arrays: source losses and source/target features; source-validation and target probabilities; grouped "
+        "train/test data; source and target samples",
+        key_checks=("iw_risk_true_covers_target_risk", "target_priors_covered"),
+    ),
 )
 
 

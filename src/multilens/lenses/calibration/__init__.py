@@ -224,8 +224,16 @@ def measure(
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": dict(subject.description)})
 
 
-# The names the `multilens lens` command of this branch reads (config class and runner).
+# Compatibility names for this branch's `multilens lens` command (config class, runner) and capstone
+# runner (a phase factory). Delete once both build everything from the registry entry.
 config = Settings
+
+
+def phase() -> Any:
+    from multilens.lenses.registry import get_lens
+    from multilens.protocol.phase import LensPhase  # lazy: the lens itself never uses the protocol
+
+    return LensPhase(get_lens(LENS))
 
 
 def run(settings: Settings, seed: int = 0, runtime: Runtime | None = None) -> LensResult:

@@ -13,7 +13,7 @@ from multilens.lenses.calibration import metrics as M
 from multilens.lenses.calibration.api import calibration_metrics, metric_interval
 from multilens.lenses.calibration.temperature import AffineScaler, fit_temperature
 from multilens.lenses.calibration.trajectory import Checkpoint, Predictions
-from multilens.plots import PALETTE, errorbar_trace, figure, line_trace
+from multilens.plots import PALETTE, band_traces, errorbar_trace, figure, line_trace
 from multilens.results import (
     Assumption,
     Check,
@@ -536,8 +536,13 @@ def _ckpt_row(c: Checkpoint, n_bins: int) -> dict[str, Any]:
         else None,
         "top_hessian": c.top_hessian,
     }
+    if c.test.logits is not None:
+        q = np.quantile(M.margins(c.test.logits, c.test.labels), [0.1, 0.5, 0.9])
+        row |= {"test_margin_q10": float(q[0]), "test_margin_q50": float(q[1]), "test_margin_q90": float(q[2])}
     if c.shifted is not None:
         ys, ps = probs_of(c.shifted)
+        if c.shifted.logits is not None:
+            row["shift_margin_q50"] = float(np.median(M.margins(c.shifted.logits, c.shifted.labels)))
         row |= {"shift_ece": M.ece(ys, ps, n_bins), "shift_nll": M.nll(ys, ps), "shift_acc": M.accuracy(ys, ps)}
     if c.val.logits is not None:
         f = fit_temperature(c.val.labels, np.asarray(c.val.logits, np.float64))
@@ -693,6 +698,10 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
         "test_nll",
         "test_acc",
         "median_train_margin",
+        "test_margin_q10",
+        "test_margin_q50",
+        "test_margin_q90",
+        "shift_margin_q50",
         "top_hessian",
         "shift_ece",
         "shift_nll",
@@ -744,6 +753,35 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
                 xlabel="step",
                 xlog=True,
                 ylog=True,
+            )
+        )
+    if "test_margin_q50" in rows[0]:
+        figs.append(
+            figure(
+                "trajectory_margins",
+                "Margin distribution along the trajectory (test: 10%, 50%, 90% quantiles; shifted: median)",
+                [
+                    *band_traces(
+                        steps,
+                        [r["test_margin_q10"] for r in rows],
+                        [r["test_margin_q90"] for r in rows],
+                        "test margin 10-90%",
+                        color=PALETTE[0],
+                    ),
+                    line_trace(steps, [r["test_margin_q50"] for r in rows], "test median margin", color=PALETTE[0]),
+                    *(
+                        [
+                            line_trace(
+                                steps, [r["shift_margin_q50"] for r in rows], "shifted median margin", color=PALETTE[3]
+                            )
+                        ]
+                        if "shift_margin_q50" in rows[0]
+                        else []
+                    ),
+                ],
+                xlabel="step",
+                ylabel="logit margin z_y - max_k z_k",
+                xlog=True,
             )
         )
     assumptions = [

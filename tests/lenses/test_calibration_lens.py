@@ -88,6 +88,13 @@ def test_bundled_subject_trajectory_smoke() -> None:
     assert r.check("margin_grows_past_interpolation").passed is True
     rules = next(t for t in r.tables if t.key == "stopping_rules")
     assert [row[0] for row in rules.rows] == ["last iterate", "best validation NLL", "best validation ECE"]
+    # optimizers compared at matched training risk: same levels, from the same initialisation
+    opt = next(t for t in r.tables if t.key == "optimizers_matched_risk")
+    assert {row[0] for row in opt.rows} == {"adam", "sgd"}
+    for c in subj.alternatives["sgd"]:
+        if c.target_risk is not None:
+            assert c.train_loss <= c.target_risk
+    assert any(e.name.startswith("ece_sgd_minus_adam_at_risk_") and e.ci_low is not None for e in r.estimates)
 
 
 def test_bad_settings() -> None:
@@ -95,3 +102,7 @@ def test_bad_settings() -> None:
         TemperatureSettings(variants=("diagonal",))
     with pytest.raises(ConfigError, match="n_val"):
         Settings(n_val=5)
+    with pytest.raises(ConfigError, match="optimizers"):
+        Settings(optimizers=("adam", "adam"))
+    with pytest.raises(ConfigError, match=r"optimizers\[1\]"):
+        Settings(optimizers=("adam", "lbfgs"))

@@ -136,6 +136,8 @@ class Settings:
     n_val: int = 400
     shift_noise: float = 1.0  # std of the Gaussian pixel noise of the shifted test set (standardized units)
     hessian: bool = True  # top Hessian eigenvalue at each checkpoint (curvature beside calibration)
+    optimizers: tuple[str, ...] = ("adam", "sgd")  # the first is the main subject; others compared at matched risk
+    sgd_lr: float = 0.3  # full-batch SGD with momentum 0.9 (Adam uses `lr`)
     metrics: MetricsSettings | None = MetricsSettings()
     temperature: TemperatureSettings | None = TemperatureSettings()
     selective: SelectiveSettings | None = SelectiveSettings()
@@ -150,6 +152,13 @@ class Settings:
         check_positive_list("risk_levels", self.risk_levels)
         check_int("n_val", self.n_val, 10, 800)
         check_positive("shift_noise", self.shift_noise)
+        if not self.optimizers:
+            raise ConfigError("`optimizers` must list at least one of 'adam', 'sgd'.")
+        for i, o in enumerate(self.optimizers):
+            check_choice(f"optimizers[{i}]", o, ("adam", "sgd"))
+        if len(set(self.optimizers)) != len(self.optimizers):
+            raise ConfigError(f"`optimizers` lists one optimizer twice; got {self.optimizers}.")
+        check_positive("sgd_lr", self.sgd_lr)
 
     @classmethod
     def for_profile(cls, profile: str) -> Settings:
@@ -181,20 +190,27 @@ class CalibrationSubject:
     test: Predictions
     shifted: Predictions | None = None
     trajectory: tuple[Checkpoint, ...] = ()
+    alternatives: dict[str, tuple[Checkpoint, ...]] = field(default_factory=dict)  # other optimizers' trajectories
     description: dict[str, Any] = field(default_factory=dict)
 
 
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> CalibrationSubject:
-    """The digits MLP trained past interpolation; its last checkpoint is the main subject."""
-    ckpts, info = train_past_interpolation(
-        width=settings.width, lr=settings.lr, max_steps=settings.max_steps, eval_every=settings.eval_every,
-        risk_levels=settings.risk_levels, n_val=settings.n_val, shift_noise=settings.shift_noise,
-        hessian=settings.hessian, seed=part_seed(seed, LENS, "subject"),
-    )  # fmt: skip
+    """The digits MLP trained past interpolation; the first optimizer's last checkpoint is the main subject."""
+    runs = {}
+    for opt in settings.optimizers:
+        runs[opt] = train_past_interpolation(
+            width=settings.width, lr=settings.lr if opt == "adam" else settings.sgd_lr, max_steps=settings.max_steps,
+            eval_every=settings.eval_every, risk_levels=settings.risk_levels, n_val=settings.n_val,
+            shift_noise=settings.shift_noise, hessian=settings.hessian, seed=part_seed(seed, LENS, "subject"),
+            optimizer=opt,
+        )  # fmt: skip
+    main = settings.optimizers[0]
+    ckpts, info = runs[main]
     last = ckpts[-1]
-    return CalibrationSubject(
-        last.val, last.test, last.shifted, ckpts, info | {"main": f"last iterate, step {last.step}"}
-    )
+    others = {k: v[0] for k, v in runs.items() if k != main}
+    info = info | {"main": f"{main}, last iterate, step {last.step}",
+                   "compared": {k: v[1] for k, v in runs.items() if k != main}}  # fmt: skip
+    return CalibrationSubject(last.val, last.test, last.shifted, ckpts, others, info)
 
 
 def subject_from_arrays(

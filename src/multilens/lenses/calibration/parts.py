@@ -799,14 +799,75 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
                 ("shift_amplifies_miscalibration",),
             )
         )
+    if subject.alternatives:
+        e_opt, t_opt, f_opt = _optimizer_comparison(subject, s, seed)
+        estimates += e_opt
+        extra_tables, extra_figs = t_opt, f_opt
+    else:
+        extra_tables, extra_figs = [], []
     return Part(
         "trajectory",
         tuple(estimates),
         tuple(checks),
-        tuple(figs),
-        (table, stable),
+        tuple(figs) + tuple(extra_figs),
+        (table, stable, *extra_tables),
         tuple(assumptions),
         (),
         metrics,
         data={"checkpoints": len(traj)},
     )
+
+
+def _optimizer_comparison(subject: Any, s: Any, seed: int) -> tuple[list[Estimate], list[Table], list[Any]]:
+    """Optimizers compared at matched training risk: the checkpoints that matched the same risk level."""
+    trajs = {"main": tuple(subject.trajectory), **{k: tuple(v) for k, v in subject.alternatives.items()}}
+    names = {"main": str(subject.description.get("optimizer", "main"))}
+    if "main" in subject.description:
+        names["main"] = str(subject.description["main"]).split(",")[0]
+    by_level: dict[str, dict[float, Checkpoint]] = {
+        k: {c.target_risk: c for c in t if c.target_risk is not None} for k, t in trajs.items()
+    }
+    common = sorted(set.intersection(*(set(v) for v in by_level.values())), reverse=True)
+    rows, estimates, traces = [], [], []
+    ece_fn = lambda a, b: M.ece(a, b, s.n_bins)  # noqa: E731
+    for i, (k, lv) in enumerate(by_level.items()):
+        label = names.get(k, k)
+        xs, ys = [], []
+        for level in sorted(lv, reverse=True):
+            c = lv[level]
+            r = _ckpt_row(c, s.n_bins)
+            rows.append([label, level, c.step, c.train_loss, r["test_ece"], r.get("shift_ece"), r["test_nll"],
+                         r.get("test_margin_q50"), c.top_hessian])  # fmt: skip
+            xs.append(c.train_loss)
+            ys.append(r["test_ece"])
+        traces.append(line_trace(xs, ys, f"{label}: test ECE", color=PALETTE[i % len(PALETTE)]))
+    if common and len(trajs) > 1:
+        level = common[-1]  # the lowest training risk every optimizer reached
+        base = by_level["main"][level]
+        yb, pb = probs_of(base.test)
+        for k in trajs:
+            if k == "main":
+                continue
+            _, pk = probs_of(by_level[k][level].test)
+            d = _paired_diff(ece_fn, yb, pk, pb, n_boot=s.n_boot, level=s.level, seed=derive_seed(seed, "opt", k))
+            estimates.append(
+                d.to_estimate(
+                    f"ece_{k}_minus_{names['main']}_at_risk_{level:g}",
+                    note=f"test ECE at training risk <= {level:g}, paired bootstrap",
+                )
+            )
+            if base.shifted is not None and by_level[k][level].shifted is not None:
+                ys_, sb = probs_of(base.shifted)
+                _, sk = probs_of(by_level[k][level].shifted)
+                d2 = _paired_diff(ece_fn, ys_, sk, sb, n_boot=s.n_boot, level=s.level,
+                                  seed=derive_seed(seed, "opt-shift", k))  # fmt: skip
+                estimates.append(d2.to_estimate(f"shift_ece_{k}_minus_{names['main']}_at_risk_{level:g}"))
+    cols = ["optimizer", "risk level", "step", "train loss", "test ECE", "shift ECE", "test NLL", "median test margin",
+            "top Hessian eigenvalue"]  # fmt: skip
+    table = Table("optimizers_matched_risk", "Optimizers compared at matched training risk (C.15)", cols,
+                  [[json_float(v) if isinstance(v, float) else v for v in r] for r in rows])  # fmt: skip
+    fig = figure("optimizers_matched_risk", "Test ECE against training risk, per optimizer", traces,
+                 xlabel="training risk (cross-entropy)", ylabel="test ECE", xlog=True,
+                 caption="Each point is the first checkpoint whose training risk fell below a level; optimizers "
+                 "are compared at equal training risk, not at equal step count.")  # fmt: skip
+    return estimates, [table], [fig]

@@ -59,9 +59,14 @@ def _logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 def train_past_interpolation(
     *, width: int, lr: float, max_steps: int, eval_every: int, risk_levels: tuple[float, ...], n_val: int,
-    shift_noise: float, hessian: bool, seed: int,
+    shift_noise: float, hessian: bool, seed: int, optimizer: str = "adam",
 ) -> tuple[tuple[Checkpoint, ...], dict[str, object]]:  # fmt: skip
-    """Train once and return the checkpoints (in step order) and a description of the run."""
+    """Train once and return the checkpoints (in step order) and a description of the run.
+
+    ``optimizer``: "adam" (full-batch Adam at ``lr``) or "sgd" (full-batch SGD, momentum 0.9, at
+    ``lr``). The split, the initialisation and the shift noise depend on ``seed`` only, so two
+    optimizers with the same seed start from the same network on the same data.
+    """
     split = load_digits_split(derive_seed(seed, "split"), test_fraction=0.5)
     rng = as_generator(derive_seed(seed, "val-test"))
     perm = rng.permutation(int(split.x_test.shape[0]))
@@ -77,7 +82,12 @@ def train_past_interpolation(
     cuts = np.quantile(ink_tr, [1 / 3, 2 / 3])
     grp = lambda x: np.searchsorted(cuts, x.numpy().mean(1))  # noqa: E731
     model = build_mlp(MLPSpec(split.d_in, (width,), split.n_classes), derive_seed(seed, "init"))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    else:
+        raise ValueError(f"`optimizer` must be 'adam' or 'sgd'; got {optimizer!r}.")
     loss_fn = nn.functional.cross_entropy
     levels = sorted(risk_levels, reverse=True)
     next_level = 0
@@ -129,7 +139,7 @@ def train_past_interpolation(
         snapshot(step, None, "last", loss_val, err)
     info = {
         "n_train": int(x_tr.shape[0]), "n_val": int(x_va.shape[0]), "n_test": int(x_te.shape[0]),
-        "width": width, "lr": lr, "steps": step, "max_steps": max_steps,
+        "optimizer": optimizer, "width": width, "lr": lr, "steps": step, "max_steps": max_steps,
         "levels_reached": next_level, "levels": list(levels), "shift": f"Gaussian pixel noise, std {shift_noise:g}",
         "digits_checksum": split.checksum,
     }  # fmt: skip

@@ -82,3 +82,40 @@ def test_scaler_estimators_and_affine_variants() -> None:
         assert a.nll_after_ <= ts.fit_.nll_after + 1e-3
     with pytest.raises(ConfigError):
         AffineScaler("diag")
+
+
+@pytest.mark.parametrize("kind", ["vector", "matrix"])
+def test_affine_scaling_gradient_matches_finite_differences(kind: str) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    a = AffineScaler(kind, l2=0.01)
+    k = 3
+    theta = rng.normal(size=(2 * k if kind == "vector" else k * k + k))
+    _, g = a._objective(theta, z, y)
+    h = 1e-6
+    fd = np.array([(a._objective(theta + h * e, z, y)[0] - a._objective(theta - h * e, z, y)[0]) / (2 * h)
+                   for e in np.eye(theta.size)])  # fmt: skip
+    np.testing.assert_allclose(g, fd, atol=1e-7)
+
+
+def test_vector_scaling_recovers_a_planted_per_class_scale() -> None:
+    # Labels drawn from softmax(a * z + b) with known (a, b); vector scaling of z must recover them.
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(20000, 3)) * 2
+    a0, b0 = np.array([0.5, 1.0, 1.5]), np.array([0.3, 0.0, -0.3])
+    p = M.softmax(z * a0 + b0)
+    y = (rng.random(20000)[:, None] > np.cumsum(p, 1)).sum(1)
+    fit = AffineScaler("vector", l2=0.0).fit(y, z)
+    # softmax is invariant to a common shift of b: compare b up to its mean
+    np.testing.assert_allclose(np.diag(fit.w_), a0, atol=0.05)
+    np.testing.assert_allclose(fit.b_ - fit.b_.mean(), b0 - b0.mean(), atol=0.05)
+
+
+def test_reliability_counts_by_hand() -> None:
+    probs = np.array([[0.95, 0.05], [0.55, 0.45], [1.0, 0.0], [0.6, 0.4]])
+    y, p = M.as_probs([0, 1, 0, 0], probs)
+    rel = M.reliability(y, p, 2)
+    assert rel.counts.tolist() == [0, 4]
+    assert rel.confidence[1] == pytest.approx((0.95 + 0.55 + 1.0 + 0.6) / 4)
+    assert rel.accuracy[1] == pytest.approx(0.75) and np.isnan(rel.accuracy[0])

@@ -133,3 +133,26 @@ def test_resampling_and_feature_shift_generators() -> None:
     sp = spurious_groups(1000, 1000, rho=0.9, seed=0)
     agree = np.mean((sp.g_train % 2) == sp.y_train)
     assert abs(agree - 0.9) < 4 * math.sqrt(0.09 / 1000)
+
+
+def test_group_dro_with_one_group_is_l2_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 3))
+    y = (x @ np.array([1.0, -2.0, 0.5]) + rng.standard_normal(300) > 0).astype(int)
+    l2 = 1e-2
+    dro = E.group_dro_logistic(x, y, np.zeros(300, int), steps=6000, lr=1.0, l2=l2)
+    # sklearn: C sum(loss) + ||w||^2 / 2  <=>  mean(loss) + ||w||^2 / (2 C n)
+    ref = LogisticRegression(C=1 / (l2 * 300), tol=1e-10, max_iter=10000).fit(x, y)
+    np.testing.assert_allclose(dro.coef, ref.coef_[0], atol=1e-4)
+    assert dro.intercept == pytest.approx(ref.intercept_[0], abs=1e-4)
+    assert dro.group_weights.tolist() == [1.0] and dro.n_iter == 6000
+
+
+def test_group_dro_weights_the_worse_group() -> None:
+    sp = spurious_groups(2000, 10, rho=0.95, seed=1)
+    dro = E.group_dro_logistic(sp.x_train, sp.y_train, sp.g_train, steps=1000)
+    counts = np.bincount(sp.g_train, minlength=4)
+    # the minority groups (spurious attribute != label: 1, 2) carry more weight than their share
+    assert dro.group_weights[[1, 2]].sum() > counts[[1, 2]].sum() / counts.sum()

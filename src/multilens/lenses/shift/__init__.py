@@ -205,11 +205,17 @@ class GroupsSettings:
     level: float = 0.95
     n_boot: int = 300
     classifier_c: float = 1.0
+    dro_steps: int = 2000  # group DRO (Sagawa et al. 2020) full-batch steps; 0 switches it off
+    dro_lr: float = 0.5
+    dro_eta: float = 0.05  # step of the exponentiated-gradient update of the group weights
 
     def __post_init__(self) -> None:
         _level(self, "groups")
         check_int("groups.n_boot", self.n_boot, 20)
         check_positive("groups.classifier_c", self.classifier_c)
+        check_int("groups.dro_steps", self.dro_steps, 0)
+        check_positive("groups.dro_lr", self.dro_lr)
+        check_positive("groups.dro_eta", self.dro_eta)
 
 
 @dataclass(frozen=True)
@@ -275,7 +281,7 @@ class Settings:
                 misspecification=MisspecificationSettings(ns=(100, 1000, 10000), replicates=10),
                 label=LabelSettings(n_boot=30),
                 prevalence=PrevalenceSettings(n_test=400, n_boot=40),
-                groups=GroupsSettings(n_boot=40),
+                groups=GroupsSettings(n_boot=40, dro_steps=500),
                 detection=DetectionSettings(n_perm=50),
             )
         if profile == "quick":

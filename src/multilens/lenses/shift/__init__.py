@@ -149,6 +149,7 @@ class MisspecificationSettings:
     level: float = 0.95
     ns: tuple[int, ...] = (200, 2000, 20000)
     replicates: int = 40
+    replicates_estimated: int = 10  # replicates of IW-ERM with the domain-classifier ratio (largest n only)
     shift: float = 1.0
     sd_target: float = 0.7
     noise: float = 0.3
@@ -159,6 +160,7 @@ class MisspecificationSettings:
         _level(self, "misspecification")
         check_positive_list("misspecification.ns", self.ns, ints=True, minimum=10)
         check_int("misspecification.replicates", self.replicates, 3)
+        check_int("misspecification.replicates_estimated", self.replicates_estimated, 3)
         check_positive("misspecification.sd_target", self.sd_target)
         check_positive("misspecification.noise", self.noise)
         check_open_unit("misspecification.rel_tol", self.rel_tol)
@@ -278,7 +280,7 @@ class Settings:
                 n_group_train=600,
                 n_group_test=1000,
                 variance=VarianceSettings(n=200, replicates=60, n_mc=50_000, n_boot=60),
-                misspecification=MisspecificationSettings(ns=(100, 1000, 10000), replicates=10),
+                misspecification=MisspecificationSettings(ns=(100, 1000, 10000), replicates=10, replicates_estimated=3),
                 label=LabelSettings(n_boot=30),
                 prevalence=PrevalenceSettings(n_test=400, n_boot=40),
                 groups=GroupsSettings(n_boot=40, dro_steps=500),

@@ -475,6 +475,50 @@ def _print_lens(d: dict[str, Any]) -> None:
         out.print(f"note: {n}", markup=False)
 
 
+@app.command()
+def calibration(
+    file: Path = typer.Argument(
+        ..., help="CSV (label + p_<class> or logit_<class> columns) or .npz (labels + probs or logits)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    bins: int = typer.Option(15, "--bins", min=1, help="Number of confidence bins (equal-width and equal-mass)."),
+    fit_temperature: bool = typer.Option(
+        False, "--fit-temperature", help="Fit a temperature on all rows (needs logits) and report it with its interval."
+    ),
+    validate: Optional[float] = typer.Option(
+        None,
+        "--validate",
+        help="Also fit T on 1-FRAC of the rows and report the metrics before/after on the FRAC held out.",
+    ),
+    n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples over examples for the intervals."),
+    seed: int = typer.Option(0, min=0, help="Seed of the bootstrap and of the --validate split."),
+) -> None:
+    """Calibration of your own predictions: ECE (equal-width and equal-mass), MCE, NLL, Brier, with intervals."""
+    from multilens.lenses.calibration.cli_report import calibration_report
+
+    def go() -> None:
+        rep = calibration_report(file, bins=bins, fit_temperature=fit_temperature, validate=validate,
+                                 n_boot=n_boot, seed=seed)  # fmt: skip
+        if as_json:
+            typer.echo(_dumps(rep))
+            return
+        t = Table(title=f"calibration of {rep['n']} predictions, {rep['n_classes']} classes, {bins} bins")
+        for c in ("metric", "estimate", "95% CI"):
+            t.add_column(c)
+        for k, v in rep.items():
+            if isinstance(v, dict) and "estimate" in v:
+                t.add_row(k, _fmt(v["estimate"]), Text(f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]"))
+        out.print(t)
+        if "validation" in rep:
+            val = rep["validation"]
+            out.print(Text(f"held-out {val['n_heldout']} rows (T = {val['temperature']['estimate']:.4g} fitted on "
+                           f"{val['n_fit']}): " + ", ".join(f"{k} {val['before'][k]['estimate']:.4g} -> "
+                                                             f"{val['after'][k]['estimate']:.4g}"
+                                                             for k in ("ece", "nll", "brier"))))  # fmt: skip
+
+    _guard(go)
+
+
 def main() -> None:
     try:
         app()

@@ -111,6 +111,26 @@ LENSES: tuple[LensEntry, ...] = (
         "noisy observation) and, when known, the true signal and the noise std",
         key_checks=("filters.gap_within_continuum_bound.operator", "filters.no_single_lambda.operator"),
     ),
+    LensEntry(
+        "calibration",
+        "calibration",
+        "multilens.lenses.calibration",
+        "Calibration: ECE, temperature scaling, selective risk, and drift past interpolation (C.15)",
+        "calibration metrics with intervals, temperature scaling, risk-coverage, subgroups, drift past interpolation",
+        "predictions: validation and test labels with logits or probabilities (optional groups, shifted test "
+        "predictions, a trajectory of checkpoints)",
+        key_checks=("temperature_transfers_to_test", "debiased_error_zero_when_calibrated"),
+    ),
+    LensEntry(
+        "shift",
+        "shift",
+        "multilens.lenses.shift",
+        "Shift: importance weighting, label-shift correction, worst-group accuracy, shift detection",
+        "importance-weighted risk and ESS (B.8), BBSE/EM priors (B.18), A.6, A.17, A.20, MMD and classifier tests",
+        "arrays: source losses and source/target features; source-validation and target probabilities; grouped "
+        "train/test data; source and target samples",
+        key_checks=("iw_risk_true_covers_target_risk", "target_priors_covered"),
+    ),
 )
 
 

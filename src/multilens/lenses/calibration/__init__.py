@@ -240,25 +240,6 @@ def measure(
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": dict(subject.description)})
 
 
-# Compatibility names for this branch's `multilens lens` command (config class, runner) and capstone
-# runner (a phase factory). Delete once both build everything from the registry entry.
-config = Settings
-
-
-def phase() -> Any:
-    from multilens.lenses.registry import get_lens
-    from multilens.protocol.phase import LensPhase  # lazy: the lens itself never uses the protocol
-
-    return LensPhase(get_lens(LENS))
-
-
-def run(settings: Settings, seed: int = 0, runtime: Runtime | None = None) -> LensResult:
-    from multilens.lenses.contract import run_lens
-    from multilens.lenses.registry import get_lens
-
-    return run_lens(get_lens(LENS), settings, seed, runtime)
-
-
 __all__ = [
     "CalibrationSubject",
     "Checkpoint",
@@ -271,6 +252,5 @@ __all__ = [
     "TrajectorySettings",
     "default_subject",
     "measure",
-    "run",
     "subject_from_arrays",
 ]

@@ -102,3 +102,25 @@ def test_cli_diagnose_bad_factory_is_one_line_exit_2(tmp_path):
     f.write_text("def subject():\n    return 3\n")
     r = CliRunner().invoke(app, ["diagnose", f"{f}:subject"])
     assert r.exit_code == 2 and "must return a multilens.Subject" in r.stderr
+
+
+def test_diagnose_calibration_on_a_users_classifier(tmp_path):
+    model, train, holdout = _trained_convnet()
+    before = model_fingerprint(model)
+    rep = ml.diagnose(
+        ml.Subject(model, F.cross_entropy, train=train, holdout=holdout),
+        ("calibration",),
+        seed=0,
+        out=tmp_path / "c",
+        profile="smoke",
+    )
+    ph = rep.summary["phases"][0]
+    assert ph["status"] == "done", ph["error"]
+    names = {e["name"] for e in ph["result"]["estimates"]}
+    assert any("ece" in n for n in names)
+    assert same_fingerprint(before, model_fingerprint(model))
+    no_holdout = ml.diagnose(
+        ml.Subject(model, F.cross_entropy, train=train), ("calibration",), seed=0, out=tmp_path / "n", profile="smoke"
+    )
+    assert no_holdout.summary["phases"][0]["status"] == "skipped"
+    assert "holdout" in no_holdout.summary["phases"][0]["error"]

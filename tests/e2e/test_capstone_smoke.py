@@ -50,7 +50,14 @@ def test_every_phase_ran_and_every_artifact_exists(smoke_run):
         if p["status"] != "done":
             continue
         for e in p["result"]["estimates"]:
-            assert e["value"] is None or e["ci_low"] is not None or e["stderr"] is not None or e["note"], e
+            assert (
+                e["ci_low"] is not None
+                or e["stderr"] is not None
+                or e["no_interval_reason"]
+                or (e["value"] is None and e["note"])
+            ), e
+        for c in p["result"]["checks"]:
+            assert c["kind"] in ("agreement", "bound", "sanity"), c
         for c in p["result"]["checks"]:
             assert c["verdict"] == {True: "pass", False: "fail", None: "not evaluated"}[c["passed"]]
 
@@ -91,6 +98,12 @@ def test_governance_is_computed(smoke_run):
     for c in failed_checks:
         assert c["name"] in risk_titles
     assert "| id |" in paths["risks"].read_text()
+    # One status everywhere: each assumption's status in assumptions.md is the one its lens computed.
+    md = paths["assumptions"].read_text()
+    for p in summary["phases"]:
+        for a in (p.get("result") or {}).get("assumptions", []):
+            assert a["status"] in ("holds", "violated", "unchecked")
+            assert f"| {a['status']} |" in md
     assert "| item | status | evidence |" in paths["checklist"].read_text()
 
 

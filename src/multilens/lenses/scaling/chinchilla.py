@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int
 from multilens.lenses.scaling._optim import MAXITER, batched_lbfgs, blas_single_threaded, polish
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, ScalingData
 from multilens.lenses.scaling.intervals import (
@@ -46,6 +45,7 @@ from multilens.lenses.scaling.intervals import (
 )
 from multilens.results import SCHEMA_VERSION
 from multilens.seeding import SeedLike
+from multilens.validation import check_int
 
 HUBER_DELTA = 1e-3
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -547,6 +547,7 @@ def bootstrap_chinchilla(
             f"full-data optimum + {len(starts) - 1} best grid starts, batched L-BFGS screen, scipy L-BFGS-B polish"
         ),
         n_iter_mean=float(iters.mean()),
+        weights=readonly(W),
     )
 
 

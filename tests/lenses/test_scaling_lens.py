@@ -140,3 +140,13 @@ def test_runs_from_csv_reads_optional_columns(tmp_path):
     np.testing.assert_allclose(back.distinct, runs.D)
     with pytest.raises(ConfigError, match="Runs table"):
         measure([1, 2, 3], Settings(), seed=0)
+
+
+def test_distinct_rows_counts_repeats_exactly():
+    import torch
+
+    from multilens.lenses.scaling.study import distinct_rows
+
+    x = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
+    assert distinct_rows(x) == 500
+    assert distinct_rows(torch.cat([x, x[:123]])) == 500

@@ -266,7 +266,8 @@ def _validate(data: ScalingData, delta: float) -> None:
         raise ConfigError(f"`data` must be a ScalingData (see load_scaling_csv); got {type(data).__name__}.")
     if data.n_points < MIN_POINTS_CHINCHILLA:
         raise ConfigError(
-            f"`data` must have at least {MIN_POINTS_CHINCHILLA} runs to fit L(N, D) (5 parameters); got {data.n_points}."
+            f"`data` must have at least {MIN_POINTS_CHINCHILLA} runs to fit L(N, D) (5 parameters); "
+            f"got {data.n_points}."
         )
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < np.inf):
         raise ConfigError(f"`delta` must be a finite number > 0; got {delta!r}.")

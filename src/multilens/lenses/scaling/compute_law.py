@@ -269,6 +269,7 @@ def bootstrap_compute_law(
         n_boot=n_boot,
         n_failed=int((~ok).sum()),
         level=level,
-        method="bootstrap percentile over runs (rows resampled with replacement); refits warm-started from the full-data optimum",
+        method="bootstrap percentile over runs (rows resampled with replacement); "
+        "refits warm-started from the full-data optimum",
         n_iter_mean=float(iters[ok].mean()) if ok.any() else float("nan"),
     )

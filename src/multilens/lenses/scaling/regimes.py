@@ -258,8 +258,9 @@ def detect_regimes(
 ) -> RegimeResult:
     """Choose 0, 1 or 2 breakpoints of a broken power law in loss vs compute by K-fold CV.
 
-    The response is log L, or log(L - l_inf) when ``l_inf`` is given; x is ln C (breakpoints are reported in log10 C). Folds and
-    bootstrap resamples are drawn from ``seed``. See the module docstring for the model.
+    The response is log L, or log(L - l_inf) when ``l_inf`` is given; x is ln C (breakpoints are
+    reported in log10 C). Folds and bootstrap resamples are drawn from ``seed``. See the module
+    docstring for the model. The scaling lens passes the L(C) fit's floor as ``l_inf``.
     """
     try:
         C = np.asarray(C, dtype=float)
@@ -285,7 +286,8 @@ def detect_regimes(
             raise ConfigError(f"`l_inf` must be a finite number or None; got {l_inf!r}.")
         if np.any(L <= l_inf):
             raise DataError(
-                f"`l_inf` = {l_inf:g} is not below every loss (min {L.min():g}); the reducible loss L - l_inf must be > 0."
+                f"`l_inf` = {l_inf:g} is not below every loss (min {L.min():g}); "
+                "the reducible loss L - l_inf must be > 0."
             )
         y = np.log(L - l_inf)
         response = f"ln(L - {l_inf:g}) vs ln C (reducible loss)"

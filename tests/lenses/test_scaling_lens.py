@@ -150,3 +150,20 @@ def test_distinct_rows_counts_repeats_exactly():
     x = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
     assert distinct_rows(x) == 500
     assert distinct_rows(torch.cat([x, x[:123]])) == 500
+
+
+def test_six_nd_is_checked_against_counted_flops():
+    runs = law_runs(n_sizes=6)
+    c6 = 6 * runs.N * runs.D
+    close = Runs(runs.N, runs.D, runs.loss, budget=runs.budget, flops=c6 / 1.02)
+    c = lens.flops_check(close, 0.1)
+    assert c.passed is True and c.kind == "agreement" and c.observed == pytest.approx(0.02)
+    far = Runs(runs.N, runs.D, runs.loss, budget=runs.budget, flops=c6 / 2.0)
+    assert lens.flops_check(far, 0.1).passed is False
+    assert lens.flops_check(Runs(runs.N, runs.D, runs.loss), 0.1).passed is None
+    # The bundled MLPs: 3 x exact forward FLOPs (multiply-adds 2, bias adds and ReLUs 1) is 6N per example to 1/N.
+    from multilens.lenses.scaling.settings import Settings as S
+    from multilens.models import forward_flops, n_params
+
+    spec = S().model_spec(64, 16, 1)
+    assert 3 * forward_flops(spec) == pytest.approx(6 * n_params(spec), rel=1e-3)

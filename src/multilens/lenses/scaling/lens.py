@@ -405,6 +405,26 @@ def _regime_assumption() -> Assumption:
 # ---------------------------------------------------------------- allocation
 
 
+def flops_check(runs: Runs, tol: float) -> Check:
+    """C = 6ND against the FLOPs counted from each run's model (forward + backward = 3 x forward)."""
+    crit = f"|6ND / counted training FLOPs - 1| <= {tol:g} for every run"
+    if runs.flops is None:
+        why = "not evaluated: the runs table does not record counted training FLOPs (`flops`)"
+        return Check("compute_is_6nd", None, reason=why, kind="agreement", criterion=crit)
+    rel = runs.compute / runs.flops - 1.0
+    j = int(np.argmax(np.abs(rel)))
+    ok = bool(abs(rel[j]) <= tol)
+    reason = (
+        f"largest |6ND / counted - 1| = {abs(rel[j]):.3g} (run N = {runs.N[j]:.6g}: 6ND = {runs.compute[j]:.4g}, "
+        f"counted {runs.flops[j]:.4g}) {'<=' if ok else '>'} {tol:g}"
+    )
+    return Check("compute_is_6nd", ok, float(rel[j]), 0.0, tol, reason, kind="agreement", criterion=crit)
+
+
+def _ci(iv: Any) -> str:
+    return "(no interval)" if iv.ci_low is None or iv.ci_high is None else f"[{iv.ci_low:.3g}, {iv.ci_high:.3g}]"
+
+
 def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float) -> Part:
     runs, fit, boot = sh.runs, sh.fit, sh.boot
     notes: list[str] = []
@@ -466,8 +486,8 @@ def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float)
             if mult > 1:
                 recs.append(Recommendation(
                     f"At C = {c:.3g} FLOPs ({mult:g}x the largest budget measured), the fitted law puts N* = "
-                    f"{n.estimate:.3g} parameters [{n.ci_low:.3g}, {n.ci_high:.3g}] and D* = {d.estimate:.3g} examples "
-                    f"[{d.ci_low:.3g}, {d.ci_high:.3g}] ({level:.0%} bootstrap intervals), predicted loss "
+                    f"{n.estimate:.3g} parameters {_ci(n)} and D* = {d.estimate:.3g} examples "
+                    f"{_ci(d)} ({level:.0%} bootstrap intervals), predicted loss "
                     f"{loss.estimate:.4g}.", rests))  # fmt: skip
         worst = max(float(np.max(r.relative_regret)) for r in alloc.regret.values())
         dmax = max(abs(d) for d in alloc.regret)
@@ -487,7 +507,7 @@ def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float)
     return Part(
         "allocation",
         estimates=est,
-        checks=[quality, xcheck, exists],
+        checks=[quality, xcheck, exists, flops_check(runs, ps.flops_tolerance)],
         figures=allocation_figures(alloc, extra, level),
         tables=allocation_tables(alloc, level),
         assumptions=[
@@ -501,7 +521,11 @@ def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float)
                 "Hoffmann et al. 2022, App. D.3",
                 checked_by=("allocation_optimum_exists",),
             ),
-            Assumption("Training compute is C = 6ND", "Kaplan et al. 2020, Sec. 2.1; Hoffmann et al. 2022"),
+            Assumption(
+                "Training compute is C = 6ND (forward 2N per example, backward twice the forward)",
+                "Kaplan et al. 2020, Sec. 2.1; Hoffmann et al. 2022",
+                checked_by=("compute_is_6nd",),
+            ),
         ],
         recommendations=recs,
         metrics=metrics,

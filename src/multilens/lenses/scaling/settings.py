@@ -81,12 +81,15 @@ class AllocationSettings:
     min_r2: float = 0.9  # fit quality: R^2 of log-loss of the L(N, D) fit (the default policy's gate)
     holdout_budgets: int = 1  # largest budgets held out for the extrapolation check
     extrapolation_bootstrap: int = 200
+    flops_tolerance: float = 0.1  # C = 6ND holds when |6ND / counted FLOPs - 1| <= this for every run
 
     def __post_init__(self) -> None:
         if not self.multiples:
             raise ConfigError("`scaling.allocation.multiples` needs at least one budget multiple, e.g. [1, 10, 100].")
         for i, m in enumerate(self.multiples):
             check_positive(f"scaling.allocation.multiples[{i}]", m)
+        if list(self.multiples) != sorted(set(self.multiples)):
+            raise ConfigError(f"`scaling.allocation.multiples` must be increasing and distinct; got {self.multiples}.")
         if not self.regret_deltas:
             raise ConfigError(
                 "`scaling.allocation.regret_deltas` needs at least one exponent error, e.g. [-0.05, 0.05]."
@@ -95,6 +98,7 @@ class AllocationSettings:
             raise ConfigError(f"`scaling.allocation.min_r2` must be in (0, 1]; got {self.min_r2}.")
         check_int("scaling.allocation.holdout_budgets", self.holdout_budgets, 1)
         check_int("scaling.allocation.extrapolation_bootstrap", self.extrapolation_bootstrap, 10)
+        check_positive("scaling.allocation.flops_tolerance", self.flops_tolerance)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@
 training run with its parameter count ``N``, training examples (tokens) ``D`` and held-out
 ``loss``, and optionally the seed, the compute budget the run belongs to (runs of one iso-FLOP
 profile share a budget; by default budgets are found by grouping C = 6ND), the number of
-distinct examples it saw (to count repeats), how many runs of the design failed, and a known
-irreducible loss (Bayes risk). Build one from arrays, from a CSV
-(:meth:`Runs.from_csv`, columns ``N,D,loss`` or ``N,C,loss``, optional ``seed``, ``budget``,
-``distinct``), or from a :class:`~multilens.lenses.scaling.data.ScalingData`.
+distinct examples it saw (to count repeats), the training FLOPs counted from the model (to test
+C = 6ND), how many runs of the design failed, and a known irreducible loss (Bayes risk). Build
+one from arrays, from a CSV (:meth:`Runs.from_csv`, columns ``N,D,loss`` or ``N,C,loss``,
+optional ``seed``, ``budget``, ``distinct``, ``flops``), or from a
+:class:`~multilens.lenses.scaling.data.ScalingData`.
 
 :class:`TrainFn` wraps a user's training function::
 
@@ -88,6 +89,7 @@ class Runs:
     seed: Any = None  # per run; None: all runs one seed
     budget: Any = None  # per run compute budget label; None: grouped from C = 6ND
     distinct: Any = None  # per run distinct training examples seen; None: unknown
+    flops: Any = None  # per run training FLOPs counted from the model (forward + backward); None: unknown
     n_failed: int = 0  # runs of the design that did not finish (not in the table)
     bayes_risk: float | None = None  # a known irreducible loss (e.g. noise variance), if any
     source: str = ""
@@ -109,6 +111,8 @@ class Runs:
         object.__setattr__(self, "budget", budget)
         if self.distinct is not None:
             object.__setattr__(self, "distinct", _array("distinct", self.distinct, n))
+        if self.flops is not None:
+            object.__setattr__(self, "flops", _array("flops", self.flops, n))
         if isinstance(self.n_failed, bool) or not isinstance(self.n_failed, (int, np.integer)) or self.n_failed < 0:
             raise DataError(f"`n_failed` must be an int >= 0; got {self.n_failed!r}.")
         if self.bayes_risk is not None and not (math.isfinite(self.bayes_risk) and self.bayes_risk >= 0):
@@ -128,13 +132,13 @@ class Runs:
 
     @classmethod
     def from_csv(cls, path: str | Path, **kw: Any) -> Runs:
-        """Runs from a CSV (see :func:`load_scaling_csv`); optional columns seed, budget, distinct."""
+        """Runs from a CSV (see :func:`load_scaling_csv`); optional columns seed, budget, distinct, flops."""
         data = load_scaling_csv(path)
         with open(path, encoding="utf-8-sig", newline="") as f:
             rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
         header = [h.strip().lower() for h in rows[0]]
         extra: dict[str, Any] = {}
-        for col in ("seed", "budget", "distinct"):
+        for col in ("seed", "budget", "distinct", "flops"):
             if col in header and col not in kw:
                 j = header.index(col)
                 try:
@@ -151,6 +155,8 @@ class Runs:
                  "loss": float(self.loss[i]), "seed": int(self.seed[i]), "budget": float(self.budget[i])}  # fmt: skip
             if self.distinct is not None:
                 r["distinct"] = float(self.distinct[i])
+            if self.flops is not None:
+                r["flops"] = float(self.flops[i])
             out.append(r)
         return out
 
@@ -239,6 +245,7 @@ def runs_from_store(settings: Settings, store: Store, seeds: list[int]) -> Runs:
             f"only {len(rows)} sweep runs finished ({failed} failed); the fits need {MIN_POINTS_CHINCHILLA}."
         )
     have_distinct = all(r.get("distinct_examples") for r in rows)
+    have_flops = all(r.get("C_exact_fwd_bwd") for r in rows)
     return Runs(
         [r["N"] for r in rows],
         [r["D"] for r in rows],
@@ -246,6 +253,7 @@ def runs_from_store(settings: Settings, store: Store, seeds: list[int]) -> Runs:
         seed=[r["seed"] for r in rows],
         budget=[r["budget"] for r in rows],
         distinct=[r["distinct_examples"] for r in rows] if have_distinct else None,
+        flops=[r["C_exact_fwd_bwd"] for r in rows] if have_flops else None,
         n_failed=failed,
         bayes_risk=settings.noise_std**2 if settings.task == "teacher_student" else None,
         source=f"iso-FLOP sweep ({settings.task}, {len(settings.budgets)} budgets, {settings.seeds} seeds)",

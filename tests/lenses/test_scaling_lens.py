@@ -167,3 +167,23 @@ def test_six_nd_is_checked_against_counted_flops():
 
     spec = S().model_spec(64, 16, 1)
     assert 3 * forward_flops(spec) == pytest.approx(6 * n_params(spec), rel=1e-3)
+
+
+def test_default_subject_resumes_from_the_store(tmp_path):
+    """The bundled sweep goes into runtime.store; a second call retrains nothing (every run done once)."""
+    from dataclasses import replace
+
+    from multilens.experiments.store import Store
+    from multilens.lenses.contract import Runtime
+    from multilens.lenses.scaling import default_subject
+
+    settings = replace(Settings.for_profile("smoke"), seeds=1, budgets=(1e5, 3e5, 1e6), widths=(2, 4, 8))
+    with Store(tmp_path / "results.sqlite") as store:
+        first = default_subject(settings, seed=5, runtime=Runtime(store=store))
+        again = default_subject(settings, seed=5, runtime=Runtime(store=store))
+        records = store.runs(sweep="scaling")
+    assert first.n_runs == again.n_runs == len(records) and first.n_failed == 0
+    assert all(r.attempts == 1 and r.status == "done" for r in records)
+    np.testing.assert_array_equal(first.loss, again.loss)
+    np.testing.assert_array_equal(first.distinct, first.D)  # teacher-student draws are fresh: no repeats
+    assert first.bayes_risk == pytest.approx(settings.noise_std**2)

@@ -19,7 +19,8 @@ Measured (wall and CPU time; the box is shared, so the load average is recorded 
    but no screening (``fit_chinchilla_exhaustive`` on the subset). Speed ratio = projected
    4500-start time / multilens fit time. The best objective each reaches is reported too.
 
-Usage: .venv/bin/python benchmarks/bench_scaling_fit.py [--boot 1000] [--subset 60] [--out benchmarks/results/scaling_fit.json]
+Usage: .venv/bin/python benchmarks/bench_scaling_fit.py [--boot 1000] [--subset 60]
+       [--out benchmarks/results/scaling_fit.json]
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from scipy.optimize import minimize
 from multilens.lenses.scaling import bootstrap_chinchilla, fit_chinchilla, fit_chinchilla_exhaustive, hoffmann_grid
 from multilens.lenses.scaling._optim import blas_single_threaded
 from multilens.lenses.scaling.chinchilla import _scalar_fun
-from multilens.lenses.scaling.report import json_safe
 from multilens.lenses.scaling.synthetic import CHINCHILLA_PARAMS, chinchilla_grid_data
+from multilens.stats import json_safe
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

@@ -44,8 +44,9 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.scaling",
         "Scaling: iso-FLOP sweep, L(C) and L(N, D) fits, regimes, compute-optimal allocation",
         "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
-        "a table of finished runs (N, D, loss) or a train_fn(config, seed) returning their losses",
-        key_checks=("extrapolation_within_interval", "approach2_vs_approach3"),
+        "a table of finished runs (Runs: N, D, loss[, seed, budget, distinct]; or load_scaling_csv) or a "
+        "TrainFn wrapping train_fn(config, seed) -> {N, D, loss} and the configs to run",
+        key_checks=("extrapolation_within_interval", "approach2_vs_approach3", "lnd_fit_quality"),
     ),
     LensEntry(
         "curvature",

@@ -1,9 +1,20 @@
 """Scaling-law lens: fits, bootstrap intervals, regimes, compute-optimal allocation, extrapolation.
 
-Pure NumPy/SciPy. The Chinchilla form L(N, D) = E + A/N^alpha + B/D^beta follows Hoffmann et al.
-2022 ("Training Compute-Optimal Large Language Models"), Approach 3, with the summed Huber
-objective that Besiroglu et al. 2024 showed matters; the compute form L(C) = A C^-alpha + L_inf
-estimates the floor instead of fitting a line through log-loss.
+The lens contract (:mod:`multilens.lenses.contract`):
+
+* ``Settings`` (and ``for_profile``): the bundled iso-FLOP sweep at top level and one nested
+  table per part: ``compute_law``, ``chinchilla``, ``regimes``, ``allocation``, ``approach2``.
+* ``default_subject(settings, *, seed, runtime)``: runs (or resumes) the sweep through
+  ``runtime.executor`` into ``runtime.store`` and returns its table of finished runs.
+* ``measure(subject, settings, *, seed, runtime=None)``: the subject is a table of finished runs,
+  :class:`Runs` (N, D, loss[, seed, budget, distinct]; e.g. ``Runs.from_csv(path)`` or
+  ``load_scaling_csv(path)``), or a :class:`TrainFn` wrapping a user's ``train_fn(config, seed)
+  -> {"N", "D", "loss"}`` and the grid of configs to run (see :mod:`.subject`).
+
+The fitters are plain NumPy/SciPy. The Chinchilla form L(N, D) = E + A/N^alpha + B/D^beta
+follows Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models"), Approach 3,
+with the summed Huber objective that Besiroglu et al. 2024 showed matters; the compute form
+L(C) = A C^-alpha + L_inf estimates the floor instead of fitting a line through log-loss.
 """
 
 from multilens.lenses.scaling.allocation import (
@@ -34,11 +45,58 @@ from multilens.lenses.scaling.compute_law import (
 from multilens.lenses.scaling.data import ScalingData, load_scaling_csv
 from multilens.lenses.scaling.extrapolation import ExtrapolationResult, extrapolation_check
 from multilens.lenses.scaling.intervals import BootstrapResult, ParamInterval
+from multilens.lenses.scaling.lens import approach2_slope, measure  # noqa: E402  (after the fitters it uses)
 from multilens.lenses.scaling.regimes import RegimeResult, detect_regimes
 from multilens.lenses.scaling.report import scaling_fit_report, to_estimates
+from multilens.lenses.scaling.settings import (
+    AllocationSettings,
+    Approach2Settings,
+    ChinchillaSettings,
+    ComputeLawSettings,
+    RegimesSettings,
+    Settings,
+    for_profile,
+)
+from multilens.lenses.scaling.subject import Runs, TrainFn, default_subject
+
+
+def run(settings: Settings, seed: int = 0, runtime=None):  # noqa: ANN001, ANN201
+    """``measure(default_subject(settings))`` with provenance: the bundled study.
+
+    Without a runtime the sweep runs on a local process pool (all cores), as `multilens lens
+    scaling` always has; ``default_subject`` alone runs it serially in this process.
+    """
+    from multilens.experiments.executors import LocalExecutor
+    from multilens.lenses.contract import Runtime, run_lens
+    from multilens.lenses.registry import get_lens
+
+    if runtime is not None:
+        return run_lens(get_lens("scaling"), settings, seed, runtime)
+    executor = LocalExecutor()
+    try:
+        return run_lens(get_lens("scaling"), settings, seed, Runtime(executor=executor))
+    finally:
+        executor.close()
+
+
+config = Settings  # the name the CLI's `multilens lens` command loads
 
 __all__ = [
     "HUBER_DELTA",
+    "AllocationSettings",
+    "Approach2Settings",
+    "ChinchillaSettings",
+    "ComputeLawSettings",
+    "RegimesSettings",
+    "Runs",
+    "Settings",
+    "TrainFn",
+    "approach2_slope",
+    "config",
+    "default_subject",
+    "for_profile",
+    "measure",
+    "run",
     "AllocationResult",
     "BootstrapResult",
     "ChinchillaFit",

@@ -44,7 +44,8 @@ def _params(p: dict[str, float] | ChinchillaFit) -> dict[str, float]:
         )
     if not (d["alpha"] > 0 and d["beta"] > 0 and d["A"] > 0 and d["B"] > 0):
         raise ConfigError(
-            f"allocation needs A, B, alpha, beta > 0; got A={d['A']:g}, B={d['B']:g}, alpha={d['alpha']:g}, beta={d['beta']:g}."
+            f"allocation needs A, B, alpha, beta > 0; got A={d['A']:g}, B={d['B']:g}, "
+            f"alpha={d['alpha']:g}, beta={d['beta']:g}."
         )
     return d
 

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.validation import check_int
 from multilens.lenses.scaling._optim import MAXITER, batched_lbfgs, blas_single_threaded, polish
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, ScalingData
 from multilens.lenses.scaling.intervals import (
@@ -46,6 +45,7 @@ from multilens.lenses.scaling.intervals import (
 )
 from multilens.results import SCHEMA_VERSION
 from multilens.seeding import SeedLike
+from multilens.validation import check_int
 
 HUBER_DELTA = 1e-3
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -266,7 +266,8 @@ def _validate(data: ScalingData, delta: float) -> None:
         raise ConfigError(f"`data` must be a ScalingData (see load_scaling_csv); got {type(data).__name__}.")
     if data.n_points < MIN_POINTS_CHINCHILLA:
         raise ConfigError(
-            f"`data` must have at least {MIN_POINTS_CHINCHILLA} runs to fit L(N, D) (5 parameters); got {data.n_points}."
+            f"`data` must have at least {MIN_POINTS_CHINCHILLA} runs to fit L(N, D) (5 parameters); "
+            f"got {data.n_points}."
         )
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < np.inf):
         raise ConfigError(f"`delta` must be a finite number > 0; got {delta!r}.")
@@ -547,6 +548,7 @@ def bootstrap_chinchilla(
             f"full-data optimum + {len(starts) - 1} best grid starts, batched L-BFGS screen, scipy L-BFGS-B polish"
         ),
         n_iter_mean=float(iters.mean()),
+        weights=readonly(W),
     )
 
 

@@ -23,12 +23,12 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from multilens.errors import ConfigError, ConvergenceWarning, DataError
-from multilens.validation import check_int
 from multilens.lenses.scaling._optim import blas_single_threaded
 from multilens.lenses.scaling.data import MIN_POINTS_COMPUTE
 from multilens.lenses.scaling.intervals import BootstrapResult, check_level, percentile_interval, readonly
 from multilens.results import SCHEMA_VERSION
 from multilens.seeding import SeedLike, as_generator
+from multilens.validation import check_int
 
 COMPUTE_PARAM_NAMES = ("A", "alpha", "L_inf")
 _ALPHA_STARTS = (0.03, 0.1, 0.3, 1.0)
@@ -122,14 +122,13 @@ def _residuals_and_jac(z: np.ndarray, xc: np.ndarray, logL: np.ndarray) -> tuple
     """Log residuals and Jacobian in z = (u, v, w): L = exp(u - e^v xc) + e^w, xc = log C - log C_ref."""
     u, v, w = z
     alpha = np.exp(v)
-    t = np.exp(u - alpha * xc)
-    fl = np.exp(w)
-    p = t + fl
-    r = np.log(p) - logL
+    lt = u - alpha * xc  # log of the reducible term
+    lp = np.logaddexp(lt, w)  # log(t + floor) without underflow to log(0) when both terms are tiny
+    r = lp - logL
     J = np.empty((len(xc), 3))
-    J[:, 0] = t / p
-    J[:, 1] = -(t / p) * xc * alpha
-    J[:, 2] = fl / p
+    J[:, 0] = np.exp(lt - lp)  # t / p
+    J[:, 1] = -J[:, 0] * xc * alpha
+    J[:, 2] = np.exp(w - lp)  # floor / p
     return r, J
 
 
@@ -270,6 +269,7 @@ def bootstrap_compute_law(
         n_boot=n_boot,
         n_failed=int((~ok).sum()),
         level=level,
-        method="bootstrap percentile over runs (rows resampled with replacement); refits warm-started from the full-data optimum",
+        method="bootstrap percentile over runs (rows resampled with replacement); "
+        "refits warm-started from the full-data optimum",
         n_iter_mean=float(iters[ok].mean()) if ok.any() else float("nan"),
     )

@@ -148,7 +148,8 @@ def load_scaling_csv(path: str | Path, *, min_points: int = MIN_POINTS_CHINCHILL
         if len(row) != len(header):
             raise _fail(
                 p,
-                f"row {r} (line {line}) has {len(row)} cells but the header has {len(header)}; make every row have {len(header)} comma-separated cells.",
+                f"row {r} (line {line}) has {len(row)} cells but the header has {len(header)}; "
+                f"make every row have {len(header)} comma-separated cells.",
             )
         for k in keys:
             name = header[index[k]]
@@ -158,7 +159,8 @@ def load_scaling_csv(path: str | Path, *, min_points: int = MIN_POINTS_CHINCHILL
             except ValueError:
                 raise _fail(
                     p,
-                    f"row {r} (line {line}), column `{name}`: {cell!r} is not a number; write a plain number such as 1.5e9.",
+                    f"row {r} (line {line}), column `{name}`: {cell!r} is not a number; "
+                    "write a plain number such as 1.5e9.",
                 ) from None
             if not math.isfinite(v):
                 raise _fail(
@@ -171,7 +173,8 @@ def load_scaling_csv(path: str | Path, *, min_points: int = MIN_POINTS_CHINCHILL
     if n_rows < min_points:
         raise _fail(
             p,
-            f"has {n_rows} data rows but the fit has {min_points} parameters; add runs until there are at least {min_points} rows.",
+            f"has {n_rows} data rows but the fit has {min_points} parameters; "
+            f"add runs until there are at least {min_points} rows.",
         )
     N = np.array(values["n"])
     D = np.array(values["d"]) if use_d else np.array(values["c"]) / (FLOPS_PER_PARAM_TOKEN * N)

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from multilens.errors import ConfigError, DataError
-from multilens.validation import check_int
 from multilens.lenses.scaling.chinchilla import bootstrap_chinchilla, fit_chinchilla, predict_chinchilla
 from multilens.lenses.scaling.compute_law import bootstrap_compute_law, fit_compute_law, predict_compute
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, MIN_POINTS_COMPUTE, ScalingData
 from multilens.lenses.scaling.intervals import check_level
 from multilens.results import SCHEMA_VERSION, Check
 from multilens.seeding import SeedLike, as_generator
+from multilens.validation import check_int
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +64,7 @@ class ExtrapolationResult:
             "pi_low": self.pi_low.tolist(),
             "pi_high": self.pi_high.tolist(),
             "relative_error": self.relative_error.tolist(),
-            "check": self.check.to_dict() | {"verdict": self.check.verdict},
+            "check": self.check.to_dict(),
             "n_train": self.n_train,
             "n_holdout": self.n_holdout,
             "n_boot": self.n_boot,
@@ -185,4 +185,13 @@ def _check(obs: np.ndarray, pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, C:
         f"worst at C={C[j]:.3g}: observed L={obs[j]:.5g}, predicted {pred[j]:.5g} "
         f"({obs[j] / pred[j] - 1:+.2%}), interval [{lo[j]:.5g}, {hi[j]:.5g}]"
     )
-    return Check("scaling.extrapolation", ok, float(obs[j]), float(pred[j]), float(half[j]), reason)
+    return Check(
+        "extrapolation_within_interval",
+        ok,
+        float(obs[j]),
+        float(pred[j]),
+        float(half[j]),
+        reason,
+        kind="agreement",
+        criterion=f"every held-out loss inside its {level:.0%} prediction interval from the smaller budgets' fit",
+    )

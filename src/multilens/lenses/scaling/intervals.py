@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from multilens.errors import ConfigError
-from multilens.results import SCHEMA_VERSION, _finite_or_none
+from multilens.results import SCHEMA_VERSION, Estimate, _finite_or_none
 from multilens.seeding import SeedLike, as_generator
 
 
@@ -26,25 +26,52 @@ def readonly(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ParamInterval:
-    """A point estimate with its bootstrap percentile interval and bootstrap standard error."""
+    """A point estimate with its bootstrap percentile interval and bootstrap standard error.
+
+    The bootstrap result type of the scaling fits (one per parameter, per allocation budget, per
+    regime breakpoint). ``n`` finite refits formed the interval and ``n_dropped`` were left out as
+    non-finite (failed refits). :meth:`to_estimate` gives the :class:`multilens.results.Estimate`.
+    """
 
     estimate: float
     ci_low: float | None
     ci_high: float | None
     stderr: float | None
+    n: int = 0
+    n_dropped: int = 0
 
     def to_dict(self) -> dict[str, float | None]:
-        return {k: _finite_or_none(getattr(self, k)) for k in ("estimate", "ci_low", "ci_high", "stderr")}
+        d: dict[str, Any] = {k: _finite_or_none(getattr(self, k)) for k in ("estimate", "ci_low", "ci_high", "stderr")}
+        return d | {"n": self.n, "n_dropped": self.n_dropped}
+
+    def to_estimate(
+        self, name: str, *, level: float, method: str, unit: str = "", note: str = "", **kw: Any
+    ) -> Estimate:
+        """The Estimate of this interval; without one, ``no_interval_reason`` says why."""
+        reason = ""
+        if self.ci_low is None or self.ci_high is None:
+            reason = f"fewer than 2 finite bootstrap refits ({self.n} finite, {self.n_dropped} dropped)"
+        if self.n_dropped and "dropped" not in note:
+            note = (note + "; " if note else "") + f"{self.n_dropped} non-finite bootstrap refit(s) dropped"
+        return Estimate(
+            name, _finite_or_none(self.estimate), self.ci_low, self.ci_high, self.stderr, level, method, self.n,
+            unit, note, n_dropped=self.n_dropped, no_interval_reason=reason, **kw,
+        )  # fmt: skip
 
 
 def percentile_interval(estimate: float, samples: np.ndarray, level: float) -> ParamInterval:
-    """Percentile interval of the finite ``samples`` at ``level`` and their standard deviation."""
-    s = np.asarray(samples, dtype=np.float64)
-    s = s[np.isfinite(s)]
+    """Percentile interval of the finite ``samples`` at ``level`` and their standard deviation.
+
+    Non-finite samples (failed refits) are left out and counted in ``n_dropped``.
+    """
+    s = np.asarray(samples, dtype=np.float64).ravel()
+    fin = np.isfinite(s)
+    dropped = int(s.size - fin.sum())
+    s = s[fin]
     if s.size < 2:
-        return ParamInterval(float(estimate), None, None, None)
+        return ParamInterval(float(estimate), None, None, None, int(s.size), dropped)
     lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2])
-    return ParamInterval(float(estimate), float(lo), float(hi), float(np.std(s, ddof=1)))
+    return ParamInterval(float(estimate), float(lo), float(hi), float(np.std(s, ddof=1)), int(s.size), dropped)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +90,7 @@ class BootstrapResult:
     level: float
     method: str
     n_iter_mean: float = float("nan")
+    weights: np.ndarray | None = None  # (n_boot, n) run counts of each resample, aligned with ``samples``
     schema_version: int = SCHEMA_VERSION
 
     @property

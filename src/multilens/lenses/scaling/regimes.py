@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from multilens.errors import ConfigError, DataError
-from multilens.validation import check_int
 from multilens.lenses.scaling._optim import blas_single_threaded
 from multilens.lenses.scaling.intervals import ParamInterval, check_level, percentile_interval
 from multilens.results import SCHEMA_VERSION, _finite_or_none
 from multilens.seeding import SeedLike, as_generator
+from multilens.validation import check_int
 
 MAX_BREAKS = 2
 _LN10 = float(np.log(10.0))
@@ -195,8 +195,9 @@ class RegimeResult:
     ``breakpoints_C`` in C) with bootstrap ``breakpoint_intervals``; ``slopes`` are per-segment
     d(response)/d(log C) (a local exponent is -slope) with ``slope_intervals``; ``cv_error`` and
     ``cv_stderr`` are per K in 0..2; ``selection_frequency`` is the fraction of bootstrap
-    resamples whose CV chose each K. Grid search is exhaustive, so ``converged`` is True and
-    ``n_iter`` counts candidate breakpoint configurations evaluated on the full data.
+    resamples whose CV chose each K. The breakpoint search is a fixed grid (a fixed budget, no
+    stopping rule), so ``converged`` is None; ``n_iter`` counts candidate breakpoint
+    configurations evaluated on the full data.
     """
 
     n_breaks: int
@@ -214,7 +215,7 @@ class RegimeResult:
     n_boot: int
     n_points: int
     level: float
-    converged: bool
+    converged: bool | None
     n_iter: int
     schema_version: int = SCHEMA_VERSION
 
@@ -257,8 +258,9 @@ def detect_regimes(
 ) -> RegimeResult:
     """Choose 0, 1 or 2 breakpoints of a broken power law in loss vs compute by K-fold CV.
 
-    The response is log L, or log(L - l_inf) when ``l_inf`` is given; x is ln C (breakpoints are reported in log10 C). Folds and
-    bootstrap resamples are drawn from ``seed``. See the module docstring for the model.
+    The response is log L, or log(L - l_inf) when ``l_inf`` is given; x is ln C (breakpoints are
+    reported in log10 C). Folds and bootstrap resamples are drawn from ``seed``. See the module
+    docstring for the model. The scaling lens passes the L(C) fit's floor as ``l_inf``.
     """
     try:
         C = np.asarray(C, dtype=float)
@@ -284,7 +286,8 @@ def detect_regimes(
             raise ConfigError(f"`l_inf` must be a finite number or None; got {l_inf!r}.")
         if np.any(L <= l_inf):
             raise DataError(
-                f"`l_inf` = {l_inf:g} is not below every loss (min {L.min():g}); the reducible loss L - l_inf must be > 0."
+                f"`l_inf` = {l_inf:g} is not below every loss (min {L.min():g}); "
+                "the reducible loss L - l_inf must be > 0."
             )
         y = np.log(L - l_inf)
         response = f"ln(L - {l_inf:g}) vs ln C (reducible loss)"
@@ -332,6 +335,6 @@ def detect_regimes(
         n_boot=n_boot,
         n_points=n,
         level=level,
-        converged=True,
+        converged=None,
         n_iter=fit.n_candidates,
     )

@@ -7,13 +7,11 @@ returns plain JSON-safe data: every non-finite number becomes None.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int
 from multilens.lenses.scaling.allocation import (
     allocation_constants,
     allocation_regret,
@@ -26,25 +24,10 @@ from multilens.lenses.scaling.data import ScalingData
 from multilens.lenses.scaling.intervals import BootstrapResult, ParamInterval, check_level
 from multilens.results import SCHEMA_VERSION, Estimate
 from multilens.seeding import SeedLike
+from multilens.stats import json_safe
+from multilens.validation import check_int
 
 ESTIMATE_METHOD = "bootstrap percentile over runs"
-
-
-def json_safe(obj: Any) -> Any:
-    """Recursively replace NaN/inf by None and NumPy scalars/arrays by Python ones."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
 
 
 def to_estimates(
@@ -52,8 +35,9 @@ def to_estimates(
 ) -> tuple[Estimate, ...]:
     """One :class:`multilens.results.Estimate` per fitted quantity (and allocation exponent).
 
-    Intervals are the bootstrap percentile intervals (``n`` = successful refits); without a
-    bootstrap the estimates carry no interval and say so in ``note``.
+    Intervals are the bootstrap percentile intervals (``n`` = successful refits, ``n_dropped`` =
+    failed ones); without a bootstrap the estimates carry no interval and say why in
+    ``no_interval_reason`` (and ``note``).
     """
     if isinstance(fit, ChinchillaFit):
         values = {**fit.params, "a": fit.allocation_exponents[0], "b": fit.allocation_exponents[1]}
@@ -64,19 +48,14 @@ def to_estimates(
     out = []
     for name, value in values.items():
         iv = boot.intervals.get(name) if boot is not None else None
+        if iv is None:
+            reason = "no bootstrap: point estimate only"
+            out.append(Estimate(f"{prefix}{name}", float(value), n=fit.n_points, note=reason,
+                                no_interval_reason=reason, converged=fit.converged, n_iter=fit.n_iter))  # fmt: skip
+            continue
         out.append(
-            Estimate(
-                name=f"{prefix}{name}",
-                value=float(value),
-                ci_low=iv.ci_low if iv else None,
-                ci_high=iv.ci_high if iv else None,
-                stderr=iv.stderr if iv else None,
-                level=boot.level if boot is not None else 0.95,
-                method=ESTIMATE_METHOD if boot is not None else "",
-                n=boot.n_ok if boot is not None else 0,
-                note="" if boot is not None else "no bootstrap: point estimate only",
-                converged=fit.converged,
-                n_iter=fit.n_iter,
+            iv.to_estimate(
+                f"{prefix}{name}", level=boot.level, method=ESTIMATE_METHOD, converged=fit.converged, n_iter=fit.n_iter
             )
         )
     return tuple(out)
@@ -186,6 +165,7 @@ def _allocation(
     res = allocation_with_intervals(fit, boot, c, reference_compute=c_max, level=level)
     d = res.to_dict()
     d["regret_definition"] = (
-        "excess loss L(N', D') - L(N*, D*) when N' = N*(C_ref) (C/C_ref)^(a + delta), D' = C/(6N'), C_ref = largest data budget"
+        "excess loss L(N', D') - L(N*, D*) when N' = N*(C_ref) (C/C_ref)^(a + delta), D' = C/(6N'), "
+        "C_ref = largest data budget"
     )
     return json_safe(d)

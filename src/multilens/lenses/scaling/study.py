@@ -2,9 +2,12 @@
 
 Design (Hoffmann et al. 2022, Approach 2 grids, fitted by Approach 3): for each compute budget C,
 every model width whose token count D = C / (6 N) falls inside [min_examples, max_examples] is
-trained once per seed on D fresh examples (one pass, no repeats, so D is exactly the number of
-training examples seen). N and D therefore vary jointly and independently across the grid rather
-than being tied to each other. Training FLOPs are counted as C = 6 N D; the exact forward count
+trained once per seed for one pass over D examples. For the teacher-student task these are D
+fresh draws (D distinct examples); for digits they are drawn from the ~1.4k training images, so
+examples repeat: each run records how many distinct examples it saw (``distinct_examples``), and
+the lens checks the repeat count D / distinct against the assumption that D counts fresh data.
+N and D therefore vary jointly and independently across the grid rather than being tied to
+each other. Training FLOPs are counted as C = 6 N D; the exact forward count
 from multilens.models.forward_flops is recorded beside it.
 
 The teacher-student task has a known Bayes risk (noise_std**2), which the fitted loss floor is
@@ -15,14 +18,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
+import numpy as np
 import torch
 
 from multilens.data import TeacherStudentTask, load_digits_split
 from multilens.errors import ConfigError
-from multilens.validation import check_int, check_positive
+from multilens.lenses.scaling.settings import Settings
 from multilens.models import MLPSpec, build_mlp, forward_flops, n_params
 from multilens.seeding import derive_seed, torch_generator
 from multilens.train import TrainConfig, evaluate, train_model
@@ -30,86 +34,11 @@ from multilens.train import TrainConfig, evaluate, train_model
 TASK = "multilens.lenses.scaling.study:scaling_run"
 
 
-@dataclass(frozen=True)
-class ScalingConfig:
-    schema_version: int = 1
-    task: Literal["teacher_student", "digits"] = "teacher_student"
-    budgets: tuple[float, ...] = (3.16e6, 1e7, 3.16e7, 1e8, 3.16e8, 1e9)
-    widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
-    depth: int = 1
-    min_examples: int = 1024
-    max_examples: int = 131072
-    seeds: int = 3
-    d_in: int = 16
-    teacher_width: int = 256
-    teacher_decay: float = 1.0
-    teacher_input_scale: float = 0.5  # a milder teacher: loss follows a power law to its floor (1.0 plateaus first)
-    noise_std: float = 0.1
-    n_test: int = 8192
-    optimizer: Literal["sgd", "adam"] = "adam"
-    lr: float = 1e-2
-    batch_size: int = 32
-    schedule: Literal["constant", "cosine", "step"] = "cosine"
-    bootstrap: int = 200
-    n_starts_grid: Literal["full", "coarse"] = "full"
-    ci_level: float = 0.95
-
-    def __post_init__(self) -> None:
-        if len(self.budgets) < 3:
-            raise ConfigError(f"`scaling.budgets` needs at least 3 compute budgets; got {len(self.budgets)}.")
-        for i, b in enumerate(self.budgets):
-            check_positive(f"scaling.budgets[{i}]", b)
-        if list(self.budgets) != sorted(self.budgets):
-            raise ConfigError("`scaling.budgets` must be increasing; sort them.")
-        if len(self.widths) < 2:
-            raise ConfigError("`scaling.widths` needs at least 2 widths.")
-        for i, w in enumerate(self.widths):
-            check_int(f"scaling.widths[{i}]", w, 1)
-        check_int("scaling.depth", self.depth, 1)
-        check_int("scaling.min_examples", self.min_examples, 1)
-        check_int("scaling.max_examples", self.max_examples, self.min_examples)
-        check_int("scaling.seeds", self.seeds, 1)
-        check_int("scaling.bootstrap", self.bootstrap, 10)
-        check_int("scaling.n_test", self.n_test, 16)
-        check_positive("scaling.lr", self.lr)
-        if not 0.5 < self.ci_level < 1.0:
-            raise ConfigError(f"`scaling.ci_level` must be in (0.5, 1); got {self.ci_level}.")
-        if self.noise_std < 0:
-            raise ConfigError(f"`scaling.noise_std` must be >= 0; got {self.noise_std}.")
-
-    @classmethod
-    def for_profile(cls, profile: str) -> ScalingConfig:
-        if profile == "smoke":
-            return cls(
-                budgets=(1e6, 1e7, 1e8),
-                widths=(2, 4, 8, 16, 32, 64),
-                seeds=2,
-                max_examples=32768,
-                n_test=2048,
-                bootstrap=30,
-                n_starts_grid="coarse",
-            )
-        if profile == "quick":
-            return cls()
-        if profile == "full":
-            return cls(
-                budgets=(1e6, 2e6, 4e6, 1e7, 2e7, 4e7, 1e8, 2e8, 4e8, 1e9, 2e9, 4e9),
-                widths=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
-                max_examples=524288,
-                seeds=5,
-                bootstrap=1000,
-            )
-        raise ConfigError(f"`profile` must be smoke, quick or full; got {profile!r}.")
-
-    def model_spec(self, width: int, d_in: int, d_out: int) -> MLPSpec:
-        return MLPSpec(d_in, (width,) * self.depth, d_out, activation="relu")
-
-    @property
-    def data_shape(self) -> tuple[int, int]:
-        return (self.d_in, 1) if self.task == "teacher_student" else (64, 10)
+# The sweep is configured by the lens settings; the old name is kept for callers of the sweep.
+ScalingConfig = Settings
 
 
-def design(cfg: ScalingConfig) -> list[dict[str, Any]]:
+def design(cfg: Settings) -> list[dict[str, Any]]:
     """The iso-FLOP grid: one run config per (budget, width) with D = C/(6N) in range."""
     d_in, d_out = cfg.data_shape
     runs = []
@@ -151,6 +80,12 @@ def design(cfg: ScalingConfig) -> list[dict[str, Any]]:
     return runs
 
 
+def distinct_rows(x: torch.Tensor) -> int:
+    """Number of distinct rows of ``x``, exactly (rows compared as raw bytes; ~10x faster than torch.unique)."""
+    a = np.ascontiguousarray(x.detach().cpu().numpy().reshape(len(x), -1))
+    return int(np.unique(a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()).size)
+
+
 def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one model of the grid and measure its held-out loss. Pure function of ``spec``."""
     seed = int(spec["seed"])
@@ -166,6 +101,7 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
             input_scale=spec["teacher_input_scale"],
         )
         x, y = task.sample(spec["D"], seed=derive_seed(seed, "train", spec["D"]))
+        distinct = distinct_rows(x)
         # The test set is the same for every run (its seed does not depend on the run's seed).
         xt, yt = task.sample(spec["n_test"], seed=derive_seed(0, "test"))
         d_in, d_out = spec["d_in"], 1
@@ -175,6 +111,7 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
         reps = math.ceil(spec["D"] / split.x_train.shape[0])
         idx = torch.cat([torch.randperm(split.x_train.shape[0], generator=g) for _ in range(reps)])[: spec["D"]]
         x, y, xt, yt = split.x_train[idx], split.y_train[idx], split.x_test, split.y_test
+        distinct = int(torch.unique(idx).numel())
         d_in, d_out = 64, 10
     mspec = MLPSpec(d_in, (spec["width"],) * spec["depth"], d_out, activation="relu")
     model = build_mlp(mspec, seed=derive_seed(seed, "init"))
@@ -191,6 +128,7 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
         "test_loss": ev["loss"] if not tr.diverged else None,
         "train_loss": tr.final_train_loss if math.isfinite(tr.final_train_loss) else None,
         "steps": tr.steps,
+        "distinct_examples": distinct,
         "diverged": tr.diverged,
         "train_wall_time_s": time.perf_counter() - t0,
     }
@@ -200,5 +138,5 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": metrics, "curves": curves}
 
 
-def config_dict(cfg: ScalingConfig) -> dict[str, Any]:
+def config_dict(cfg: Settings) -> dict[str, Any]:
     return asdict(cfg)

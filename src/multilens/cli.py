@@ -354,14 +354,19 @@ def lens(
     ),
 ) -> None:
     from multilens.config import apply_overrides, from_dict
-    from multilens.lenses.contract import run_lens
+    from multilens.experiments.executors import LocalExecutor
+    from multilens.lenses.contract import Runtime, run_lens
     from multilens.lenses.registry import get_lens
 
     def go() -> int:
         entry = get_lens(name)
         cls = entry.load("Settings")
         cfg = from_dict(cls, apply_overrides({}, set_), where=entry.section, base=cls.for_profile(profile.value))
-        result = run_lens(entry, cfg, seed)
+        executor = LocalExecutor()  # sweeps inside a lens use all cores; the pool starts only if used
+        try:
+            result = run_lens(entry, cfg, seed, Runtime(executor=executor))
+        finally:
+            executor.close()
         d = result.to_dict()
         files = _write_lens_files(out_dir or Path("runs") / f"lens-{entry.name}", entry.name, d, cfg, seed)
         failed = [c.name for c in result.failed_evidence]

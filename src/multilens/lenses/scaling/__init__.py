@@ -59,28 +59,6 @@ from multilens.lenses.scaling.settings import (
 )
 from multilens.lenses.scaling.subject import Runs, TrainFn, default_subject
 
-
-def run(settings: Settings, seed: int = 0, runtime=None):  # noqa: ANN001, ANN201
-    """``measure(default_subject(settings))`` with provenance: the bundled study.
-
-    Without a runtime the sweep runs on a local process pool (all cores), as `multilens lens
-    scaling` always has; ``default_subject`` alone runs it serially in this process.
-    """
-    from multilens.experiments.executors import LocalExecutor
-    from multilens.lenses.contract import Runtime, run_lens
-    from multilens.lenses.registry import get_lens
-
-    if runtime is not None:
-        return run_lens(get_lens("scaling"), settings, seed, runtime)
-    executor = LocalExecutor()
-    try:
-        return run_lens(get_lens("scaling"), settings, seed, Runtime(executor=executor))
-    finally:
-        executor.close()
-
-
-config = Settings  # the name the CLI's `multilens lens` command loads
-
 __all__ = [
     "HUBER_DELTA",
     "AllocationSettings",
@@ -92,11 +70,9 @@ __all__ = [
     "Settings",
     "TrainFn",
     "approach2_slope",
-    "config",
     "default_subject",
     "for_profile",
     "measure",
-    "run",
     "AllocationResult",
     "BootstrapResult",
     "ChinchillaFit",

@@ -35,6 +35,7 @@ from multilens.lenses.representation.spectra import (
     principal_angle_cosines,
     rankme_value,
     summarize,
+    summary_vector,
 )
 from multilens.results import Estimate
 from multilens.seeding import SeedLike, as_generator
@@ -86,19 +87,23 @@ def spectrum(
     a = _as_matrix(z)
     check_int("top_k", top_k, 1)
     check_int("n_null", n_null, 2)
+    check_int("n_boot", n_boot, 2)
+    check_open_unit("level", level)
     for m in metrics:
         check_choice("metrics", m, METRICS)
     rng = as_generator(seed)
     s = summarize(a, top_k=top_k)
-    est = {}
-    nulls = {}
     n, d = a.shape
-    for m in metrics:
-        fn = metric_fn(m, top_k=top_k)
-        est[m] = _boot(fn, a, m, n_boot=n_boot, seed=rng, level=level)
-        draws = mp_null(n, d, fn, n_draws=n_null, seed=rng)
-        draws = draws[np.isfinite(draws)]
-        nulls[m] = tuple(float(q) for q in np.quantile(draws, [0.025, 0.5, 0.975])) if draws.size else (np.nan,) * 3
+    stat = lambda x: summary_vector(x, top_k=top_k)  # noqa: E731
+    ests = bootstrap_rows(stat, a, METRICS, n_boot=n_boot, seed=rng, level=level)
+    draws = mp_null(n, d, stat, n_draws=n_null, seed=rng)
+    est, nulls = {}, {}
+    for j, m in enumerate(METRICS):
+        if m not in metrics:
+            continue
+        est[m] = ests[j]
+        col = draws[:, j][np.isfinite(draws[:, j])]
+        nulls[m] = tuple(float(q) for q in np.quantile(col, [0.025, 0.5, 0.975])) if col.size else (np.nan,) * 3
     # Spikes: eigenvalues above the 99% quantile of the null's largest eigenvalue (isotropic noise with
     # the same total variance), which adds the finite-n Tracy-Widom spread to the asymptotic MP edge.
     tot = float(s.eigenvalues.sum())

@@ -96,6 +96,20 @@ LENSES: tuple[LensEntry, ...] = (
         "per-mode spectral filters of early-stopped GD and ridge on an ill-posed inverse problem",
         "arrays: a forward operator A and observations y",
     ),
+    LensEntry(
+        "representation",
+        "representation",
+        "multilens.lenses.representation",
+        "Representation: covariance spectra, collapse criteria, probes and SSL objectives",
+        "covariance spectra (PR, RankMe, MP null), class/domain subspaces, probes, collapse checks, SSL collapse",
+        "arrays (train/held-out representations with labels, optional domains and checkpoints) or a torch model "
+        "and the module whose output is the representation (RepresentationSubject.from_model)",
+        key_checks=(
+            "main_probe_above_chance",
+            "main_rank_above_complete_collapse",
+            "b13_rank1_risk_above_bayes_plus_delta",
+        ),
+    ),
 )
 
 

@@ -249,30 +249,51 @@ def subspace_overlap(za: object, zb: object, k: int) -> float:
     return float(np.mean(c**2))
 
 
-def bootstrap_rows(stat, z: np.ndarray, name: str, *, n_boot: int, seed: SeedLike, level: float = 0.95):
+def bootstrap_rows(stat, z: np.ndarray, name, *, n_boot: int, seed: SeedLike, level: float = 0.95):
     """Basic (reverse-percentile) bootstrap over rows of Z: [2 t - q_hi, 2 t - q_lo].
 
     Resampling rows with replacement duplicates about 37% of them, which shrinks every spectral
     effective-dimension statistic (a duplicated row adds no new direction): the percentile
     interval of such a statistic sits below the point estimate. The basic bootstrap reflects the
     resampling distribution around the point estimate, which removes that first-order shift
-    (Davison & Hinkley 1997, sec. 5.2).
+    (Davison & Hinkley 1997, sec. 5.2), so the interval is for the population value. Positive
+    statistics are reflected on the log scale ([t^2 / q_hi, t^2 / q_lo]) so the interval stays positive.
+
+    ``stat`` may return a vector; then ``name`` is a sequence of names and a list of estimates is
+    returned (one resampling loop for all of them).
     """
     from multilens.results import Estimate
 
     a = np.asarray(z, dtype=np.float64)
     n = a.shape[0]
-    t = float(stat(a))
+    names = [name] if isinstance(name, str) else list(name)
+    t = np.atleast_1d(np.asarray(stat(a), dtype=np.float64))
     rng = as_generator(seed)
-    reps = np.array([stat(a[rng.integers(0, n, n)]) for _ in range(n_boot)], dtype=np.float64)
-    fin = reps[np.isfinite(reps)]
-    dropped = int(reps.size - fin.size)
-    method = f"basic bootstrap over {n} rows, {fin.size} resamples"
-    if fin.size < 2 or not math.isfinite(t):
-        return Estimate(name, t if math.isfinite(t) else None, method=method, n=n, n_dropped=dropped,
-                        no_interval_reason="bootstrap replicates not finite", note="" if math.isfinite(t) else
-                        "statistic undefined (zero variance)")  # fmt: skip
-    qlo, qhi = np.quantile(fin, [(1 - level) / 2, (1 + level) / 2])
-    lo, hi = 2 * t - float(qhi), 2 * t - float(qlo)
-    note = f"{dropped} non-finite replicate(s) dropped" if dropped else ""
-    return Estimate(name, t, lo, hi, float(fin.std(ddof=1)), level, method, n, note=note, n_dropped=dropped)
+    reps = np.array([np.atleast_1d(stat(a[rng.integers(0, n, n)])) for _ in range(n_boot)], dtype=np.float64)
+    out = []
+    for j, nm in enumerate(names):
+        r = reps[:, j]
+        fin = r[np.isfinite(r)]
+        dropped = int(r.size - fin.size)
+        tj = float(t[j])
+        method = f"basic bootstrap over {n} rows, {fin.size} resamples"
+        if fin.size < 2 or not math.isfinite(tj):
+            out.append(Estimate(nm, tj if math.isfinite(tj) else None, method=method, n=n, n_dropped=dropped,
+                                no_interval_reason="bootstrap replicates not finite",
+                                note="" if math.isfinite(tj) else "statistic undefined (zero variance)"))  # fmt: skip
+            continue
+        qlo, qhi = np.quantile(fin, [(1 - level) / 2, (1 + level) / 2])
+        if tj > 0 and qlo > 0:  # positive statistic: basic bootstrap of log t, so the interval stays positive
+            lo, hi = tj * tj / float(qhi), tj * tj / float(qlo)
+            method += " (on the log scale)"
+        else:
+            lo, hi = 2 * tj - float(qhi), 2 * tj - float(qlo)
+        note = f"{dropped} non-finite replicate(s) dropped" if dropped else ""
+        out.append(Estimate(nm, tj, lo, hi, float(fin.std(ddof=1)), level, method, n, note=note, n_dropped=dropped))
+    return out[0] if isinstance(name, str) else out
+
+
+def summary_vector(z: object, *, top_k: int = 5, eps: float = RANKME_EPS) -> np.ndarray:
+    """All of :data:`METRICS` for Z, in that order (one computation, for bootstraps and nulls)."""
+    s = summarize(z, top_k=top_k, eps=eps)
+    return np.array([float(getattr(s, m)) for m in METRICS])

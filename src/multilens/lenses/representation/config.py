@@ -22,7 +22,7 @@ class SpectrumSettings:
 
 @dataclass(frozen=True)
 class GroupsSettings:
-    n_boot: int = 100
+    n_boot: int = 50
     subspace_k: int = 3  # dimension of each class subspace for principal angles
     max_groups: int = 10
 
@@ -76,7 +76,7 @@ class CollapseBoundSettings:
 
 @dataclass(frozen=True)
 class SslSettings:
-    epochs: int = 30
+    epochs: int = 50
     batch_size: int = 128
     small_batch: int = 8  # WE-8's small batch (VICReg), trained for the same number of steps
     loss_ratio: float = 0.01  # A.11 "loss -> 0": final / initial alignment at or below this
@@ -84,6 +84,7 @@ class SslSettings:
     healthy_rank: int = 5  # WE-8 "rank kept up": retained rank at least this
     floor_fraction: float = 0.01  # retained rank counts eigenvalues >= this x the initial mean eigenvalue
     n_boot: int = 100
+    n_seeds: int = 2  # encoders per objective (init and augmentation seeds; one shared data split)
 
     def __post_init__(self) -> None:
         check_int("ssl.epochs", self.epochs, 1)
@@ -94,6 +95,7 @@ class SslSettings:
         check_int("ssl.healthy_rank", self.healthy_rank, 1)
         check_open_unit("ssl.floor_fraction", self.floor_fraction)
         check_int("ssl.n_boot", self.n_boot, 2)
+        check_int("ssl.n_seeds", self.n_seeds, 1)
         if self.small_batch >= self.batch_size:
             raise ConfigError(
                 f"`ssl.small_batch` must be < `ssl.batch_size` ({self.batch_size}); got {self.small_batch}."
@@ -132,7 +134,7 @@ class Settings:
                 groups=GroupsSettings(n_boot=200),
                 trajectory=TrajectorySettings(n_boot=100),
                 collapse_bound=CollapseBoundSettings(control_n=5000),
-                ssl=SslSettings(epochs=60, n_boot=200),
+                ssl=SslSettings(epochs=80, n_boot=200, n_seeds=3),
             )
         if profile == "quick":
             return cls()
@@ -144,6 +146,6 @@ class Settings:
                 groups=GroupsSettings(n_boot=5, max_groups=3),
                 trajectory=TrajectorySettings(n_boot=5),
                 collapse_bound=CollapseBoundSettings(control_n=400),
-                ssl=replace(SslSettings(), epochs=2, n_boot=5),
+                ssl=replace(SslSettings(), epochs=2, n_boot=5, n_seeds=1),
             )
         raise ConfigError(f"`profile` must be one of 'smoke', 'quick', 'full'; got {profile!r}.")

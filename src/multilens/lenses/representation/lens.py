@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,8 +59,8 @@ from multilens.results import (
     check_within,
     metric_with_interval,
 )
-from multilens.seeding import as_generator
-from multilens.stats import DETERMINISTIC, SINGLE_SEED, json_safe
+from multilens.seeding import as_generator, derive_seed
+from multilens.stats import DETERMINISTIC, SINGLE_SEED, json_safe, mean_ci
 
 LENS = "representation"
 SEC = "representation"
@@ -562,126 +563,195 @@ def ssl_label(run: SslRun, ps: SslSettings) -> str:
     return run.objective + ("_small_batch" if run.batch_size == ps.small_batch else "")
 
 
+def _over_seeds(name: str, values: list[float], fallback: Estimate | None, **kw: Any) -> Estimate:
+    """Mean over seeds with a t-interval; with one seed, ``fallback`` (an interval over rows) or no interval."""
+    if len(values) >= 2:
+        return mean_ci(values, unit="seeds").to_estimate(name, **kw)
+    if fallback is not None:
+        return replace(fallback, name=name, note=(fallback.note + "; " if fallback.note else "") + SINGLE_SEED)
+    return Estimate(name, values[0] if values else None, n=len(values), no_interval_reason=SINGLE_SEED, **kw)
+
+
 def ssl_part(subject: RepresentationSubject, ps: SslSettings, *, seed: int) -> Part:
     if not subject.ssl:
         return Part("ssl", notes=("ssl: the subject has no self-supervised runs; nothing measured",))
     rng = as_generator(seed)
-    ests: list[Estimate] = []
-    rows = []
-    retained: dict[str, float] = {}
-    ratio: dict[str, float] = {}
-    probes: dict[str, float] = {}
-    traces = []
-    y_tr = np.asarray(subject.y_train) if subject.ssl[0].z_train.shape[0] == len(subject.y_train) else None
+    labels: dict[str, list[SslRun]] = {}
     for run in subject.ssl:
-        lab = ssl_label(run, ps)
-        floor = ps.floor_fraction * float(np.mean(sp.covariance_eigenvalues(run.z_init_train)))
+        labels.setdefault(ssl_label(run, ps), []).append(run)
+    same_split = all(r.z_train.shape[0] == len(subject.y_train) for r in subject.ssl)
+    ests: list[Estimate] = []
+    rows, spec_traces, time_traces = [], [], []
+    worst_hi: dict[str, float] = {}  # largest retained rank over seeds
+    worst_lo: dict[str, float] = {}  # smallest retained rank over seeds
+    worst_ratio: dict[str, float] = {}
+    probes: dict[str, float] = {}
+    for k, (lab, runs) in enumerate(labels.items()):
+        retained, prs, rks, ratios, accs = [], [], [], [], []
+        single = None
+        for run in runs:
+            floor = ps.floor_fraction * float(np.mean(sp.covariance_eigenvalues(run.z_init_train)))
 
-        def stat(x: np.ndarray, floor: float = floor) -> np.ndarray:
-            ev = sp.covariance_eigenvalues(x)
-            return np.array([float(np.sum(ev >= floor)), sp.participation_ratio(ev), sp.rankme_value(x)])
+            def stat(x: np.ndarray, floor: float = floor) -> np.ndarray:
+                ev = sp.covariance_eigenvalues(x)
+                return np.array([float(np.sum(ev >= floor)), sp.participation_ratio(ev), sp.rankme_value(x)])
 
-        rr, pr, rk = sp.bootstrap_rows(
-            stat,
-            run.z_train,
-            (f"ssl_{lab}_retained_rank", f"ssl_{lab}_participation_ratio", f"ssl_{lab}_rankme"),
-            n_boot=ps.n_boot,
-            seed=rng,
+            v = stat(run.z_train)
+            retained.append(float(v[0]))
+            prs.append(float(v[1]))
+            rks.append(float(v[2]))
+            ratios.append(run.align_final / run.align_init if run.align_init > 0 else math.nan)
+            if len(runs) == 1:
+                single = sp.bootstrap_rows(stat, run.z_train, ("r", "p", "k"), n_boot=ps.n_boot, seed=rng)
+            if same_split:
+                p = ds.linear_probe(run.z_train, subject.y_train, run.z_test, subject.y_test)
+                accs.append((p.accuracy.estimate, p))
+        fb = single or [None, None, None]
+        ests += [
+            _over_seeds(f"ssl_{lab}_retained_rank", retained, fb[0]),
+            _over_seeds(f"ssl_{lab}_participation_ratio", prs, fb[1]),
+            _over_seeds(f"ssl_{lab}_rankme", rks, fb[2]),
+            _over_seeds(
+                f"ssl_{lab}_alignment_ratio",
+                ratios,
+                None,
+                note="E||z(v1) - z(v2)||^2 on fixed held-out view pairs, after / before training",
+            ),
+        ]
+        if accs:
+            cp = accs[0][1].accuracy.to_estimate("x") if len(accs) == 1 else None
+            ests.append(_over_seeds(f"ssl_{lab}_probe_accuracy", [a for a, _ in accs], cp))
+            probes[lab] = float(np.mean([a for a, _ in accs]))
+        worst_hi[lab], worst_lo[lab], worst_ratio[lab] = max(retained), min(retained), max(ratios)
+        rows.append(
+            [
+                lab,
+                runs[0].batch_size,
+                runs[0].steps,
+                len(runs),
+                float(np.mean(ratios)),
+                retained,
+                float(np.mean(prs)),
+                float(np.mean(rks)),
+                probes.get(lab),
+            ]
         )
-        al = Estimate(
-            f"ssl_{lab}_alignment_ratio",
-            run.align_final / run.align_init if run.align_init > 0 else None,
-            method="E||z(v1) - z(v2)||^2 on fixed held-out view pairs, after / before training",
-            n=1,
-            no_interval_reason=SINGLE_SEED,
+        color = plots.PALETTE[k % len(plots.PALETTE)]
+        ev = sp.covariance_eigenvalues(runs[0].z_train) / max(
+            float(np.mean(sp.covariance_eigenvalues(runs[0].z_init_train))), 1e-300
         )
-        ests += [rr, pr, rk, al]
-        retained[lab], ratio[lab] = float(rr.value), float(al.value) if al.value is not None else math.nan
-        acc = None
-        if y_tr is not None:
-            p = ds.linear_probe(run.z_train, subject.y_train, run.z_test, subject.y_test)
-            ests.append(_acc_est(f"ssl_{lab}_probe_accuracy", p.accuracy, converged=p.converged, n_iter=p.n_iter))
-            probes[lab] = acc = p.accuracy.estimate
-        rows.append([lab, run.batch_size, run.steps, al.value, rr.value, pr.value, rk.value, acc])
-        ev = sp.covariance_eigenvalues(run.z_train) / max(
-            float(np.mean(sp.covariance_eigenvalues(run.z_init_train))), 1e-300
-        )
-        traces.append(plots.line_trace(list(range(1, ev.size + 1)), ev, lab))
+        spec_traces.append(plots.line_trace(list(range(1, ev.size + 1)), ev, lab, color=color))
+        if runs[0].spectrum_curve:
+            ep = list(range(1, len(runs[0].spectrum_curve) + 1))
+            rr = [float(np.sum(e >= ps.floor_fraction)) for e in runs[0].spectrum_curve]
+            al = [a / runs[0].align_init for a in runs[0].align_curve]
+            time_traces.append(plots.line_trace(ep, rr, f"{lab}: retained rank", color=color))
+            time_traces.append(plots.line_trace(ep, al, f"{lab}: alignment / initial", color=color, markers=False))
     checks: list[Check] = []
-    if "align" in retained:
+    every = "every seed" if ps.n_seeds > 1 else "the seed"
+    if "align" in worst_hi:
         checks.append(
             check_bound(
                 "a11_alignment_loss_to_zero",
-                ratio["align"],
+                worst_ratio["align"],
                 ps.loss_ratio,
-                what="alignment-only: held-out alignment after / before training",
+                what=f"alignment-only, {every}: held-out alignment after / before training",
             )
         )
         checks.append(
             check_bound(
                 "a11_alignment_rank_small",
-                retained["align"],
+                worst_hi["align"],
                 float(ps.small_rank),
-                what="alignment-only: retained rank (directions keeping >= "
+                what=f"alignment-only, {every}: retained rank (directions keeping >= "
                 f"{ps.floor_fraction:g} x the initial mean variance)",
             )
         )
     for lab in ("vicreg", "stopgrad"):
-        if lab in retained:
+        if lab in worst_lo:
             checks.append(
                 check_bound(
                     f"we8_{lab}_keeps_rank",
-                    retained[lab],
+                    worst_lo[lab],
                     float(ps.healthy_rank),
                     direction=">=",
-                    what=f"{lab}: retained rank vs {ps.healthy_rank}",
+                    what=f"{lab}, {every}: retained rank vs {ps.healthy_rank}",
                 )
             )
-    if "vicreg_small_batch" in retained:
+    if "vicreg_small_batch" in worst_hi:
         checks.append(
             check_bound(
                 "we8_small_batch_brings_collapse",
-                retained["vicreg_small_batch"],
+                worst_hi["vicreg_small_batch"],
                 float(ps.small_rank),
-                what=f"VICReg at batch {ps.small_batch}: retained rank",
+                what=f"VICReg at batch {ps.small_batch} (steps matched), {every}: retained rank",
             )
         )
-    traces.append(plots.line_trace([1, len(ev)], [ps.floor_fraction] * 2, "retained-rank floor", markers=False))
-    fig = plots.figure(
-        "representation_ssl_spectra",
-        "SSL encoders: spectra relative to initialisation",
-        traces,
-        xlabel="index",
-        ylabel="eigenvalue / initial mean eigenvalue",
-        ylog=True,
-        caption="Eigenvalues above the floor line count towards the retained rank.",
-    )
+    n_dims = len(ev)
+    spec_traces.append(plots.line_trace([1, n_dims], [ps.floor_fraction] * 2, "retained-rank floor", markers=False))
+    figs = [
+        plots.figure(
+            "representation_ssl_spectra",
+            "SSL encoders: spectra relative to initialisation",
+            spec_traces,
+            xlabel="index",
+            ylabel="eigenvalue / initial mean eigenvalue",
+            ylog=True,
+            caption="Eigenvalues above the floor line count towards the retained rank (first seed).",
+        )
+    ]
+    if time_traces:
+        figs.append(
+            plots.figure(
+                "representation_ssl_training",
+                "SSL encoders over training (A.11, WE-8)",
+                time_traces,
+                xlabel="epoch",
+                ylabel="retained rank / alignment ratio",
+                ylog=True,
+                caption="Alignment-only training drives the held-out alignment to 0 while the "
+                "retained rank falls; VICReg and stop-gradient keep it (first seed).",
+            )
+        )
     table = Table(
         "representation_ssl",
         "SSL objectives: alignment, rank, probe",
-        ["objective", "batch", "steps", "alignment after/before", "retained rank", "PR", "RankMe", "probe accuracy"],
+        [
+            "objective",
+            "batch",
+            "steps",
+            "seeds",
+            "alignment after/before",
+            "retained rank per seed",
+            "PR",
+            "RankMe",
+            "probe accuracy",
+        ],
         json_safe(rows),
     )
-    metrics = {f"{SEC}.demo_ssl_{k}_retained_rank": v for k, v in retained.items()}
+    metrics = {
+        f"{SEC}.demo_ssl_{k}_retained_rank": float(np.mean(v))
+        for k, v in ((lab, [e.value for e in ests if e.name == f"ssl_{lab}_retained_rank"]) for lab in labels)
+    }
     metrics |= {f"{SEC}.demo_ssl_{k}_probe_accuracy": v for k, v in probes.items()}
     names = [c.name for c in checks]
+    a11 = tuple(n for n in names if n.startswith("a11"))
     assumptions = (
-        [
-            Assumption(
-                "Alignment-only SSL admits collapsed minimisers of zero loss.",
-                "A.11",
-                tuple(n for n in names if n.startswith("a11")),
-            )
-        ]
-        if any(n.startswith("a11") for n in names)
-        else []
+        [Assumption("Alignment-only SSL admits collapsed minimisers of zero loss.", "A.11", a11)] if a11 else []
     )
-    verdicts = {lab: ("collapsed" if retained[lab] <= ps.small_rank else "not collapsed") for lab in retained}
+    verdicts = {
+        lab: (
+            "collapsed"
+            if worst_hi[lab] <= ps.small_rank
+            else ("partly collapsed" if worst_lo[lab] <= ps.small_rank else "not collapsed")
+        )
+        for lab in labels
+    }
     return Part(
         "ssl",
         tuple(ests),
         tuple(checks),
-        (fig,),
+        tuple(figs),
         (table,),
         tuple(assumptions),
         metrics=metrics,
@@ -702,13 +772,16 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
     ps = settings.ssl
     if ps is None:
         return subj
-    runs = [
-        train_ssl(obj, seed=seed, batch_size=ps.batch_size, epochs=ps.epochs) for obj in ("align", "vicreg", "stopgrad")
-    ]
-    runs.append(train_ssl("vicreg", seed=seed, batch_size=ps.small_batch, max_steps=runs[1].steps))
-    from dataclasses import replace
-
-    # The SSL encoders are read out on the digits split of the same seed (the MLP's split).
+    # Every encoder uses the MLP's digits split (data_seed = seed), so one probe set serves all of them.
+    runs = []
+    for k in range(ps.n_seeds):
+        s = seed if k == 0 else derive_seed(seed, "representation", "ssl-seed", k)
+        trio = [
+            train_ssl(o, seed=s, data_seed=seed, batch_size=ps.batch_size, epochs=ps.epochs)
+            for o in ("align", "vicreg", "stopgrad")
+        ]
+        small = train_ssl("vicreg", seed=s, data_seed=seed, batch_size=ps.small_batch, max_steps=trio[1].steps)
+        runs += [*trio, small]
     return replace(subj, ssl=tuple(runs))
 
 

@@ -55,6 +55,11 @@ class SslRun:
     z_test: np.ndarray
     z_init_train: np.ndarray  # the same encoder's embeddings of the training inputs before training
     steps: int = 0
+    seed: int = 0
+    # per epoch: held-out alignment E||z(v1) - z(v2)||^2 and the covariance eigenvalues of the training
+    # embeddings divided by the mean eigenvalue at initialisation (the retained-rank scale)
+    align_curve: tuple[float, ...] = ()
+    spectrum_curve: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,13 +242,17 @@ def train_ssl(
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     max_steps: int | None = None,
+    data_seed: int | None = None,
 ) -> SslRun:
     """One SSL encoder 64 -> width -> embed_dim on augmented digits (labels never used in training).
 
     Training runs ``epochs`` epochs, or exactly ``max_steps`` optimizer steps when given (used to
-    compare batch sizes at a matched number of steps).
+    compare batch sizes at a matched number of steps). ``data_seed`` (default ``seed``) picks the
+    digits split, so encoders of several seeds can share one split and one probe.
     """
-    split = load_digits_split(seed)
+    from multilens.lenses.representation.spectra import covariance_eigenvalues
+
+    split = load_digits_split(seed if data_seed is None else data_seed)
     g = torch_generator(derive_seed(seed, "representation", "ssl", objective, batch_size))
     enc = mlp((split.d_in, width, embed_dim), g)
     params = list(enc.parameters())
@@ -266,7 +275,10 @@ def train_ssl(
 
     a0 = align_eval()
     z_init = embed_with(enc, enc, x)
+    scale = max(float(np.mean(covariance_eigenvalues(z_init))), 1e-300)
     curve: list[float] = []
+    align_curve: list[float] = []
+    spec_curve: list[np.ndarray] = []
     bs = min(batch_size, n)
     per_epoch = n // bs
     total = max_steps if max_steps is not None else per_epoch * epochs
@@ -297,6 +309,8 @@ def train_ssl(
             tot += float(loss.detach())
             cnt += 1
         curve.append(tot / max(cnt, 1))
+        align_curve.append(align_eval())
+        spec_curve.append(covariance_eigenvalues(embed_with(enc, enc, x)) / scale)
     return SslRun(
         objective,
         bs,
@@ -307,4 +321,7 @@ def train_ssl(
         embed_with(enc, enc, split.x_test),
         z_init,
         step,
+        seed,
+        tuple(align_curve),
+        tuple(spec_curve),
     )

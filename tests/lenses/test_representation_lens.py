@@ -88,3 +88,13 @@ def test_probe_and_knn_exact_on_separable_points():
     assert knn_accuracy(ztr, ytr, zte, yte, k=3).estimate == 1.0
     a, b = pca_project(np.c_[ztr, np.zeros(6)], np.c_[zte, np.zeros(4)], 1)
     np.testing.assert_allclose(np.abs(a[:, 0]), np.abs(ztr[:, 0] - ztr.mean()), atol=1e-12)
+
+
+def test_kmeans_ari_perfect_on_separated_clusters():
+    from multilens.lenses.representation.downstream import kmeans_ari
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    z = np.eye(3)[y] * 100 + rng.standard_normal((90, 3))
+    assert kmeans_ari(z, y, seed=0) == pytest.approx(1.0)
+    assert abs(kmeans_ari(rng.standard_normal((90, 3)), y, seed=0)) < 0.2  # no structure: ARI near 0

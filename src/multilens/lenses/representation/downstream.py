@@ -6,6 +6,7 @@
   blind to the overall scale of Z, as a BatchNorm before a linear evaluation head is: a collapse it
   detects is a loss of directions, not of scale.
 * kNN: majority vote of the k nearest training rows in Euclidean distance on Z as is.
+* Clustering: adjusted Rand index of k-means (k = number of classes) against the labels.
 * Controls at matched rank r (C.4): the reference features (the subject's inputs when given)
   compressed to r dimensions by PCA (top-r principal directions of the training rows) and by a
   Gaussian random projection (seeded), each read out by the same probe. They calibrate how much
@@ -56,6 +57,16 @@ def knn_accuracy(z_tr, y_tr, z_te, y_te, *, k: int = 5) -> Interval:
     clf.fit(np.asarray(z_tr, np.float64), y_tr)
     hits = int(np.sum(clf.predict(np.asarray(z_te, np.float64)) == np.asarray(y_te)))
     return clopper_pearson(hits, len(y_te))
+
+
+def kmeans_ari(z, y, *, seed: int) -> float:
+    """Adjusted Rand index between k-means clusters (k = number of labels, 4 restarts) and the labels."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    k = len(np.unique(y))
+    km = KMeans(n_clusters=k, n_init=4, random_state=int(seed) % (2**31 - 1)).fit(np.asarray(z, np.float64))
+    return float(adjusted_rand_score(np.asarray(y), km.labels_))
 
 
 def pca_project(x_tr, x_te, r: int) -> tuple[np.ndarray, np.ndarray]:

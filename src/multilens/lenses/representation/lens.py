@@ -316,6 +316,13 @@ def downstream_part(subject: RepresentationSubject, ps: DownstreamSettings, *, s
             note=f"{ref} by a Gaussian random projection to r = {r}",
         ),
         Estimate(
+            "kmeans_adjusted_rand",
+            ds.kmeans_ari(z_te, y_te, seed=seed),
+            method="k-means on the held-out rows (k = number of classes, 4 restarts) vs labels",
+            n=len(y_te),
+            no_interval_reason="one clustering of the held-out rows; restarts, not resamples",
+        ),
+        Estimate(
             "chance_accuracy",
             chance,
             method="majority class share of the held-out rows",

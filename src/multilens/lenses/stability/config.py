@@ -25,10 +25,12 @@ class ScalingSettings:
     # R^2/4 = 0.25 here): there the replace-one shift is ~ (g' - g) / (lambda n) and the slope is -1. At
     # small lambda the data curvature adds to lambda and the slope flattens (reported, not hidden).
     lambdas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-    n_replacements: int = 30
+    n_replacements: int = 30  # per grid point, split over n_sets training sets
+    n_sets: int = 5
     n_boot: int = 300
 
     def __post_init__(self) -> None:
+        check_int("scaling.n_sets", self.n_sets, 2)
         check_positive_list("scaling.n_values", self.n_values, ints=True, minimum=10)
         check_positive_list("scaling.lambdas", self.lambdas)
         if len(self.n_values) < 2 or len(self.lambdas) < 2:
@@ -112,7 +114,7 @@ class Settings:
         if profile == "full":
             return cls(
                 replace_one=ReplaceOneSettings(n_replacements=100),
-                scaling=ScalingSettings(n_values=(100, 200, 400, 800, 1200), n_replacements=60),
+                scaling=ScalingSettings(n_values=(100, 200, 400, 800, 1200), n_replacements=60, n_sets=10),
                 gap=GapSettings(n_draws=1000),
                 sgd=SgdSettings(epochs=(1, 2, 4, 8, 16), n_pairs=40, mlp_pairs=5),
                 integrity=IntegritySettings(n_memorization=100),
@@ -124,7 +126,9 @@ class Settings:
                 main_n=200,
                 synthetic_pool=800,
                 replace_one=ReplaceOneSettings(n_replacements=5, n_boot=50),
-                scaling=ScalingSettings(n_values=(50, 100, 200), lambdas=(1.0, 4.0), n_replacements=5, n_boot=50),
+                scaling=ScalingSettings(
+                    n_values=(50, 100, 200), lambdas=(1.0, 4.0), n_replacements=6, n_sets=2, n_boot=50
+                ),
                 gap=GapSettings(n_draws=10),
                 sgd=SgdSettings(epochs=(1, 2), n_pairs=3, n_boot=50, mlp_pairs=1),
                 integrity=IntegritySettings(n_planted=3, n_memorization=4),

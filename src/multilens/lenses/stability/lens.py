@@ -227,18 +227,24 @@ def scaling_part(subject: StabilitySubject, ps: ScalingSettings, *, seed: int) -
         rng = _rng(seed, ti)
         L = _lipschitz(task)
         N = len(task.y)
-        ns = [n for n in ps.n_values if n < N - ps.n_replacements]
-        by_n = [replace_one(task, n, task.lam, min(ps.n_replacements, n), rng)[0] for n in ns]
-        # Lambda grid: an independent training set and replacements per lambda, as for n, so the interval
-        # includes the variability over S that the theorem averages over (not only over replacements).
-        by_l = [replace_one(task, task.n, lam, min(ps.n_replacements, task.n), rng)[0] for lam in ps.lambdas]
+        per = max(2, ps.n_replacements // ps.n_sets)  # replacements per training set
+        ns = [n for n in ps.n_values if n < N - per]
+
+        def grid_point(n: int, lam: float, task: Task = task, per: int = per, rng=rng) -> list[np.ndarray]:
+            # several independent training sets, each with its own replacements: the interval then
+            # includes the variability over S that the theorem averages over, not only over replacements
+            return [replace_one(task, n, lam, min(per, n), rng)[0] for _ in range(ps.n_sets)]
+
+        by_n = [grid_point(n, task.lam) for n in ns]
+        by_l = [grid_point(task.n, lam) for lam in ps.lambdas]
         rows_ok = []
-        for arr, grid, kind in ((by_n, np.array(ns, float), "n"), (by_l, np.array(ps.lambdas, float), "lambda")):
+        for sets, grid, kind in ((by_n, np.array(ns, float), "n"), (by_l, np.array(ps.lambdas, float), "lambda")):
+            arr = [np.concatenate(g) for g in sets]
             means = np.array([a.mean() for a in arr])
             s0 = _slope(grid, means)
             reps = []
-            for _ in range(ps.n_boot):  # independent training sets per grid point: resample each on its own
-                bm = [a[rng.integers(0, a.size, a.size)].mean() for a in arr]
+            for _ in range(ps.n_boot):  # cluster bootstrap: resample training sets within each grid point
+                bm = [np.concatenate([g[i] for i in rng.integers(0, len(g), len(g))]).mean() for g in sets]
                 reps.append(_slope(grid, np.array(bm)))
             lo, hi = np.quantile(reps, [0.025, 0.975])
             e = Estimate(
@@ -248,7 +254,8 @@ def scaling_part(subject: StabilitySubject, ps: ScalingSettings, *, seed: int) -
                 float(hi),
                 float(np.std(reps, ddof=1)),
                 0.95,
-                f"OLS of log mean beta_i on log {kind}; percentile bootstrap over replacements, {ps.n_boot}",
+                f"OLS of log mean beta_i on log {kind}; cluster bootstrap over the {ps.n_sets} training sets "
+                f"per grid point, {ps.n_boot} resamples",
                 int(sum(a.size for a in arr)),
             )
             ests.append(e)

@@ -422,29 +422,43 @@ def trajectory_part(subject: RepresentationSubject, ps: TrajectorySettings, *, s
         rks.append(rk.value)
         lo.append(pr.ci_low)
         hi.append(pr.ci_high)
+    # Probe per checkpoint (C.4: pair spectra with downstream trends): fit on one half of the evaluation
+    # rows, test on the other half (a fixed seeded split), Clopper-Pearson.
+    pr_steps, pr_acc = [], []
+    if all(ck.y is not None for ck in cks):
+        half = rng.permutation(cks[0].z.shape[0])
+        a_idx, b_idx = half[: half.size // 2], half[half.size // 2 :]
+        for ck in cks:
+            p = ds.linear_probe(ck.z[a_idx], ck.y[a_idx], ck.z[b_idx], ck.y[b_idx])
+            ests.append(
+                p.accuracy.to_estimate(
+                    f"step_{ck.step}_probe_accuracy",
+                    converged=p.converged,
+                    n_iter=p.n_iter,
+                    note="probe fit on half the evaluation rows",
+                )
+            )
+            pr_steps.append(ck.step)
+            pr_acc.append(p.accuracy.estimate)
     ov_steps, ov_vals = [], []
     last = None
     for a, b in zip(cks[:-1], cks[1:]):
         k = min(ps.subspace_k, a.z.shape[1])
-        n = a.z.shape[0]
-        stat = lambda za, zb, k=k: sp.subspace_overlap(za, zb, k)  # noqa: E731
-        v = stat(a.z, b.z)
-        reps = []
-        for _ in range(ps.n_boot):
-            i = rng.integers(0, n, n)  # the same rows at both checkpoints (paired)
-            reps.append(stat(a.z[i], b.z[i]))
-        r = np.asarray(reps)
-        q = np.quantile(r, [0.025, 0.975])
-        last = Estimate(
-            f"alignment_{a.step}_to_{b.step}",
-            v,
-            float(q[0]),
-            float(q[1]),
-            float(r.std(ddof=1)),
-            0.95,
-            f"paired percentile bootstrap over {n} rows, {ps.n_boot} resamples",
-            n,
-            note=f"mean cos^2 of principal angles between top-{k} subspaces",
+        d = a.z.shape[1]
+
+        def stat(zz: np.ndarray, k: int = k, d: int = d) -> float:  # rows of [z_a | z_b]: resampled in pairs
+            return sp.subspace_overlap(zz[:, :d], zz[:, d:], k)
+
+        e = sp.bootstrap_rows(
+            stat, np.hstack([a.z, b.z]), f"alignment_{a.step}_to_{b.step}", n_boot=ps.n_boot, seed=rng
+        )
+        v = float(e.value)
+        top = min(e.ci_high, 1.0) if e.ci_high is not None else None  # an overlap is at most 1
+        last = replace(
+            e,
+            ci_high=top,
+            method="paired " + e.method,
+            note=f"mean cos^2 of principal angles between top-{k} subspaces (same rows at both steps)",
         )
         ests.append(last)
         ov_steps.append(b.step)
@@ -474,6 +488,7 @@ def trajectory_part(subject: RepresentationSubject, ps: TrajectorySettings, *, s
             plots.line_trace(steps, prs, "participation ratio"),
             plots.line_trace(steps, rks, "RankMe"),
             plots.line_trace(ov_steps, ov_vals, "alignment with previous checkpoint"),
+            plots.line_trace(pr_steps, pr_acc, "probe accuracy (half-split)"),
         ],
         xlabel="optimizer step",
         ylabel="effective dimension / alignment",

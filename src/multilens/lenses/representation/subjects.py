@@ -40,6 +40,7 @@ class Checkpoint:
     step: int
     z: np.ndarray
     lr: float
+    y: np.ndarray | None = None  # labels of the evaluation rows (enables a probe per checkpoint)
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,14 @@ def train_digits_mlp(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     checkpoints: list[Checkpoint] = []
     x_eval = split.x_test
+    y_eval = split.y_test.numpy()
     step = 0
     cur_lr = schedule(0, total, lr, warmup, decays, gamma)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for b in range(per_epoch):
             if step in ck_steps:
-                checkpoints.append(Checkpoint(step, embed_with(model, body, x_eval), cur_lr))
+                checkpoints.append(Checkpoint(step, embed_with(model, body, x_eval), cur_lr, y_eval))
             idx = perm[b * batch_size : (b + 1) * batch_size]
             cur_lr = schedule(step, total, lr, warmup, decays, gamma)
             for grp in opt.param_groups:
@@ -200,7 +202,7 @@ def train_digits_mlp(
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
             step += 1
-    checkpoints.append(Checkpoint(step, embed_with(model, body, x_eval), cur_lr))
+    checkpoints.append(Checkpoint(step, embed_with(model, body, x_eval), cur_lr, y_eval))
     # Two domains in the training rows: half the examples are seen shifted by up to one pixel.
     gd = torch_generator(derive_seed(seed, "representation", "domains"))
     dom = (torch.rand(n, generator=gd) < 0.5).numpy().astype(np.int64)

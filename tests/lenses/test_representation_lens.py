@@ -98,3 +98,21 @@ def test_kmeans_ari_perfect_on_separated_clusters():
     z = np.eye(3)[y] * 100 + rng.standard_normal((90, 3))
     assert kmeans_ari(z, y, seed=0) == pytest.approx(1.0)
     assert abs(kmeans_ari(rng.standard_normal((90, 3)), y, seed=0)) < 0.2  # no structure: ARI near 0
+
+
+def test_default_policy_gate_stops_on_collapsed_main_subject():
+    from multilens.protocol.gates import evaluate_policy, load_policy
+
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal(6)
+    bad = RepresentationSubject(np.outer(rng.standard_normal(300), v), rng.integers(0, 3, 300),
+                                np.outer(rng.standard_normal(150), v), rng.integers(0, 3, 150))  # fmt: skip
+    ztr, ytr = mixture(300, 6, 3, 4.0, 6)
+    zte, yte = mixture(150, 6, 3, 4.0, 7)
+    good = RepresentationSubject(ztr, ytr, zte, yte)
+    only = dataclasses.replace(ARRAYS, spectrum=None, groups=None, trajectory=None, collapse_bound=None)
+    pol = load_policy()
+    for subj, ok in ((bad, False), (good, True)):
+        res = evaluate_policy(pol, measure(subj, only, seed=0).metrics, "representation")
+        gate = next(g for g in res if g.name == "main representation not completely collapsed")
+        assert gate.passed is ok and gate.action == "stop"

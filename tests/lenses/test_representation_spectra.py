@@ -152,3 +152,12 @@ def test_bad_inputs_raise():
         rankme(np.array([[1.0, np.nan], [0.0, 1.0]]))
     with pytest.raises(ConfigError, match="measure"):
         effective_rank(np.eye(3), measure="nope")
+
+
+def test_public_module_imports_first_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    code = "from multilens.representation import rankme; import numpy as np; print(rankme(np.eye(3), n_boot=2).value)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) == pytest.approx(3.0, rel=1e-9)

@@ -108,3 +108,15 @@ def test_memorization_score_is_nonnegative_exactly():
         assert (
             losses(f.theta, x[i : i + 1], y[i : i + 1])[0] >= losses(full.theta, x[i : i + 1], y[i : i + 1])[0] - 1e-12
         )
+
+
+def test_default_policy_stability_gate_reads_the_bound_check():
+    from multilens.protocol.gates import evaluate_policy, load_policy
+
+    task = sphere_task(n_pool=300, n=100, lam=0.5, seed=8)
+    s = Settings.for_profile("smoke")
+    only = dataclasses.replace(s, scaling=None, gap=None, sgd=None, integrity=None)
+    r = measure(StabilitySubject((task,)), only, seed=0)
+    res = evaluate_policy(load_policy(), r.metrics, "stability")
+    gate = next(g for g in res if g.name == "stability bound holds on the main task")
+    assert gate.passed is (r.check("sphere_loss_stability_bound").passed is True) and gate.action == "warn"

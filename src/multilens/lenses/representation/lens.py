@@ -45,7 +45,6 @@ from multilens.lenses.representation.config import (
     TrajectorySettings,
 )
 from multilens.lenses.representation.subjects import RepresentationSubject, SslRun, train_digits_mlp, train_ssl
-from multilens.representation import spectrum as spectrum_fn
 from multilens.results import (
     Assumption,
     Check,
@@ -76,6 +75,8 @@ def _acc_est(name: str, ci: Any, **kw: Any) -> Estimate:
 
 # ----------------------------------------------------------------------------------------- spectrum
 def spectrum_part(subject: RepresentationSubject, ps: SpectrumSettings, *, seed: int) -> Part:
+    from multilens.representation import spectrum as spectrum_fn  # the public module imports this package
+
     z = np.asarray(subject.z_train, np.float64)
     n, d = z.shape
     spec = spectrum_fn(z, top_k=ps.top_k, n_boot=ps.n_boot, n_null=ps.n_null, seed=seed)

@@ -609,6 +609,7 @@ def ssl_part(subject: RepresentationSubject, ps: SslSettings, *, seed: int) -> P
     worst_lo: dict[str, float] = {}  # smallest retained rank over seeds
     worst_ratio: dict[str, float] = {}
     probes: dict[str, float] = {}
+    acc_range: dict[str, tuple[float, float]] = {}
     for k, (lab, runs) in enumerate(labels.items()):
         retained, prs, rks, ratios, accs = [], [], [], [], []
         single = None
@@ -646,6 +647,8 @@ def ssl_part(subject: RepresentationSubject, ps: SslSettings, *, seed: int) -> P
             ests.append(_over_seeds(f"ssl_{lab}_probe_accuracy", [a for a, _ in accs], cp))
             probes[lab] = float(np.mean([a for a, _ in accs]))
         worst_hi[lab], worst_lo[lab], worst_ratio[lab] = max(retained), min(retained), max(ratios)
+        if accs:
+            acc_range[lab] = (min(a for a, _ in accs), max(a for a, _ in accs))
         rows.append(
             [
                 lab,
@@ -699,6 +702,17 @@ def ssl_part(subject: RepresentationSubject, ps: SslSettings, *, seed: int) -> P
                     float(ps.healthy_rank),
                     direction=">=",
                     what=f"{lab}, {every}: retained rank vs {ps.healthy_rank}",
+                )
+            )
+    for lab in ("vicreg", "stopgrad"):
+        if lab in acc_range and "align" in acc_range:
+            checks.append(
+                check_bound(
+                    f"we8_{lab}_probe_above_alignment_only",
+                    acc_range[lab][0],
+                    acc_range["align"][1],
+                    direction=">=",
+                    what=f"{lab} probe accuracy (worst seed) vs alignment-only (best seed)",
                 )
             )
     if "vicreg_small_batch" in worst_hi:

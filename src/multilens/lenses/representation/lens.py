@@ -273,14 +273,8 @@ def downstream_part(subject: RepresentationSubject, ps: DownstreamSettings, *, s
     z_tr, z_te = np.asarray(subject.z_train, np.float64), np.asarray(subject.z_test, np.float64)
     y_tr, y_te = np.asarray(subject.y_train), np.asarray(subject.y_test)
     n_classes = len(np.unique(np.concatenate([y_tr, y_te])))
-    chance = (
-        float(
-            np.max(np.bincount(np.searchsorted(np.unique(y_tr), y_te[np.isin(y_te, y_tr)]), minlength=1))
-            / max(len(y_te), 1)
-        )
-        if len(y_te)
-        else 0.0
-    )
+    # Chance: the share of the most frequent held-out label (no constant predictor does better).
+    chance = float(np.unique(y_te, return_counts=True)[1].max() / len(y_te)) if len(y_te) else 0.0
     probe = ds.linear_probe(z_tr, y_tr, z_te, y_te, c=ps.probe_c)
     knn = ds.knn_accuracy(z_tr, y_tr, z_te, y_te, k=ps.knn_k)
     s = sp.summarize(z_tr)
@@ -318,10 +312,11 @@ def downstream_part(subject: RepresentationSubject, ps: DownstreamSettings, *, s
         ),
         Estimate(
             "kmeans_adjusted_rand",
-            ds.kmeans_ari(z_te, y_te, seed=seed),
+            ds.kmeans_ari(z_te, y_te, seed=seed) if len(y_te) > len(np.unique(y_te)) else None,
             method="k-means on the held-out rows (k = number of classes, 4 restarts) vs labels",
             n=len(y_te),
             no_interval_reason="one clustering of the held-out rows; restarts, not resamples",
+            note="" if len(y_te) > len(np.unique(y_te)) else "too few held-out rows to cluster",
         ),
         Estimate(
             "chance_accuracy",

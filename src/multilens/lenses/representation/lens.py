@@ -81,10 +81,7 @@ def spectrum_part(subject: RepresentationSubject, ps: SpectrumSettings, *, seed:
     n, d = z.shape
     spec = spectrum_fn(z, top_k=ps.top_k, n_boot=ps.n_boot, n_null=ps.n_null, seed=seed)
     s = spec.summary
-    ests = [
-        Estimate(f"global_{e.name}", **{k: v for k, v in e.__dict__.items() if k != "name"})
-        for e in spec.estimates.values()
-    ]
+    ests = [replace(e, name=f"global_{e.name}") for e in spec.estimates.values()]
     ests.append(
         Estimate(
             "global_numerical_rank",

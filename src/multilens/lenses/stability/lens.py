@@ -24,6 +24,7 @@ task being the main subject):
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import replace
@@ -427,7 +428,7 @@ def coupled_mlp(task: Task, n: int, epochs: tuple[int, ...], width: int, lr: flo
         with torch.no_grad():
             for prm in init.parameters():
                 prm.copy_(torch.randn(prm.shape, generator=g, dtype=torch.float64) / math.sqrt(max(prm.shape[-1], 1)))
-        nets = [init, __import__("copy").deepcopy(init)]
+        nets = [init, copy.deepcopy(init)]
         order = torch.randint(0, n, (max(epochs) * n,), generator=g)
         res = []
         t_done = 0

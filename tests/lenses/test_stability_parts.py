@@ -120,3 +120,38 @@ def test_default_policy_stability_gate_reads_the_bound_check():
     res = evaluate_policy(load_policy(), r.metrics, "stability")
     gate = next(g for g in res if g.name == "stability bound holds on the main task")
     assert gate.passed is (r.check("sphere_loss_stability_bound").passed is True) and gate.action == "warn"
+
+
+class LinearLossTrainer:
+    """loss(theta, z) = -y theta.x (convex, L = R), objective mean loss + lam/2 ||theta||^2.
+
+    Minimiser theta_S = mean(y x) / lam, so replacing z_i by z' moves it by exactly (y' x' - y_i x_i) / (lam n).
+    """
+
+    tol = 1e-12
+
+    def fit(self, x, y, lam, theta0=None):
+        from multilens.lenses.stability.logistic import FitResult
+
+        return FitResult((y[:, None] * x).mean(axis=0) / lam, 0, True, 0.0, 0.0)
+
+    def losses(self, theta, x, y):
+        return -y * (x @ theta)
+
+    def lipschitz(self, radius):
+        return float(radius)
+
+    def smoothness(self, radius):
+        return 0.0
+
+
+def test_replace_one_exact_for_linear_loss():
+    task = dataclasses.replace(sphere_task(n_pool=200, n=50, lam=0.25, seed=9), trainer=LinearLossTrainer())
+    rng = np.random.default_rng(10)
+    betas, dists, _, (s, pos, rep) = replace_one(task, task.n, task.lam, 8, rng)
+    x, y = task.x, task.y
+    for b, dd, j, r in zip(betas, dists, pos, rep):
+        delta = (y[r] * x[r] - y[s[j]] * x[s[j]]) / (task.lam * task.n)
+        assert dd == pytest.approx(np.linalg.norm(delta), rel=1e-12)
+        assert b == pytest.approx(np.max(np.abs(y * (x @ delta))), rel=1e-12)  # max over the pool of |z . delta|
+        assert b <= 2 * 1.0 / (task.lam * task.n) + 1e-15  # the bound 2 L^2 / (lam n) with L = R = 1

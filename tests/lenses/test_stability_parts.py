@@ -155,3 +155,17 @@ def test_replace_one_exact_for_linear_loss():
         assert dd == pytest.approx(np.linalg.norm(delta), rel=1e-12)
         assert b == pytest.approx(np.max(np.abs(y * (x @ delta))), rel=1e-12)  # max over the pool of |z . delta|
         assert b <= 2 * 1.0 / (task.lam * task.n) + 1e-15  # the bound 2 L^2 / (lam n) with L = R = 1
+
+
+def test_expected_gap_matches_closed_form_for_linear_loss():
+    """E[R(theta_S) - R_S(theta_S)] = tr Cov(y x) / (lam n) exactly for the linear-loss ERM (i.i.d. S)."""
+    from multilens.lenses.stability.config import GapSettings
+    from multilens.lenses.stability.lens import gap_part
+
+    task = dataclasses.replace(sphere_task(n_pool=300, n=40, lam=0.5, seed=11), trainer=LinearLossTrainer())
+    v = task.y[:, None] * task.x
+    exact = float(np.trace(np.cov(v.T, ddof=0))) / (task.lam * task.n)
+    p = gap_part(StabilitySubject((task,)), GapSettings(n_draws=400), seed=3)
+    e = next(e for e in p.estimates if e.name == "sphere_expected_gap")
+    assert abs(e.value - exact) <= 4 * e.stderr
+    assert next(c for c in p.checks if c.name == "sphere_gap_within_stability_bound").passed is True

@@ -42,9 +42,15 @@ class ScalingSettings:
 @dataclass(frozen=True)
 class GapSettings:
     n_draws: int = 200
+    n_values: tuple[int, ...] = (100, 200, 400, 800)  # B.7: E gap against n at the task's lambda
+    grid_draws: int = 100
+    n_boot: int = 300
 
     def __post_init__(self) -> None:
         check_int("gap.n_draws", self.n_draws, 2)
+        check_positive_list("gap.n_values", self.n_values, ints=True, minimum=2)
+        check_int("gap.grid_draws", self.grid_draws, 2)
+        check_int("gap.n_boot", self.n_boot, 2)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ class Settings:
             return cls(
                 replace_one=ReplaceOneSettings(n_replacements=100),
                 scaling=ScalingSettings(n_values=(100, 200, 400, 800, 1200), n_replacements=60, n_sets=10),
-                gap=GapSettings(n_draws=1000),
+                gap=GapSettings(n_draws=1000, grid_draws=300),
                 sgd=SgdSettings(epochs=(1, 2, 4, 8, 16), n_pairs=40, mlp_pairs=5),
                 integrity=IntegritySettings(n_memorization=100),
             )
@@ -129,7 +135,7 @@ class Settings:
                 scaling=ScalingSettings(
                     n_values=(50, 100, 200), lambdas=(1.0, 4.0), n_replacements=6, n_sets=2, n_boot=50
                 ),
-                gap=GapSettings(n_draws=10),
+                gap=GapSettings(n_draws=10, n_values=(50, 100), grid_draws=10, n_boot=50),
                 sgd=SgdSettings(epochs=(1, 2), n_pairs=3, n_boot=50, mlp_pairs=1),
                 integrity=IntegritySettings(n_planted=3, n_memorization=4),
             )

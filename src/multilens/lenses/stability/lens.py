@@ -10,10 +10,11 @@ task being the main subject):
   ||theta_S - theta_{S^i}|| <= 2 L / (lam n) and beta <= 2 L^2 / (lam n) with L = R (logistic
   loss, R = max ||x|| over the pool);
 * ``scaling``: the log-log slopes of mean_i beta_i in n (fixed lam) and in lam (fixed n), with
-  bootstrap intervals over replacements, against the bound's -1;
+  cluster-bootstrap intervals over several training sets per grid point, against the bound's -1;
 * ``gap``: the expected generalization gap E[R(A(S)) - R_S(A(S))] by Monte Carlo over training
   sets drawn i.i.d. from the pool (R is exact: the mean loss over the pool), against beta_hat and
-  against 2 L^2 / (lam n) (the stability theorem: |E gap| <= beta);
+  against 2 L^2 / (lam n) (the stability theorem: |E gap| <= beta), and the slope of E gap in n
+  against B.7's 1 / (lam n) rate (information: the theorem bounds the gap, it does not fix its rate);
 * ``sgd``: SGD on the unregularised logistic loss, coupled on S and S^i (same sample path),
   against Hardt, Recht & Singer (2016, Thm 3.8): eps <= (2 L^2 / n) sum_t alpha_t, which grows
   with the number of steps; an MLP trained by SGD as the non-convex variant (information only);

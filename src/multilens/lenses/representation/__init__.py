@@ -31,6 +31,14 @@ def run(settings: Settings, *, seed: int = 0):
     return run_lens(get_lens("representation"), settings, seed)
 
 
+def phase():
+    """The generic capstone phase of this lens (for runners that load ``phase`` from the lens package)."""
+    from multilens.lenses.registry import get_lens
+    from multilens.protocol.phase import LensPhase
+
+    return LensPhase(get_lens("representation"))
+
+
 __all__ = [
     "LENS",
     "Checkpoint",
@@ -45,5 +53,6 @@ __all__ = [
     "TrajectorySettings",
     "default_subject",
     "measure",
+    "phase",
     "run",
 ]

@@ -30,8 +30,16 @@ def run(settings: Settings, *, seed: int = 0):
     return run_lens(get_lens("stability"), settings, seed)
 
 
+def phase():
+    """The generic capstone phase of this lens (for runners that load ``phase`` from the lens package)."""
+    from multilens.lenses.registry import get_lens
+    from multilens.protocol.phase import LensPhase
+
+    return LensPhase(get_lens("stability"))
+
+
 __all__ = [
     "LENS", "FitResult", "GapSettings", "IntegritySettings", "LogisticRidge", "ReplaceOneSettings", "ScalingSettings",
-    "Settings", "SgdSettings", "StabilitySubject", "Task", "default_subject", "digits_task", "measure", "run",
+    "Settings", "SgdSettings", "StabilitySubject", "Task", "default_subject", "digits_task", "measure", "phase", "run",
     "synthetic_task",
 ]  # fmt: skip

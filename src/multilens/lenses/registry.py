@@ -132,6 +132,34 @@ LENSES: tuple[LensEntry, ...] = (
         "train/test data; source and target samples",
         key_checks=("iw_risk_true_covers_target_risk", "target_priors_covered"),
     ),
+    LensEntry(
+        "representation",
+        "representation",
+        "multilens.lenses.representation",
+        "Representation: covariance spectra, collapse criteria, probes and SSL objectives",
+        "covariance spectra (PR, RankMe, MP null), class/domain subspaces, probes, collapse checks, SSL collapse",
+        "arrays (train/held-out representations with labels, optional domains and checkpoints) or a torch model "
+        "and the module whose output is the representation (RepresentationSubject.from_model)",
+        key_checks=(
+            "main_probe_above_chance",
+            "main_rank_above_complete_collapse",
+            "b13_rank1_risk_above_bayes_plus_delta",
+        ),
+    ),
+    LensEntry(
+        "stability",
+        "stability",
+        "multilens.lenses.stability",
+        "Stability: replace-one retraining vs 2L^2/(lambda n), the expected gap, SGD stability",
+        "replace-one stability vs the bound, slopes in n and lambda, expected gap, SGD, duplicates, memorization",
+        "tasks: a data pool (x, y in {-1, +1}), lambda, n and a trainer with fit/losses/lipschitz/smoothness "
+        "(default: L2-regularised logistic regression solved by Newton's method to a tolerance)",
+        key_checks=(
+            "digits_loss_stability_bound",
+            "digits_gap_within_stability_bound",
+            "digits_slope_n_covers_minus_one",
+        ),
+    ),
 )
 
 

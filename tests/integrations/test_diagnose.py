@@ -59,17 +59,20 @@ def test_diagnose_writes_every_artifact_and_changes_nothing(tmp_path, fast_setti
     assert summary["subject"]["model_class"] == "ConvNet" and summary["subject"]["training_flag"] is True
 
 
-def test_representation_without_embed_is_skipped_with_the_reason(tmp_path, fast_settings):
+def test_representation_needs_embed_and_runs_with_it(tmp_path):
     model, train, holdout = _trained_convnet()
-    rep = ml.diagnose(
-        ml.Subject(model, F.cross_entropy, train=train, holdout=holdout),
-        ("scaling",),
-        seed=0,
-        out=tmp_path / "d",
-        profile="smoke",
-    )
-    assert rep.summary["phases"][0]["status"] == "skipped"
+    subject = ml.Subject(model, F.cross_entropy, train=train, holdout=holdout)
+    rep = ml.diagnose(subject, ("representation",), seed=0, out=tmp_path / "d", profile="smoke")
+    ph = rep.summary["phases"][0]
+    assert ph["status"] == "skipped" and "embed" in ph["error"]
     assert rep.status == "complete"
+    before = model_fingerprint(model)
+    with_embed = ml.Subject(model, F.cross_entropy, train=train, holdout=holdout, embed="features")
+    rep2 = ml.diagnose(with_embed, ("representation",), seed=0, out=tmp_path / "e", profile="smoke")
+    ph2 = rep2.summary["phases"][0]
+    assert ph2["status"] == "done", ph2["error"]
+    assert any("rankme" in e["name"].lower() for e in ph2["result"]["estimates"])
+    assert same_fingerprint(before, model_fingerprint(model))
 
 
 def test_cli_diagnose_on_a_saved_checkpoint(tmp_path, monkeypatch):

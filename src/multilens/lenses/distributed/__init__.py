@@ -15,7 +15,7 @@ with JSON-able ``args`` and a seed; it returns a :class:`TrainingProblem` (model
 Workers run ``python -m multilens.lenses.distributed.worker`` (also under torchrun).
 """
 
-from multilens.lenses.distributed.lens import default_subject, measure, run
+from multilens.lenses.distributed.lens import analyze_outputs, default_subject, measure, run
 from multilens.lenses.distributed.settings import (
     FaultSettings,
     LocalSgdSettings,
@@ -39,6 +39,7 @@ __all__ = [
     "StalenessSettings",
     "TimingSettings",
     "TrainingProblem",
+    "analyze_outputs",
     "default_subject",
     "measure",
     "run",

@@ -130,9 +130,28 @@ def measure(
         )
     t0 = time.perf_counter()
     _check_batches(subject, settings)
+    outputs, launch_info = run_main_launch(settings, seed, collect_tasks(subject, settings, seed))
+    return analyze_outputs(subject, settings, seed, outputs, launch_info=launch_info, t_start=t0)
+
+
+def analyze_outputs(
+    subject: DistributedProblem,
+    settings: Settings,
+    seed: int,
+    outputs: tuple[dict[str, Any] | None, ...],
+    *,
+    launch_info: dict[str, Any] | None = None,
+    t_start: float | None = None,
+) -> LensResult:
+    """The parts from the workers' records (``rank<k>.json`` of every rank, in rank order).
+
+    For a cluster: write ``main_job(settings, seed, collect_tasks(subject, settings, seed))`` with
+    ``launch.write_job``, run it under torchrun, read the outputs with ``launch.read_outputs`` and
+    pass them here. The ``faults`` part, when on, still launches its own small local jobs.
+    """
+    t0 = time.perf_counter() if t_start is None else t_start
     problem = subject.to_job()
     cores = available_cores(settings.n_cores)
-    outputs, launch_info = run_main_launch(settings, seed, collect_tasks(subject, settings, seed))
     steps = [
         ("parity", settings.parity, lambda ps, s: _safe(parity_part(ps, s, outputs, problem))),
         ("noise_floor", settings.noise_floor, lambda ps, s: _safe(noise_floor_part(ps, s, outputs))),
@@ -143,7 +162,7 @@ def measure(
         ("faults", settings.faults, lambda ps, s: _safe(faults_part(ps, s, settings, problem))),
     ]
     parts, notes = run_parts(LENS, steps, seed)
-    data = json_safe({"subject": problem, "launch_timing": launch_info | {"n_cores": cores}})
+    data = json_safe({"subject": problem, "launch_timing": dict(launch_info or {}) | {"n_cores": cores}})
     return finish(LENS, parts, settings, seed, t0, notes=notes, data=data)
 
 

@@ -199,8 +199,8 @@ class TimingSettings:
     workers: tuple[int, ...] = (1, 2, 4)
     global_batch: int = 1024
     lr: float = 0.2
-    steps: int = 120
-    fit_steps: int = 60
+    steps: int = 80  # held-out runs (compared with the model)
+    fit_steps: int = 40  # fit runs (the compute model is fitted on these)
     warmup: int = 5  # first steps of each run not timed
     comm_sizes_bytes: tuple[int, ...] = (1024, 16384, 262144, 1048576)
     comm_reps: int = 20

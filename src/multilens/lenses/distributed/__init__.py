@@ -15,7 +15,8 @@ with JSON-able ``args`` and a seed; it returns a :class:`TrainingProblem` (model
 Workers run ``python -m multilens.lenses.distributed.worker`` (also under torchrun).
 """
 
-from multilens.lenses.distributed.lens import analyze_outputs, default_subject, measure, run
+from typing import TYPE_CHECKING, Any
+
 from multilens.lenses.distributed.settings import (
     FaultSettings,
     LocalSgdSettings,
@@ -27,6 +28,20 @@ from multilens.lenses.distributed.settings import (
     TimingSettings,
 )
 from multilens.lenses.distributed.subject import DistributedProblem, TrainingProblem
+
+if TYPE_CHECKING:  # imported on first use: the worker processes import this package and need none of it
+    from multilens.lenses.distributed.lens import analyze_outputs, default_subject, measure, run
+
+_LAZY = ("analyze_outputs", "default_subject", "measure", "run")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from multilens.lenses.distributed import lens
+
+        return getattr(lens, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DistributedProblem",

@@ -63,8 +63,3 @@ def layout(xlabel: str, ylabel: str, xlog: bool = False, ylog: bool = False, **e
 
 def subsample(n: int, max_points: int = 300) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
-
-
-def task_records(outputs: tuple[dict[str, Any] | None, ...], name: str) -> list[dict[str, Any]]:
-    """The records of task ``name`` from every rank that ran it, in rank order."""
-    return [o["tasks"][name] for o in outputs if o is not None and name in o.get("tasks", {})]

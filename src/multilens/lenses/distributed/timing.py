@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
-from scipy.optimize import nnls
 
 from multilens.errors import ConfigError
 from multilens.lenses.distributed.faults import PeerFailure
@@ -232,6 +230,8 @@ def split_idle(compute: np.ndarray, coll: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def ratio_ci(num: float, se_num: float, den: float, se_den: float, level: float = 0.95) -> tuple[float, float, float]:
     """num/den with a delta-method interval on the log scale (independent estimates)."""
+    from scipy import stats  # imported here: worker processes never need scipy
+
     if not (num > 0 and den > 0) or not all(math.isfinite(v) for v in (se_num, se_den)):
         return (num / den if den else math.nan), math.nan, math.nan
     r = num / den
@@ -357,6 +357,8 @@ def fit_compute_model(
     samples: dict[int, np.ndarray], n_cores: int, seed: SeedLike, *, n_boot: int = 1000, level: float = 0.95
 ) -> ComputeFit:
     """Fit c(m) to per-step compute samples keyed by worker count (needs >= 2 distinct counts)."""
+    from scipy.optimize import nnls
+
     if len(samples) < 2:
         raise ConfigError("`samples` must hold compute times for at least 2 distinct worker counts.")
     ms = np.array(sorted(samples), dtype=np.float64)

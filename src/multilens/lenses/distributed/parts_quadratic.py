@@ -154,7 +154,8 @@ def noise_floor_part(ps: NoiseFloorSettings, seed: int, outputs: Any) -> Part:
             exact=worst_ratio[1],
             what=(
                 f"max over m and t of (measured CI low) / ((1-mu*eta)^t ||e0||^2 + eta*sigma^2/(mu*m)) "
-                f"(at m={worst_ratio[2]}, t={worst_ratio[3]}); the exact curve's largest ratio is {worst_ratio[1]:.3g}"
+                f"(at m={worst_ratio[2]}, t={worst_ratio[3]}); the exact curve's largest ratio is "
+                f"{worst_ratio[1]:.3g}, so bound/exact below is where the bound is tightest"
             ),
         )
     )

@@ -28,9 +28,15 @@ from multilens.results import LensResult
 SEED = 12345
 
 
+def smoke_settings() -> Settings:
+    """The smoke profile with two group sizes and a straggler, so the timing model is compared too."""
+    s = Settings.for_profile("smoke")
+    return replace(s, timing=replace(s.timing, workers=(1, 2), straggler_workers=2))
+
+
 @pytest.fixture(scope="module")
 def smoke() -> LensResult:
-    s = Settings.for_profile("smoke")
+    s = smoke_settings()
     return measure(default_subject(s, seed=SEED), s, seed=SEED)
 
 
@@ -107,7 +113,8 @@ def test_optimal_workers_model_is_fitted_on_other_runs(smoke: LensResult) -> Non
     opt = smoke.data["timing"]["optimal_workers_timing"]
     fit_runs = smoke.data["timing"]["fit_runs_timing"]
     held = smoke.data["timing"]["per_workers_timing"]
-    s = Settings.for_profile("smoke").timing
+    s = smoke_settings().timing
+    assert smoke.check("timing_straggler_idle_matches_sleep").kind == "agreement"
     # the compute model saw the fit runs (fit_steps), the comparison uses the held-out runs (steps)
     assert all(v["n_steps"] == s.fit_steps - s.warmup for v in fit_runs.values())
     assert all(v["n_steps"] == s.steps - s.warmup for v in held.values())

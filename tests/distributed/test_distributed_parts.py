@@ -11,7 +11,7 @@ from scipy import stats
 
 from multilens.config import from_dict
 from multilens.errors import ConfigError
-from multilens.lenses.distributed.config import DistributedConfig
+from multilens.lenses.distributed import Settings
 from multilens.lenses.distributed.faults import summarize_fault
 from multilens.lenses.distributed.modes import (
     DelayBuffer,
@@ -25,7 +25,6 @@ from multilens.lenses.distributed.modes import (
 from multilens.lenses.distributed.problems import heterogeneous_partition
 from multilens.lenses.distributed.timing import (
     LocalComm,
-    batch_means_ci,
     fit_compute_model,
     fit_ring_model,
     ring_allreduce_bytes,
@@ -33,6 +32,7 @@ from multilens.lenses.distributed.timing import (
     time_to_target,
 )
 from multilens.lenses.distributed.worker import json_safe
+from multilens.stats import batch_means_ci
 
 # ---------------------------------------------------------------------------------------------
 # modes
@@ -173,8 +173,8 @@ def test_batch_means_interval_has_its_coverage_on_autocorrelated_data(rng: np.ra
         x[0] = e[0]
         for i in range(1, 1000):
             x[i] = 0.5 * x[i - 1] + e[i]
-        ci = batch_means_ci(x + 3.0)
-        hits += ci.ci_low <= 3.0 <= ci.ci_high
+        ci = batch_means_ci(x + 3.0, n_batches=10)
+        hits += ci.low <= 3.0 <= ci.high
     se = math.sqrt(0.95 * 0.05 / trials)
     assert abs(hits / trials - 0.95) < 4 * se
 
@@ -213,35 +213,38 @@ def test_fault_summary_from_records() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"workers": [0]}, "`workers[0]` must be an int >= 1; got 0."),
-        ({"workers": []}, "`workers` must be a non-empty list"),
-        ({"local_steps": [0, 2]}, "`local_steps[0]` must be an int >= 1; got 0."),
-        ({"mlp_local_steps": [0]}, "`mlp_local_steps[0]` must be an int >= 1; got 0."),
-        ({"modes_workers": 8}, "`modes_workers` must be an int <= max(workers)"),
-        ({"drift_steps": 100}, "`drift_steps` must be a multiple of every K"),
-        ({"global_batch": 1022}, "`global_batch` must be a multiple of every worker count"),
-        ({"eta_l": 2.5}, "`eta_l` must be in (0, 2)"),
-        ({"heterogeneity": [1.5]}, "`heterogeneity[0]` must be a number in [0, 1]"),
-        ({"compression": ["zip"]}, "`compression[0]` must be one of topk, randk"),
-        ({"fault_kinds": ["segfault"]}, "`fault_kinds[0]` must be one of exit, hang"),
-        ({"backend": "mpi"}, "`backend` must be one of auto, gloo, nccl"),
-        ({"replicas": 1}, "`replicas` must be an int >= 2; got 1."),
+        ({"noise_floor": {"workers": [0]}}, "`noise_floor.workers[0]` must be an int >= 1; got 0."),
+        ({"noise_floor": {"workers": []}}, "`noise_floor.workers` must be a non-empty list"),
+        ({"local_sgd": {"local_steps": [0, 2]}}, "`local_sgd.local_steps[0]` must be an int >= 1; got 0."),
+        ({"modes": {"local_steps": [1]}}, "`modes.local_steps[0]` must be an int >= 2; got 1."),
+        ({"local_sgd": {"steps": 100}}, "`local_sgd.steps` must be a multiple of every K"),
+        ({"timing": {"global_batch": 1022}}, "`timing.global_batch` must be a multiple of every worker count"),
+        ({"noise_floor": {"eta_l": 2.5}}, "`noise_floor.eta_l` must be in (0, 2)"),
+        ({"local_sgd": {"heterogeneity": [1.5]}}, "`local_sgd.heterogeneity[0]` must be a number in [0, 1]"),
+        ({"modes": {"compression": ["zip"]}}, "`modes.compression[0]` must be one of 'topk', 'randk'"),
+        ({"faults": {"kinds": ["segfault"]}}, "`faults.kinds[0]` must be one of 'exit', 'hang'"),
+        ({"backend": "mpi"}, "`backend` must be one of 'auto', 'gloo', 'nccl'"),
+        ({"noise_floor": {"replicas": 1}}, "`noise_floor.replicas` must be an int >= 2; got 1."),
+        ({"parity": {"workers": [1]}}, "`parity.workers[0]` must be an int >= 2; got 1."),
         ({"workerz": [1]}, "unknown config key `workerz`"),
+        ({"timing": {"workerz": [1]}}, "unknown config key `timing.workerz`"),
     ],
 )
-def test_bad_config_raises_one_line_config_error(override: dict, message: str) -> None:
+def test_bad_settings_raise_one_line_config_error(override: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        from_dict(DistributedConfig, override, base=DistributedConfig.for_profile("quick"))
+        from_dict(Settings, override, base=Settings.for_profile("quick"))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_profiles_and_overrides() -> None:
+def test_profiles_overrides_and_parts_switched_off() -> None:
     for profile in ("smoke", "quick", "full"):
-        cfg = DistributedConfig.for_profile(profile)
-        assert cfg.schema_version == 1 and max(cfg.workers) >= cfg.modes_workers
-    cfg = from_dict(
-        DistributedConfig, {"workers": [1, 2], "modes_workers": 2}, base=DistributedConfig.for_profile("quick")
-    )
-    assert cfg.workers == (1, 2)
+        s = Settings.for_profile(profile)
+        assert s.schema_version == 1 and all(
+            getattr(s, p) is not None
+            for p in ("parity", "noise_floor", "local_sgd", "staleness", "timing", "modes", "faults")
+        )
+    s = from_dict(Settings, {"timing": {"workers": [1, 2]}, "faults": False}, base=Settings.for_profile("quick"))
+    assert s.timing is not None and s.timing.workers == (1, 2) and s.faults is None
+    assert s.timing.steps == Settings.for_profile("quick").timing.steps  # the rest of the table is the profile's
     with pytest.raises(ConfigError, match="`profile` must be one of"):
-        DistributedConfig.for_profile("huge")
+        Settings.for_profile("huge")

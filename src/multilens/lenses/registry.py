@@ -70,7 +70,9 @@ LENSES: tuple[LensEntry, ...] = (
         "multilens.lenses.distributed",
         "Distributed: data-parallel SGD with torch.distributed against its theorem",
         "data-parallel SGD with torch.distributed: parity, noise floor vs workers, local SGD, staleness, faults",
-        "a distributed problem (an importable task spec the gloo workers build their model and data from)",
+        "a DistributedProblem: an importable 'module:function' builder of the model, data and mean loss that the "
+        "gloo workers call (default: an MLP on the digits)",
+        key_checks=("parity_sync", "parity_ddp", "noise_floor_exact_m1", "noise_floor_bound_m1"),
     ),
     LensEntry(
         "double-descent",

@@ -17,9 +17,10 @@ from scipy import stats
 
 from multilens.lenses.distributed import theory
 from multilens.lenses.distributed.problems import LeastSquaresShards, global_batch_indices
-from multilens.lenses.distributed.tasks_mlp import build_model, load_data
-from multilens.lenses.distributed.timing import MeanCI, batch_means_ci, mean_ci, split_idle
+from multilens.lenses.distributed.tasks_mlp import load_problem
+from multilens.lenses.distributed.timing import split_idle
 from multilens.seeding import derive_seed
+from multilens.stats import Interval, batch_means_ci, mean_ci
 
 
 def task_records(outputs: tuple[dict[str, Any] | None, ...], name: str) -> list[dict[str, Any]]:
@@ -45,6 +46,7 @@ class FloorEstimate:
     method: str
     exact: float | None  # exact stationary E||e||^2 for this noise model (None when unstable)
     bound: float  # the theorem's eta*sigma^2/(mu*m)
+    n_dropped: int = 0  # replicas left out as non-finite
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,9 +57,11 @@ def floor_estimate(
 ) -> FloorEstimate:
     """Mean over replicas of each replica's time-averaged E||theta_t - theta*||^2 after burn-in."""
     tail = np.asarray(rec0["tail_mean"][index], dtype=np.float64)  # (R,)
-    ci = mean_ci(tail, level)
+    ci = mean_ci(tail, level, unit="replicas")
     method = f"{ci.method}; each replica averaged over {rec0['n_tail']} post-burn-in steps"
-    return FloorEstimate(workers, variant, ci.mean, ci.se, ci.ci_low, ci.ci_high, ci.n, level, method, exact, bound)
+    return FloorEstimate(
+        workers, variant, ci.estimate, ci.stderr, ci.low, ci.high, ci.n, level, method, exact, bound, ci.n_dropped
+    )
 
 
 @dataclass(frozen=True)
@@ -114,17 +118,18 @@ def curve_band(rec0: dict[str, Any], index: int, level: float) -> tuple[np.ndarr
 # ---------------------------------------------------------------------------------------------
 
 
-def reference_sgd(
-    widths: tuple[int, ...], lr: float, steps: int, batch: int, seeds: dict[str, int], seed: int
-) -> np.ndarray:
-    """Plain single-process large-batch SGD (torch.optim.SGD, float64) on the same global batches."""
-    x, y = load_data(seeds["data"], torch.float64, torch.device("cpu"))
-    model = build_model(list(widths), seeds["init"], torch.float64, torch.device("cpu"))
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    idx = global_batch_indices(int(x.shape[0]), batch, steps, derive_seed(seed, "batches", seeds["batches"]))
+def reference_sgd(task: dict[str, Any]) -> np.ndarray:
+    """Plain single-process large-batch SGD (torch.optim.SGD, float64) on the parity task's global batches."""
+    prob = load_problem(task, torch.float64, torch.device("cpu"))
+    model = prob.model
+    opt = torch.optim.SGD(model.parameters(), lr=float(task["lr"]))
+    steps, batch = int(task["steps"]), int(task["batch"])
+    idx = global_batch_indices(
+        int(prob.x.shape[0]), batch, steps, derive_seed(int(task["seed"]), "batches", task["batch_seed"])
+    )
     for t in range(steps):
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x[idx[t]]), y[idx[t]]).backward()
+        prob.loss(model(prob.x[idx[t]]), prob.y[idx[t]]).backward()
         opt.step()
     return torch.nn.utils.parameters_to_vector(model.parameters()).detach().numpy().copy()
 
@@ -138,23 +143,27 @@ def reference_sgd(
 class TimingSummary:
     workers: int
     n_steps: int
-    compute: MeanCI  # per step, mean over ranks
-    comm: MeanCI
-    idle: MeanCI
-    step: MeanCI  # compute + idle + comm
+    compute: Interval  # per step, mean over ranks; batch-means intervals
+    comm: Interval
+    idle: Interval
+    step: Interval  # compute + idle + comm
     bytes_per_step: float  # ring-model bytes sent per rank per step
     per_rank_compute_s: tuple[float, ...]
     per_rank_idle_s: tuple[float, ...]
     per_rank_comm_s: tuple[float, ...]
     compute_samples: tuple[float, ...]  # per-step rank-mean compute (for the compute model)
+    idle_by_rank: tuple[tuple[float, ...], ...] = ()  # (ranks, steps) per-step idle of each rank
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("compute_samples")
+        d.pop("idle_by_rank")
         return d
 
 
-def timing_summary(records: list[dict[str, Any]], steps: int, warmup: int, level: float) -> TimingSummary:
+def timing_summary(
+    records: list[dict[str, Any]], steps: int, warmup: int, level: float, n_batches: int = 5
+) -> TimingSummary:
     """Per-step compute / idle / comm from every rank's collective log (the first ``warmup`` steps dropped)."""
     logs = [r["log"] for r in records]
     m = len(logs)
@@ -174,15 +183,16 @@ def timing_summary(records: list[dict[str, Any]], steps: int, warmup: int, level
     return TimingSummary(
         workers=m,
         n_steps=int(c.shape[1]),
-        compute=batch_means_ci(c.mean(axis=0), level),
-        comm=batch_means_ci(k.mean(axis=0), level),
-        idle=batch_means_ci(i.mean(axis=0), level),
-        step=batch_means_ci(total.mean(axis=0), level),
+        compute=batch_means_ci(c.mean(axis=0), n_batches, level),
+        comm=batch_means_ci(k.mean(axis=0), n_batches, level),
+        idle=batch_means_ci(i.mean(axis=0), n_batches, level),
+        step=batch_means_ci(total.mean(axis=0), n_batches, level),
         bytes_per_step=float(b.mean()),
         per_rank_compute_s=tuple(float(v) for v in c.mean(axis=1)),
         per_rank_idle_s=tuple(float(v) for v in i.mean(axis=1)),
         per_rank_comm_s=tuple(float(v) for v in k.mean(axis=1)),
         compute_samples=tuple(float(v) for v in c.mean(axis=0)),
+        idle_by_rank=tuple(tuple(float(v) for v in row) for row in i),
     )
 
 

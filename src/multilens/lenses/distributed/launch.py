@@ -71,9 +71,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _pythonpath() -> str:
+    """This package's src first, then the parent's import path (so a user's subject module imports)."""
     src = str(Path(__file__).resolve().parents[3])  # .../src, so workers import this very package
-    old = os.environ.get("PYTHONPATH", "")
-    return src if not old else f"{src}{os.pathsep}{old}"
+    old = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    here = [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
+    seen: list[str] = []
+    for p in [src, *old, *here]:
+        if p not in seen:
+            seen.append(p)
+    return os.pathsep.join(seen)
 
 
 def worker_env(rank: int, world_size: int, port: int) -> dict[str, str]:

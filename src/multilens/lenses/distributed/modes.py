@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int
 from multilens.lenses.distributed.theory import delay_pmf
 from multilens.seeding import SeedLike, as_generator, derive_seed, torch_generator
+from multilens.validation import check_int
 
 
 class Comm(Protocol):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int
 from multilens.seeding import SeedLike, as_generator
+from multilens.validation import check_int
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Worker-side training of a real model: an MLP on the scikit-learn digits, data-parallel.
+"""Worker-side data-parallel training of the subject (by default an MLP on the scikit-learn digits).
+
+The model, data and loss come from the subject's builder (:mod:`.subject`), called with the
+task's ``problem`` entry and ``problem_seed`` in every rank (and in the parent for the reference).
 
 * ``mlp_parity``: float64, the same global batches split over the group, trained by each
   equivalent mode (gradient all-reduce, torch's DistributedDataParallel, local SGD with K = 1,
@@ -18,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from multilens.data.digits import load_digits_split
 from multilens.lenses.distributed.faults import FaultPlan, straggle
 from multilens.lenses.distributed.modes import (
     DelayBuffer,
@@ -32,27 +34,23 @@ from multilens.lenses.distributed.modes import (
     realized_histogram,
 )
 from multilens.lenses.distributed.problems import global_batch_indices, heterogeneous_partition
+from multilens.lenses.distributed.subject import TrainingProblem, build_problem
 from multilens.lenses.distributed.tasks import TaskContext
 from multilens.lenses.distributed.timing import TimedComm
-from multilens.models.mlp import MLPSpec, build_mlp
 from multilens.seeding import as_generator, derive_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def load_data(data_seed: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    split = load_digits_split(data_seed)
-    return split.x_train.to(dtype=dtype, device=device), split.y_train.to(device)
+def load_problem(p: dict[str, Any], dtype: torch.dtype, device: torch.device) -> TrainingProblem:
+    """The subject as the task describes it (every rank and the parent build the same one)."""
+    return build_problem(p["problem"], int(p["problem_seed"]), dtype, device)
 
 
-def build_model(widths: list[int], init_seed: int, dtype: torch.dtype, device: torch.device) -> nn.Module:
-    return build_mlp(MLPSpec(64, tuple(int(w) for w in widths), 10), init_seed).to(dtype=dtype, device=device)
-
-
-def flat_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """(flattened gradient of the mean cross-entropy on (x, y), the loss)."""
-    params = list(model.parameters())
-    loss = nn.functional.cross_entropy(model(x), y)
+def flat_grad(prob: TrainingProblem, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(flattened gradient of the mean loss on the rows ``idx``, the loss)."""
+    params = list(prob.model.parameters())
+    loss = prob.loss(prob.model(prob.x[idx]), prob.y[idx])
     grads = torch.autograd.grad(loss, params)
     return torch.cat([g.reshape(-1) for g in grads]), float(loss.detach())
 
@@ -76,8 +74,8 @@ def sgd_update(model: nn.Module, grad: torch.Tensor, lr: float) -> None:
 
 
 @torch.no_grad()
-def full_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float(nn.functional.cross_entropy(model(x), y))
+def full_loss(prob: TrainingProblem) -> float:
+    return float(prob.loss(prob.model(prob.x), prob.y))
 
 
 class BatchSource:
@@ -93,16 +91,18 @@ class BatchSource:
                 n, int(p["batch"]), int(p["steps"]), derive_seed(seed, "batches", p["batch_seed"])
             )
         else:
+            scores = y.reshape(n, -1)[:, 0].detach().cpu().numpy().astype(np.float64)
             parts = heterogeneous_partition(
-                y.cpu().numpy().astype(np.float64),
+                scores,
                 m,
                 float(p["heterogeneity"]),
                 derive_seed(seed, "partition", p["batch_seed"]),
             )
             self.shard = parts[rank]
             self.rng = as_generator(derive_seed(seed, "shard-batches", p["batch_seed"], rank))
-            labels = y.cpu().numpy()[self.shard]
-            self.label_counts = np.bincount(labels, minlength=10).tolist()
+            self.label_counts = None
+            if not y.is_floating_point() and y.ndim == 1:  # class labels: how skewed each shard is
+                self.label_counts = np.bincount(y.cpu().numpy()[self.shard]).tolist()
 
     def batch(self, step: int) -> np.ndarray:
         if self.sampler == "global":
@@ -110,10 +110,9 @@ class BatchSource:
         return self.shard[self.rng.choice(self.shard.size, size=self.local, replace=False)]
 
 
-def _train_loop(
-    p: dict[str, Any], comm: TimedComm, ctx: TaskContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> dict[str, Any]:
+def _train_loop(p: dict[str, Any], comm: TimedComm, ctx: TaskContext, prob: TrainingProblem) -> dict[str, Any]:
     """One run of ``p["mode"]``; the model is trained in place."""
+    model, y = prob.model, prob.y
     mode, lr, steps, m = p["mode"], float(p["lr"]), int(p["steps"]), comm.world_size
     src = BatchSource(p, y, comm.rank, m, ctx.seed)
     k = int(p.get("k", 1))
@@ -143,7 +142,7 @@ def _train_loop(
     comm.start()
     if eval_every:
         with comm.paused():
-            evals.append([0, 0.0, full_loss(model, x, y)])
+            evals.append([0, 0.0, full_loss(prob)])
             next_eval = eval_every
     for t in range(steps):
         comm.set_step(t)
@@ -151,8 +150,8 @@ def _train_loop(
             fault.maybe_fail(comm.rank, t)
         if strag:
             straggle(comm.rank, int(strag["rank"]), float(strag["sleep_s"]))
-        idx = torch.as_tensor(src.batch(t), device=x.device)
-        grad, loss = flat_grad(model, x[idx], y[idx])
+        idx = torch.as_tensor(src.batch(t), device=y.device)
+        grad, loss = flat_grad(prob, idx)
         local_losses.append(loss)
         synced = True
         if mode == "sync":
@@ -173,7 +172,7 @@ def _train_loop(
         if eval_every and synced and (t + 1 >= next_eval or t == steps - 1):
             elapsed = comm.elapsed()
             with comm.paused():
-                evals.append([t + 1, elapsed, full_loss(model, x, y)])
+                evals.append([t + 1, elapsed, full_loss(prob)])
                 next_eval = t + 1 + eval_every
     out: dict[str, Any] = {"log": comm.log.to_dict(), "local_losses": local_losses, "wall_timed_s": comm.elapsed()}
     if buffer is not None and sampler is not None:
@@ -190,33 +189,29 @@ def _train_loop(
 
 def mlp_train(p: dict[str, Any], comm: TimedComm, ctx: TaskContext) -> dict[str, Any]:
     dtype = DTYPES[p.get("dtype", "float32")]
-    x, y = load_data(int(p["data_seed"]), dtype, ctx.device)
-    model = build_model(p["widths"], int(p["init_seed"]), dtype, ctx.device)
-    out = _train_loop(p, comm, ctx, model, x, y)
-    out["n_params"] = int(get_flat(model).numel())
+    prob = load_problem(p, dtype, ctx.device)
+    out = _train_loop(p, comm, ctx, prob)
+    out["n_params"] = int(get_flat(prob.model).numel())
     return out
 
 
-def _ddp_run(
-    p: dict[str, Any], comm: TimedComm, ctx: TaskContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> None:
+def _ddp_run(p: dict[str, Any], comm: TimedComm, ctx: TaskContext, prob: TrainingProblem) -> None:
     """torch's DistributedDataParallel + torch.optim.SGD on the same shards of the same global batches."""
     from torch.nn.parallel import DistributedDataParallel
 
-    ddp = DistributedDataParallel(model, process_group=comm.group)
+    ddp = DistributedDataParallel(prob.model, process_group=comm.group)
     opt = torch.optim.SGD(ddp.parameters(), lr=float(p["lr"]))
-    src = BatchSource(p | {"sampler": "global"}, y, comm.rank, comm.world_size, ctx.seed)
+    src = BatchSource(p | {"sampler": "global"}, prob.y, comm.rank, comm.world_size, ctx.seed)
     for t in range(int(p["steps"])):
-        idx = torch.as_tensor(src.batch(t), device=x.device)
+        idx = torch.as_tensor(src.batch(t), device=prob.y.device)
         opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(ddp(x[idx]), y[idx]).backward()  # DDP averages gradients over the group
+        prob.loss(ddp(prob.x[idx]), prob.y[idx]).backward()  # DDP averages gradients over the group
         opt.step()
 
 
 def mlp_parity(p: dict[str, Any], comm: TimedComm, ctx: TaskContext) -> dict[str, Any]:
     """Every mode that should equal large-batch SGD, on identical batches and initialization."""
     dtype = DTYPES[p.get("dtype", "float64")]
-    x, y = load_data(int(p["data_seed"]), dtype, ctx.device)
     base = {"sampler": "global", "eval_every": 0}
     variants = {
         "sync": {"mode": "sync"},
@@ -227,13 +222,13 @@ def mlp_parity(p: dict[str, Any], comm: TimedComm, ctx: TaskContext) -> dict[str
     }
     out: dict[str, Any] = {"params": {}, "rank_spread": {}}
     for name, v in variants.items():
-        model = build_model(p["widths"], int(p["init_seed"]), dtype, ctx.device)
+        prob = load_problem(p, dtype, ctx.device)
         q = p | base | v | {"name": f"{p['name']}-{name}"}
         if name == "ddp":
-            _ddp_run(q, comm, ctx, model, x, y)
+            _ddp_run(q, comm, ctx, prob)
         else:
-            _train_loop(q, comm, ctx, model, x, y)
-        theta = get_flat(model)
+            _train_loop(q, comm, ctx, prob)
+        theta = get_flat(prob.model)
         first = comm.broadcast_first_untimed(theta.clone())
         spread = comm.allreduce_max_untimed((theta - first).abs().max().reshape(1))
         out["rank_spread"][name] = float(spread.item())

@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import solve_discrete_lyapunov
 
 from multilens.errors import ConfigError
 from multilens.validation import check_int
@@ -136,6 +135,8 @@ def max_stable_delay(eta_l: float, cap: int = 100_000) -> int:
 
 def delayed_stationary_floor(eigvals: np.ndarray, eta: float, sigma2: float, m: int, tau: int) -> float | None:
     """Exact stationary E||e||^2 of SGD with a constant gradient delay tau (None when unstable)."""
+    from scipy.linalg import solve_discrete_lyapunov  # imported here: worker processes never need scipy
+
     lam = np.asarray(eigvals, dtype=np.float64)
     check_int("m", m, 1)
     q_var = eta**2 * sigma2 / (lam.size * m)  # variance of eta * (averaged noise) per coordinate

@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
-from scipy.optimize import nnls
 
 from multilens.errors import ConfigError
 from multilens.lenses.distributed.faults import PeerFailure
@@ -230,48 +228,10 @@ def split_idle(compute: np.ndarray, coll: np.ndarray) -> tuple[np.ndarray, np.nd
     return idle, a - idle
 
 
-@dataclass(frozen=True)
-class MeanCI:
-    mean: float
-    se: float
-    ci_low: float
-    ci_high: float
-    n: int
-    level: float
-    method: str
-
-
-def batch_means_ci(x: np.ndarray, level: float = 0.95, n_batches: int = 10) -> MeanCI:
-    """Mean with a t interval from non-overlapping batch means (robust to autocorrelation in time)."""
-    v = np.asarray(x, dtype=np.float64).ravel()
-    n = v.size
-    if n == 0:
-        return MeanCI(math.nan, math.nan, math.nan, math.nan, 0, level, "empty")
-    b = max(2, min(n_batches, n))
-    if n < 2:
-        return MeanCI(float(v.mean()), math.nan, math.nan, math.nan, n, level, "single sample")
-    chunks = np.array_split(v, b)
-    means = np.array([c.mean() for c in chunks])
-    se = float(means.std(ddof=1) / math.sqrt(b))
-    q = float(stats.t.ppf(0.5 + level / 2, b - 1))
-    mu = float(v.mean())
-    return MeanCI(mu, se, mu - q * se, mu + q * se, n, level, f"t interval over {b} batch means")
-
-
-def mean_ci(x: np.ndarray, level: float = 0.95) -> MeanCI:
-    """Mean with a t interval over independent samples (replicas, seeds)."""
-    v = np.asarray(x, dtype=np.float64).ravel()
-    n = v.size
-    if n < 2:
-        return MeanCI(float(v.mean()) if n else math.nan, math.nan, math.nan, math.nan, n, level, "too few samples")
-    se = float(v.std(ddof=1) / math.sqrt(n))
-    q = float(stats.t.ppf(0.5 + level / 2, n - 1))
-    mu = float(v.mean())
-    return MeanCI(mu, se, mu - q * se, mu + q * se, n, level, f"t interval over {n} independent replicas")
-
-
 def ratio_ci(num: float, se_num: float, den: float, se_den: float, level: float = 0.95) -> tuple[float, float, float]:
     """num/den with a delta-method interval on the log scale (independent estimates)."""
+    from scipy import stats  # imported here: worker processes never need scipy
+
     if not (num > 0 and den > 0) or not all(math.isfinite(v) for v in (se_num, se_den)):
         return (num / den if den else math.nan), math.nan, math.nan
     r = num / den
@@ -397,6 +357,8 @@ def fit_compute_model(
     samples: dict[int, np.ndarray], n_cores: int, seed: SeedLike, *, n_boot: int = 1000, level: float = 0.95
 ) -> ComputeFit:
     """Fit c(m) to per-step compute samples keyed by worker count (needs >= 2 distinct counts)."""
+    from scipy.optimize import nnls
+
     if len(samples) < 2:
         raise ConfigError("`samples` must hold compute times for at least 2 distinct worker counts.")
     ms = np.array(sorted(samples), dtype=np.float64)

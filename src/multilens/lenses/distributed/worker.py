@@ -125,10 +125,11 @@ def run_worker(job: dict[str, Any], out_dir: Path) -> int:
                 groups[key] = dist.new_group(list(key))
             else:  # a shorter timeout for training than for start-up (imports can be slow)
                 groups[key] = dist.new_group(list(key), timeout=datetime.timedelta(seconds=float(group_timeout)))
-        ctx = TaskContext(seed=int(job["seed"]), global_rank=rank, device=device)
         for task in job["tasks"]:
             key = tuple(int(r) for r in task["ranks"])
             if rank in key:
+                # each task draws from its own seed (its part's), so parts never share random streams
+                ctx = TaskContext(seed=int(task.get("seed", job["seed"])), global_rank=rank, device=device)
                 comm = TimedComm(groups[key], device)
                 t0 = time.perf_counter()
                 load0 = os.getloadavg()[0]

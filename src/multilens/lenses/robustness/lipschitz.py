@@ -161,7 +161,7 @@ def jacobian_norms(f: nn.Module, h: torch.Tensor) -> torch.Tensor:
     jac = vmap(jacrev(lambda v: f(v[None])[0]))(h)  # (n, out..., in...)
     n = h.shape[0]
     jm = jac.reshape(n, -1, int(math.prod(h.shape[1:])))
-    return torch.linalg.matrix_norm(jm, 2)
+    return torch.linalg.matrix_norm(jm.detach(), 2)
 
 
 def ratio_ascent(

@@ -31,6 +31,7 @@ from multilens.seeding import torch_generator
 
 NORMS = ("linf", "l2")
 SCHEDULES = ("constant", "cosine")
+LOSSES = ("margin", "ce")
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def pgd(
     input_range: Any = None,
     seed: int = 0,
     targeted: int = 0,
+    loss: str = "margin",
     batch_size: int = 1024,
 ) -> AttackResult:
     """Projected gradient ascent on the margin loss (see the module docstring).
@@ -165,9 +167,14 @@ def pgd(
     ``random_start`` is False, every other restart from a uniform point of the ball. ``targeted``
     adds that many restarts, the k-th ascending z_t - z_y for the k-th most likely wrong class t at
     x (as AutoAttack's APGD-T does): the untargeted margin loss only follows the currently
-    highest wrong logit and can miss a class that is closer in the threat model.
+    highest wrong logit and can miss a class that is closer in the threat model. ``loss`` is what
+    the untargeted restarts ascend: ``"margin"`` (max_{j != y} z_j - z_y, Carlini & Wagner 2017) or
+    ``"ce"`` (cross-entropy, as Madry et al. and torchattacks); the kept iterate is always the one
+    with the largest margin loss.
     """
     _validate(eps, norm, steps, restarts, step_size, schedule)
+    if loss not in LOSSES:
+        raise ConfigError(f"`loss` must be one of {', '.join(map(repr, LOSSES))}; got {loss!r}.")
     m = frozen_eval(model)
     x = x.detach()
     box = _box(input_range, x)
@@ -194,12 +201,15 @@ def pgd(
             for t in range(steps + 1):
                 delta.requires_grad_(True)
                 z = m(xb + delta)
-                loss = -margins(z, yb)
-                obj = loss if tb is None else z.gather(1, tb[:, None])[:, 0] - z.gather(1, yb[:, None])[:, 0]
+                mloss = -margins(z, yb)
+                if tb is not None:
+                    obj = z.gather(1, tb[:, None])[:, 0] - z.gather(1, yb[:, None])[:, 0]
+                else:
+                    obj = mloss if loss == "margin" else nn.functional.cross_entropy(z, yb, reduction="none")
                 with torch.no_grad():
-                    better = loss > best_loss[sl]
+                    better = mloss > best_loss[sl]
                     best[sl][better] = (xb + delta)[better].detach()
-                    best_loss[sl] = torch.where(better, loss.detach(), best_loss[sl])
+                    best_loss[sl] = torch.where(better, mloss.detach(), best_loss[sl])
                 if t == steps:
                     break
                 (grad,) = torch.autograd.grad(obj.sum(), delta)

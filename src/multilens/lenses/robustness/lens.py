@@ -8,7 +8,7 @@ and the blur corruption), ``linear`` (a linear classifier for the exact referenc
 ``source`` (a second model for transfer attacks), ``checkpoints`` (models along standard and
 adversarial training, for A.8). :func:`default_subject` builds the bundled task: the digits
 scaled to [0, 1], a linear classifier, an MLP and the same MLP after PGD adversarial training
-(Madry et al. 2018), with checkpoints along both trainings.
+(Madry et al. 2018) and after TRADES (Zhang et al. 2019), with checkpoints along each training.
 
 Parts (each its own settings table and random stream ``part_seed(seed, "robustness", part)``):
 
@@ -84,7 +84,7 @@ REF_ALPHA = 1e-6
 
 @dataclass(frozen=True)
 class Checkpoint:
-    family: str  # "standard" or "adversarial"
+    family: str  # "standard", "adversarial" (PGD training) or "trades"
     epoch: int
     model: nn.Module
 
@@ -144,8 +144,11 @@ def train_classifier(
     n_checkpoints: int = 0,
     family: str = "standard",
     box: tuple[float, float] | None = (0.0, 1.0),
+    trades_beta: float = 0.0,
 ) -> tuple[Checkpoint, ...]:
-    """Adam on cross-entropy (PGD adversarial training when adv_eps > 0: the loss at the PGD-l-inf point)."""
+    """Adam on cross-entropy; with adv_eps > 0, PGD adversarial training (Madry et al. 2018: the loss at the
+    PGD-l-inf point) or, with trades_beta > 0, TRADES (Zhang et al. 2019: CE(f(x), y) + beta KL(f(x) || f(x'))
+    with x' maximising the KL term by PGD-l-inf)."""
     import copy
 
     from multilens.seeding import torch_generator
@@ -160,6 +163,17 @@ def train_classifier(
         for b in range(0, n, s.batch_size):
             idx = perm[b : b + s.batch_size]
             xb, yb = x[idx], y[idx]
+            if adv_eps > 0 and trades_beta > 0:
+                xa = _trades_point(model, xb, adv_eps, s.at_steps, box, g)
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                logits = model(xb)
+                kl = nn.functional.kl_div(
+                    nn.functional.log_softmax(model(xa), 1), nn.functional.softmax(logits, 1), reduction="batchmean"
+                )
+                (nn.functional.cross_entropy(logits, yb) + trades_beta * kl).backward()
+                opt.step()
+                continue
             if adv_eps > 0:
                 xb = A.pgd(
                     model,
@@ -181,6 +195,22 @@ def train_classifier(
     return tuple(ckpts)
 
 
+def _trades_point(model: nn.Module, x: torch.Tensor, eps: float, steps: int, box: Any, g: torch.Generator):
+    """TRADES' inner maximisation: PGD-l-inf on KL(f(x) || f(x')) from x + 0.001 N(0, I)."""
+    m = A.frozen_eval(model)
+    with torch.no_grad():
+        p0 = nn.functional.softmax(m(x), 1)
+    xa = x + 0.001 * torch.randn(x.shape, generator=g, dtype=x.dtype)
+    lo, hi = box if box is not None else (-math.inf, math.inf)
+    for _ in range(steps):
+        xa = xa.detach().requires_grad_(True)
+        kl = nn.functional.kl_div(nn.functional.log_softmax(m(xa), 1), p0, reduction="sum")
+        (grad,) = torch.autograd.grad(kl, xa)
+        with torch.no_grad():
+            xa = torch.min(torch.max(xa + (2.5 * eps / steps) * grad.sign(), x - eps), x + eps).clamp(lo, hi)
+    return xa.detach()
+
+
 def mlp(d_in: int, widths: tuple[int, ...], d_out: int, seed: int) -> nn.Sequential:
     from multilens.models.mlp import MLPSpec, build_mlp
 
@@ -199,7 +229,7 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
 
 # the bundled subject is a pure function of these fields and the seed; measure never modifies it
 SUBJECT_FIELDS = ("test_fraction", "n_train", "n_holdout", "widths", "epochs", "lr", "batch_size", "at_eps",
-                  "at_steps", "checkpoints", "main")  # fmt: skip
+                  "at_steps", "trades_beta", "checkpoints", "main")  # fmt: skip
 _SUBJECTS: dict[tuple, Subject] = {}
 
 
@@ -225,6 +255,11 @@ def _build_default_subject(settings: Settings, *, seed: int) -> Subject:
         n_checkpoints=s.checkpoints,
         family="adversarial",
     )
+    c_tr: tuple[Checkpoint, ...] = ()
+    if s.trades_beta > 0:
+        tr = mlp(64, s.widths, 10, derive_seed(seed, LENS, "mlp"))
+        c_tr = train_classifier(tr, xtr, ytr, s, seed=derive_seed(seed, LENS, "train_mlp"), adv_eps=s.at_eps,
+                                n_checkpoints=s.checkpoints, family="trades", trades_beta=s.trades_beta)  # fmt: skip
     src = mlp(64, s.widths, 10, derive_seed(seed, LENS, "source"))
     train_classifier(src, xtr, ytr, s, seed=derive_seed(seed, LENS, "train_source"))
     main = {"mlp": std, "mlp_at": adv, "linear": lin}[s.main]
@@ -238,7 +273,7 @@ def _build_default_subject(settings: Settings, *, seed: int) -> Subject:
         "at_eps": s.at_eps,
         "at_steps": s.at_steps,
     }
-    return Subject(main, xte, yte, (0.0, 1.0), (8, 8), lin, src, c_std + c_adv, info)
+    return Subject(main, xte, yte, (0.0, 1.0), (8, 8), lin, src, c_std + c_adv + c_tr, info)
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -1005,25 +1040,30 @@ def training_part(sub: Subject, s: Settings, ps: TrainingSettings, *, seed: int)
                 f"losing > {ps.min_change:g} robust accuracy (A.8: possible, not certain)",
             )
         )
-    adv = curves.get("adversarial")
-    if std and adv:
+    for fam, label in (("adversarial", "PGD training"), ("trades", "TRADES training")):
+        adv = curves.get(fam)
+        if not (std and adv):
+            continue
         d_rob = adv["robust"][-1] - std["robust"][-1]
         d_clean = std["clean"][-1] - adv["clean"][-1]
         checks.append(
             Check(
-                "c8_adversarial_training_tradeoff",
+                f"c8_{fam}_training_tradeoff",
                 d_rob > ps.min_change,
                 d_rob,
                 ps.min_change,
                 ps.min_change,
-                f"final robust accuracy: adversarial {adv['robust'][-1]:.3f} vs standard "
+                f"final robust accuracy: {fam} {adv['robust'][-1]:.3f} vs standard "
                 f"{std['robust'][-1]:.3f}; clean: {adv['clean'][-1]:.3f} vs {std['clean'][-1]:.3f} "
                 f"(clean cost {d_clean:.3f})",
                 severity="info",
                 kind="agreement",
-                criterion=f"PGD training raises robust accuracy by > {ps.min_change:g} (C.8)",
+                criterion=f"{label} raises robust accuracy by > {ps.min_change:g} (C.8)",
             )
         )
+    rows = [[fam, cur["epoch"][-1], cur["clean"][-1], cur["robust"][-1]] for fam, cur in curves.items()]
+    table = Table("training_final", f"Final checkpoints (PGD l-inf eps = {s.policy_eps:g})",
+                  ["training", "epoch", "clean accuracy", "robust accuracy"], rows)  # fmt: skip
     traces = []
     for k, (fam, cur) in enumerate(curves.items()):
         col = plots.PALETTE[k % len(plots.PALETTE)]
@@ -1036,7 +1076,7 @@ def training_part(sub: Subject, s: Settings, ps: TrainingSettings, *, seed: int)
         xlabel="epoch",
         ylabel="accuracy",
     )
-    return Part("training", tuple(est), tuple(checks), (fig,), data={"curves": curves})
+    return Part("training", tuple(est), tuple(checks), (fig,), (table,), data={"curves": curves})
 
 
 def _blur(x: torch.Tensor, shape: tuple[int, ...], sd: float) -> torch.Tensor:

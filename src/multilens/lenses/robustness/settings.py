@@ -202,6 +202,7 @@ class Settings:
     batch_size: int = 64
     at_eps: float = 0.1  # l-inf radius of PGD adversarial training
     at_steps: int = 5
+    trades_beta: float = 6.0  # > 0: also train the MLP with TRADES (Zhang et al. 2019); 0: skip the variant
     checkpoints: int = 6  # saved along standard and adversarial training (A.8)
     main: str = "mlp"  # the model the gates judge: "mlp", "mlp_at" or "linear"
     # --- the release gates' threat model ---------------------------------------------------------
@@ -226,6 +227,7 @@ class Settings:
         check_int("batch_size", self.batch_size, 1)
         check_positive("at_eps", self.at_eps)
         check_int("at_steps", self.at_steps, 1)
+        check_nonnegative("trades_beta", self.trades_beta)
         check_int("checkpoints", self.checkpoints, 2)
         check_choice("main", self.main, ("mlp", "mlp_at", "linear"))
         check_positive("policy_eps", self.policy_eps)
@@ -247,6 +249,7 @@ class Settings:
                 widths=(32,),
                 epochs=8,
                 at_steps=2,
+                trades_beta=0.0,
                 checkpoints=3,
                 attacks=AttacksSettings(
                     eps_linf=(0.0, 0.05, 0.1),

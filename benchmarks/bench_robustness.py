@@ -87,15 +87,17 @@ def bench_model(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, r
     rows: list[dict[str, Any]] = []
     for norm, eps in (("linf", 0.05), ("linf", 0.1), ("l2", 0.5), ("l2", 1.0)):
         kw = dict(eps=eps, norm=norm, steps=20, step_size=0.25, input_range=(0.0, 1.0), seed=0)
-        ml, t_ml = timed(lambda kw=kw: pgd(model, x, y, restarts=1, targeted=0, random_start=True, **kw), reps)
+        ml, t_ml = timed(
+            lambda kw=kw: pgd(model, x, y, restarts=1, targeted=0, random_start=True, loss="margin", **kw), reps
+        )
         strong = pgd(model, x, y, eps=eps, norm=norm, steps=20, restarts=2, targeted=3, step_size=0.25,
                      random_start=False, input_range=(0.0, 1.0), seed=0)  # fmt: skip
         ce, t_ce = timed(
             lambda kw=kw: pgd(model, x, y, restarts=1, targeted=0, random_start=True, loss="ce", **kw), reps
         )
-        r_ml = row("multilens PGD (1 start)", ml.robust, t_ml, n)
+        r_ml = row("multilens PGD, margin loss (1 start)", ml.robust, t_ml, n)
         r_ce = row("multilens PGD, CE loss (1 start)", ce.robust, t_ce, n)
-        r_strong = row("multilens PGD (lens: 2 + 3 targeted)", strong.robust, None, n)
+        r_strong = row("multilens PGD (lens: 2 CE + 3 targeted)", strong.robust, None, n)
         out = {"norm": norm, "eps": eps, "rows": [r_ml, r_ce, r_strong]}
         if torchattacks is not None:
             if norm == "linf":

@@ -75,6 +75,7 @@ def robust_accuracy(
     targeted: int = 3,
     step_size: float = 0.25,
     schedule: str = "constant",
+    loss: str = "ce",
     level: float = 0.95,
 ) -> Estimate:
     """PGD robust accuracy (clean-correct and not fooled) with a Clopper-Pearson interval over examples.
@@ -84,10 +85,10 @@ def robust_accuracy(
     others at random points of the ball; ``targeted`` restarts aim at the most likely wrong classes.
     """
     r = pgd(model, x, y, eps=eps, norm=norm, steps=steps, restarts=restarts, targeted=targeted, step_size=step_size,
-            schedule=schedule, random_start=False, input_range=input_range, seed=seed)  # fmt: skip
+            schedule=schedule, loss=loss, random_start=False, input_range=input_range, seed=seed)  # fmt: skip
     n = int(x.shape[0])
     return clopper_pearson(int(r.robust.sum()), n, level).to_estimate(
         f"robust_accuracy_{norm}_eps{eps:g}",
         unit="fraction",
-        note=f"PGD-{norm}, {steps} steps, {restarts} restart(s) + {targeted} targeted, margin loss",
+        note=f"PGD-{norm}, {steps} steps, {restarts} restart(s) ({loss} loss) + {targeted} targeted",
     )

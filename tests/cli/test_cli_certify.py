@@ -45,3 +45,27 @@ def test_bad_file_exit_2(tmp_path) -> None:
     p.write_text(json.dumps({"kind": "other"}))
     assert CliRunner().invoke(app, ["certify", "verify", str(p)]).exit_code == 2
     assert CliRunner().invoke(app, ["certify", "verify", str(tmp_path / "missing.json")]).exit_code == 2
+
+
+def test_the_lens_certificate_verifies(tmp_path) -> None:
+    """The certificate the lens hands on (outputs) is a file `certify verify` accepts as written."""
+    from multilens.lenses.robustness import Settings, measure
+    from multilens.lenses.robustness.lens import Subject
+
+    g = torch.Generator().manual_seed(1)
+    net = nn.Sequential(nn.Linear(4, 3))
+    x = torch.rand(80, 4, generator=g)
+    y = torch.randint(0, 3, (80,), generator=g)
+    s = Settings.for_profile("smoke")
+    off = {p: None for p in ("attacks", "linear_reference", "lipschitz", "smoothing", "training", "corruptions",
+                             "transfer")}  # fmt: skip
+    import dataclasses
+
+    from multilens.lenses.robustness.settings import CertificateSettings
+
+    s = dataclasses.replace(s, certificate=CertificateSettings(critical_class=1), **off)
+    r = measure(Subject(net, x, y, input_range=(0.0, 1.0)), s, seed=0)
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(r.outputs["robustness.certificate"]))
+    assert CliRunner().invoke(app, ["certify", "verify", str(p)]).exit_code == 0
+    assert r.metrics["robustness.fnr_upper"] == r.outputs["robustness.certificate"]["u"]

@@ -1,9 +1,10 @@
 """Evasion attacks on a classifier: PGD (l-inf, l-2), FGSM and a gradient-free square attack.
 
-PGD follows Madry et al. (2018): ascend the margin loss max_{j != y} z_j - z_y from a random
-start inside the ball (or from x), project onto the eps-ball and onto the valid input box after
-every step, and keep, per example, the best iterate over all steps and restarts (the one with the
-largest margin loss; an example counts as fooled as soon as one iterate is misclassified). The
+PGD follows Madry et al. (2018): ascend the cross-entropy (or the margin loss max_{j != y} z_j -
+z_y, ``loss="margin"``) from a random start inside the ball (or from x), project onto the
+eps-ball and onto the valid input box after every step, and keep, per example, the best iterate
+over all steps and restarts (the one with the largest margin loss; an example counts as fooled as
+soon as one iterate is misclassified). The
 step size follows a schedule: ``constant`` (alpha = ``step_size`` x eps) or ``cosine`` (decays to
 zero over the steps). FGSM (Goodfellow et al. 2015) is one signed-gradient step of size eps from
 x. The square attack (Andriushchenko et al. 2020) needs no gradient: it proposes random
@@ -158,7 +159,7 @@ def pgd(
     input_range: Any = None,
     seed: int = 0,
     targeted: int = 0,
-    loss: str = "margin",
+    loss: str = "ce",
     batch_size: int = 1024,
 ) -> AttackResult:
     """Projected gradient ascent on the margin loss (see the module docstring).

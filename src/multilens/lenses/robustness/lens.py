@@ -338,6 +338,7 @@ def attacks_part(sub: Subject, s: Settings, ps: AttacksSettings, *, seed: int) -
         targeted=ps.targeted,
         step_size=ps.step_size,
         schedule=ps.schedule,
+        loss=ps.loss,
         input_range=box,
         random_start=False,
     )
@@ -482,6 +483,7 @@ def attacks_part(sub: Subject, s: Settings, ps: AttacksSettings, *, seed: int) -
         steps=ps.steps,
         restarts=ps.restarts,
         step_size=ps.step_size,
+        loss=ps.loss,
         input_range=box,
         seed=derive_seed(seed, "strength"),
     )
@@ -494,6 +496,7 @@ def attacks_part(sub: Subject, s: Settings, ps: AttacksSettings, *, seed: int) -
         steps=ps.weak_steps,
         restarts=1,
         step_size=ps.step_size,
+        loss=ps.loss,
         input_range=box,
         seed=derive_seed(seed, "strength"),
     )
@@ -984,7 +987,8 @@ def certificate_part(sub: Subject, ps: CertificateSettings, runtime: Runtime | N
         metrics={f"{LENS}.fnr_upper": cert["u"], f"{LENS}.fnr": cert["k"] / cert["n"]},
         outputs={
             f"{LENS}.fnr_upper": float(cert["u"]),
-            f"{LENS}.certificate": {k: v for k, v in cert.items() if k != "outcomes"} | {"path": path},
+            f"{LENS}.certificate": cert,  # the whole certificate: save it and `multilens certify verify` it
+            f"{LENS}.certificate_path": path,
         },
         assumptions=(
             Assumption(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from multilens.errors import ConfigError
-from multilens.lenses.robustness.attacks import SCHEDULES
+from multilens.lenses.robustness.attacks import LOSSES, SCHEDULES
 from multilens.validation import (
     check_choice,
     check_int,
@@ -44,6 +44,7 @@ class AttacksSettings:
     targeted: int = 3  # targeted restarts (top wrong classes), as in AutoAttack's APGD-T
     step_size: float = 0.25  # fraction of eps
     schedule: str = "constant"
+    loss: str = "ce"  # what untargeted restarts ascend: "ce" or "margin" (targeted restarts: z_t - z_y)
     weak_steps: int = 5  # the weaker attack of the attack-strength monotonicity check
     square_queries: int = 300
     masking_tol: float = 0.02  # fraction of examples the square attack may fool that PGD does not
@@ -59,6 +60,7 @@ class AttacksSettings:
         check_int("targeted", self.targeted, 0)
         check_positive("step_size", self.step_size)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("loss", self.loss, LOSSES)
         check_int("weak_steps", self.weak_steps, 1)
         if self.weak_steps >= self.steps:
             raise ConfigError(f"`weak_steps` must be < `steps` ({self.steps}); got {self.weak_steps}.")

@@ -128,3 +128,15 @@ def test_diagnose_runs_the_robustness_lens_on_a_user_classifier(tmp_path) -> Non
     assert "robustness.w" in rep.summary["metrics"]
     assert {g["name"] for g in rep.summary["gates"]} >= {"robust objective", "failure-rate certificate"}
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_default_subject_smoke_passes_its_error_checks() -> None:
+    """The bundled subject at the smoke profile: every error-severity check passes (A.8/C.8 are info)."""
+    from multilens.lenses.robustness import default_subject
+
+    s = Settings.for_profile("smoke")
+    r = measure(default_subject(s, seed=0), s, seed=0)
+    bad = [(c.name, c.reason) for c in r.checks if c.severity == "error" and c.passed is not True]
+    assert not bad, bad
+    assert {"linear_linf_box_pgd_matches_exact", "linear_l2_nobox_pgd_matches_exact"} <= {c.name for c in r.checks}
+    assert r.outputs["robustness.lipschitz_stages"] == [r.metrics[f"robustness.lipschitz_stage_{i}"] for i in range(3)]

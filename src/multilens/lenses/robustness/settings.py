@@ -256,7 +256,7 @@ class Settings:
                 attacks=AttacksSettings(
                     eps_linf=(0.0, 0.05, 0.1),
                     eps_l2=(0.0, 0.5),
-                    steps=6,
+                    steps=10,
                     restarts=1,
                     targeted=1,
                     weak_steps=2,

@@ -113,6 +113,7 @@ def bench_model(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, r
             out["speed_ratio_multilens_over_torchattacks"] = r_ml["examples_per_s"] / r_ta["examples_per_s"]
             out["speed_ratio_multilens_ce_over_torchattacks"] = r_ce["examples_per_s"] / r_ta["examples_per_s"]
             out["per_example_agreement"] = float((ml.robust == rob_ta).float().mean())
+            out["per_example_agreement_ce"] = float((ce.robust == rob_ta).float().mean())
         if norm == "linf":
             f = fgsm(model, x, y, eps=eps, input_range=(0.0, 1.0))
             sq = square_attack(model, x, y, eps=eps, queries=300, p_init=0.1, image_shape=(8, 8),

@@ -140,3 +140,21 @@ def test_default_subject_smoke_passes_its_error_checks() -> None:
     assert not bad, bad
     assert {"linear_linf_box_pgd_matches_exact", "linear_l2_nobox_pgd_matches_exact"} <= {c.name for c in r.checks}
     assert r.outputs["robustness.lipschitz_stages"] == [r.metrics[f"robustness.lipschitz_stage_{i}"] for i in range(3)]
+
+
+def test_trades_point_and_blur_exact_properties() -> None:
+    """TRADES' inner maximiser stays in the eps-ball and the box; blurring keeps a constant image constant."""
+    from multilens.lenses.robustness.lens import _blur, _trades_point
+
+    x, y = blobs(6, n=40)
+    net = trained_tanh_mlp(x, y)
+    g = torch.Generator().manual_seed(0)
+    xa = _trades_point(net, x, 0.3, 5, (-4.0, 4.0), g)
+    assert float((xa - x).abs().max()) <= 0.3 + 1e-6
+    assert float(xa.min()) >= -4.0 and float(xa.max()) <= 4.0
+    assert float((xa - x).abs().max()) > 0.2  # it moved (sign steps of 2.5 eps / steps)
+    const = torch.full((3, 64), 0.37)
+    torch.testing.assert_close(_blur(const, (8, 8), 1.2), const, atol=1e-6, rtol=0)
+    img = torch.zeros(1, 64)
+    img[0, 27] = 1.0  # an interior point: the (normalised, replicate-padded) kernel keeps its mass
+    assert float(_blur(img, (8, 8), 0.8).sum()) == pytest.approx(1.0, abs=1e-5)

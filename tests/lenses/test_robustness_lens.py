@@ -158,3 +158,13 @@ def test_trades_point_and_blur_exact_properties() -> None:
     img = torch.zeros(1, 64)
     img[0, 27] = 1.0  # an interior point: the (normalised, replicate-padded) kernel keeps its mass
     assert float(_blur(img, (8, 8), 0.8).sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mcnemar_one_sided_exact() -> None:
+    from scipy import stats
+
+    from multilens.lenses.robustness.lens import mcnemar_one_sided
+
+    assert mcnemar_one_sided(0, 0) == 1.0
+    assert mcnemar_one_sided(5, 0) == pytest.approx(0.5**5)  # five discordant pairs, all one way
+    assert mcnemar_one_sided(7, 3) == pytest.approx(sum(stats.binom.pmf(k, 10, 0.5) for k in range(7, 11)))

@@ -1000,11 +1000,24 @@ def certificate_part(sub: Subject, ps: CertificateSettings, runtime: Runtime | N
     )
 
 
+def mcnemar_one_sided(gain: int, loss: int) -> float:
+    """Exact one-sided McNemar p-value for "the second of two paired classifiers is better".
+
+    ``gain`` = examples right only under the second, ``loss`` = right only under the first; under
+    the null of no difference each discordant example is a fair coin: P(Binom(gain + loss, 1/2) >= gain).
+    """
+    from scipy import stats as sps
+
+    m = gain + loss
+    return float(sps.binom.sf(gain - 1, m, 0.5)) if m else 1.0
+
+
 def training_part(sub: Subject, s: Settings, ps: TrainingSettings, *, seed: int) -> Part:
     if not sub.checkpoints:
         return Part("training", notes=("no checkpoints along training in the subject: A.8 not examined",))
     x, y, n = sub.x, sub.y, int(sub.x.shape[0])
     curves: dict[str, dict[str, list[float]]] = {}
+    masks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     est = []
     for i, c in enumerate(sub.checkpoints):
         r = A.pgd(
@@ -1014,60 +1027,73 @@ def training_part(sub: Subject, s: Settings, ps: TrainingSettings, *, seed: int)
         cur["epoch"].append(c.epoch)
         cur["clean"].append(float(r.clean_correct.float().mean()))
         cur["robust"].append(r.robust_accuracy)
+        masks.setdefault(c.family, []).append((r.clean_correct, r.robust))
         est.append(_cp(f"{c.family}_epoch{c.epoch}_robust_accuracy", int(r.robust.sum()), n))
         est.append(_cp(f"{c.family}_epoch{c.epoch}_clean_accuracy", int(r.clean_correct.sum()), n))
+
+    def paired(a: torch.Tensor, b: torch.Tensor) -> float:  # p-value of "b better than a" on the same examples
+        return mcnemar_one_sided(int((b & ~a).sum()), int((a & ~b).sum()))
+
     checks = []
     std = curves.get("standard")
     if std and len(std["epoch"]) >= 2:
-        best = (-1.0, None)
-        for i in range(len(std["epoch"])):
-            for j in range(i + 1, len(std["epoch"])):
-                up = std["clean"][j] - std["clean"][i]
-                down = std["robust"][i] - std["robust"][j]
-                best = max(best, (min(up, down), (i, j)), key=lambda t: t[0])
-        val, ij = best
+        mk = masks["standard"]
+        pairs = [(i, j) for i in range(len(mk)) for j in range(i + 1, len(mk))]
+        level = ps.alpha / len(pairs)  # Bonferroni over the pairs looked at
+        scored = []
+        for i, j in pairs:
+            p_clean = paired(mk[i][0], mk[j][0])  # clean accuracy rose from i to j
+            p_rob = paired(mk[j][1], mk[i][1])  # robust accuracy fell from i to j
+            scored.append((max(p_clean, p_rob), i, j, p_clean, p_rob))
+        pmax, i, j, p_clean, p_rob = min(scored)
         txt = (
-            f"epochs {std['epoch'][ij[0]]} -> {std['epoch'][ij[1]]}: clean {std['clean'][ij[0]]:.3f} -> "
-            f"{std['clean'][ij[1]]:.3f}, robust {std['robust'][ij[0]]:.3f} -> {std['robust'][ij[1]]:.3f}"
+            f"epochs {std['epoch'][i]} -> {std['epoch'][j]}: clean {std['clean'][i]:.3f} -> {std['clean'][j]:.3f} "
+            f"(one-sided McNemar p = {p_clean:.2g}), robust {std['robust'][i]:.3f} -> {std['robust'][j]:.3f} "
+            f"(p = {p_rob:.2g})"
         )
         checks.append(
             Check(
                 "a8_clean_up_robust_down",
-                val > ps.min_change,
-                val,
-                ps.min_change,
-                ps.min_change,
-                f"largest simultaneous clean rise and robust fall (the smaller of the two): {val:.4g}; " + txt,
+                pmax < level,
+                pmax,
+                level,
+                level,
+                f"strongest pair of standard-training checkpoints: {txt}; both p < {level:.2g} needed",
                 severity="info",
                 kind="agreement",
-                criterion=f"some later checkpoint gains > {ps.min_change:g} clean accuracy while "
-                f"losing > {ps.min_change:g} robust accuracy (A.8: possible, not certain)",
+                criterion=f"for some pair of checkpoints, clean accuracy rises AND robust accuracy falls, each by an "
+                f"exact paired McNemar test at level {ps.alpha:g} / {len(pairs)} pairs (A.8: possible, not certain)",
             )
         )
     for fam, label in (("adversarial", "PGD training"), ("trades", "TRADES training")):
         adv = curves.get(fam)
         if not (std and adv):
             continue
-        d_rob = adv["robust"][-1] - std["robust"][-1]
+        p_rob = paired(masks["standard"][-1][1], masks[fam][-1][1])
         d_clean = std["clean"][-1] - adv["clean"][-1]
         checks.append(
             Check(
                 f"c8_{fam}_training_tradeoff",
-                d_rob > ps.min_change,
-                d_rob,
-                ps.min_change,
-                ps.min_change,
-                f"final robust accuracy: {fam} {adv['robust'][-1]:.3f} vs standard "
-                f"{std['robust'][-1]:.3f}; clean: {adv['clean'][-1]:.3f} vs {std['clean'][-1]:.3f} "
+                p_rob < ps.alpha,
+                p_rob,
+                ps.alpha,
+                ps.alpha,
+                f"final robust accuracy: {fam} {adv['robust'][-1]:.3f} vs standard {std['robust'][-1]:.3f} "
+                f"(one-sided McNemar p = {p_rob:.2g}); clean: {adv['clean'][-1]:.3f} vs {std['clean'][-1]:.3f} "
                 f"(clean cost {d_clean:.3f})",
                 severity="info",
                 kind="agreement",
-                criterion=f"{label} raises robust accuracy by > {ps.min_change:g} (C.8)",
+                criterion=f"{label} raises robust accuracy over standard training, exact paired McNemar test at "
+                f"level {ps.alpha:g} (C.8)",
             )
         )
     rows = [[fam, cur["epoch"][-1], cur["clean"][-1], cur["robust"][-1]] for fam, cur in curves.items()]
-    table = Table("training_final", f"Final checkpoints (PGD l-inf eps = {s.policy_eps:g})",
-                  ["training", "epoch", "clean accuracy", "robust accuracy"], rows)  # fmt: skip
+    table = Table(
+        "training_final",
+        f"Final checkpoints (PGD l-inf eps = {s.policy_eps:g})",
+        ["training", "epoch", "clean accuracy", "robust accuracy"],
+        rows,
+    )
     traces = []
     for k, (fam, cur) in enumerate(curves.items()):
         col = plots.PALETTE[k % len(plots.PALETTE)]

@@ -154,11 +154,11 @@ class TrainingSettings:
     """A.8 along training: clean and robust accuracy of the checkpoints; the AT trade-off (C.8)."""
 
     steps: int = 10
-    min_change: float = 0.01  # a rise or fall counts when it exceeds this fraction of examples
+    alpha: float = 0.05  # family-wise level of the paired exact (McNemar) tests, Bonferroni over checkpoint pairs
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 1)
-        check_open_unit("min_change", self.min_change)
+        check_open_unit("alpha", self.alpha)
 
 
 @dataclass(frozen=True)

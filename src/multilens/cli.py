@@ -524,6 +524,30 @@ def calibration(
     _guard(go)
 
 
+certify_app = typer.Typer(no_args_is_help=True, help="Failure-rate certificates (the robustness lens writes them).")
+app.add_typer(certify_app, name="certify")
+
+
+@certify_app.command("verify")
+def certify_verify(
+    cert: Path = typer.Argument(..., help="A certificate JSON written by the robustness lens (make_certificate)."),
+) -> None:
+    """Recompute a certificate's k, its Clopper-Pearson bound u and digest: exit 0 verified, 1 mismatch, 2 bad file."""
+    from multilens.lenses.robustness.certificate import load_certificate, verify_certificate
+
+    try:
+        ok, problems = verify_certificate(load_certificate(cert))
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, not a certificate
+        typer.echo(f"multilens: error: {cert}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
+        raise typer.Exit(2) from None
+    if ok:
+        typer.echo(f"verified: {cert}")
+        return
+    for p in problems:
+        typer.echo(f"mismatch: {p}")
+    raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -162,6 +162,21 @@ LENSES: tuple[LensEntry, ...] = (
             "digits_slope_n_covers_minus_one",
         ),
     ),
+    LensEntry(
+        "robustness",
+        "robustness",
+        "multilens.lenses.robustness",
+        "Robustness: checked attacks, Lipschitz bounds per stage, certified radii and the release gates' inputs",
+        "PGD/FGSM/square attacks with sanity checks and an exact linear reference, Lipschitz bounds, "
+        "randomized smoothing, an FNR certificate, A.8 along training, corruptions, transfer",
+        "a classifier (torch model returning logits), held-out inputs and integer labels, and the valid input box",
+        produces={"robustness.lipschitz_stages": list, "robustness.fnr_upper": float},
+        key_checks=(
+            "linear_linf_box_pgd_matches_exact",
+            "lipschitz_lower_le_upper_end_to_end",
+            "eps0_reproduces_clean_linf",
+        ),
+    ),
 )
 
 

@@ -29,15 +29,16 @@ test-all: $(VENV)/.installed-dev
 	$(PY) -m pytest -q --timeout=3600
 
 bench: $(VENV)/.installed-dev
-	$(PIP) install --no-deps "pyhessian==0.1"
+	$(PIP) install --no-deps "pyhessian==0.1" "netcal==1.4.0" "torchattacks==3.5.1"  # --no-deps: they would pull another torch
+	$(PIP) install "torchmetrics==1.9.0" "curvlinops-for-pytorch==3.0.1" "hessian-eigenthings==1.0.0a5" "fairlearn==0.15.0"
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks examples tools
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples tools
 
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site

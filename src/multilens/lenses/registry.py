@@ -107,6 +107,16 @@ LENSES: tuple[LensEntry, ...] = (
         "noisy observation) and, when known, the true signal and the noise std",
         key_checks=("filters.gap_within_continuum_bound.operator", "filters.no_single_lambda.operator"),
     ),
+    LensEntry(
+        "compression",
+        "compression",
+        "multilens.lenses.compression",
+        "Compression: per-layer SVD, tail energy, SVD vs magnitude vs random pruning and recovery",
+        "per-layer SVD spectra, Eckart-Young, tail energy vs excess loss, pruning at matched counts and retraining",
+        "CompressionSubject(models=((name, model), ...), loss_fn, train=(x, y), holdout=(x, y)): trained torch models "
+        "(nn.Linear layers are compressed, others left alone), their mean loss and data; or a multilens.Subject",
+        key_checks=("eckart_young_whitened", "tail_energy_predicts_excess_loss", "svd_loses_on_high_rank_noise"),
+    ),
 )
 
 

@@ -1,0 +1,15 @@
+"""Spectral-compression lens (see :mod:`multilens.lenses.compression.lens`)."""
+
+from multilens.lenses.compression.lens import (
+    CompressionSubject,
+    CurvatureSettings,
+    PruningSettings,
+    Settings,
+    SpectraSettings,
+    TailEnergySettings,
+    default_subject,
+    measure,
+)
+
+__all__ = ["CompressionSubject", "CurvatureSettings", "PruningSettings", "Settings", "SpectraSettings",
+           "TailEnergySettings", "default_subject", "measure"]  # fmt: skip

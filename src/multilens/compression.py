@@ -23,5 +23,14 @@ from multilens.lenses.compression.ops import (
     svd_truncate,
 )
 
-__all__ = ["LayerSpectrum", "LowRankLinear", "apply_masks", "count_weights", "layer_spectra", "magnitude_prune",
-           "matched_keep", "random_prune", "svd_truncate"]  # fmt: skip
+__all__ = [
+    "LayerSpectrum",
+    "LowRankLinear",
+    "apply_masks",
+    "count_weights",
+    "layer_spectra",
+    "magnitude_prune",
+    "matched_keep",
+    "random_prune",
+    "svd_truncate",
+]

@@ -79,8 +79,16 @@ def make_group_task(
     y = ((x @ _weights(d) + noise * torch.randn(n, generator=gen, dtype=torch.float64)) > 0).float()
     feats = torch.cat([x, g.double()[:, None]], 1).float()
     gap = exact_base_rate_gap(d, disparity, noise)
-    return GroupTask(feats[:n_train], y[:n_train], g[:n_train], feats[n_train:], y[n_train:], g[n_train:], gap,
-                     f"generated tabular (d={d}, disparity={disparity:g})")  # fmt: skip
+    return GroupTask(
+        feats[:n_train],
+        y[:n_train],
+        g[:n_train],
+        feats[n_train:],
+        y[n_train:],
+        g[n_train:],
+        gap,
+        f"generated tabular (d={d}, disparity={disparity:g})",
+    )
 
 
 def digits_group_task(seed: int = 0) -> GroupTask:

@@ -11,5 +11,13 @@ from multilens.lenses.compression.lens import (
     measure,
 )
 
-__all__ = ["CompressionSubject", "CurvatureSettings", "PruningSettings", "Settings", "SpectraSettings",
-           "TailEnergySettings", "default_subject", "measure"]  # fmt: skip
+__all__ = [
+    "CompressionSubject",
+    "CurvatureSettings",
+    "PruningSettings",
+    "Settings",
+    "SpectraSettings",
+    "TailEnergySettings",
+    "default_subject",
+    "measure",
+]

@@ -26,8 +26,11 @@ def from_subject(subject: Subject, settings: Any) -> tuple[Any, Any]:
         raise NotApplicable("retraining after compression needs `train=` data")
     train = tensors_of(subject.train)
     holdout = tensors_of(subject.holdout) if subject.holdout is not None else train
-    info = {"name": subject.name, "model_class": type(subject.model).__name__,
-            "holdout": "holdout" if subject.holdout is not None else "training data (no holdout given)"}  # fmt: skip
+    info = {
+        "name": subject.name,
+        "model_class": type(subject.model).__name__,
+        "holdout": "holdout" if subject.holdout is not None else "training data (no holdout given)",
+    }
     off = {}
     if train[1].is_floating_point():
         off["pruning"] = None  # retained accuracy needs class labels

@@ -190,8 +190,9 @@ class CompressionSubject:
                 raise ConfigError(f"model {name!r} must be an nn.Module with at least one nn.Linear layer.")
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, seed: int,
-                     batch_size: int = 64) -> nn.Module:  # fmt: skip
+def train_classifier(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, seed: int, batch_size: int = 64
+) -> nn.Module:
     """Adam on cross-entropy with a seeded example order; trains ``model`` in place and returns it."""
     g = torch_generator(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -215,10 +216,16 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
     for i, w in enumerate(settings.widths):
         s = part_seed(seed, LENS, f"model{i}")
         m = build_mlp(MLPSpec(d.d_in, (w, w), d.n_classes), s)
-        models.append((f"mlp{w}", train_classifier(m, d.x_train, d.y_train, epochs=settings.epochs, lr=settings.lr,
-                                                   seed=s)))  # fmt: skip
-    return CompressionSubject(tuple(models), nn.functional.cross_entropy, (d.x_train, d.y_train),
-                              (d.x_test, d.y_test), {"data": "digits", "checksum": d.checksum})  # fmt: skip
+        models.append(
+            (f"mlp{w}", train_classifier(m, d.x_train, d.y_train, epochs=settings.epochs, lr=settings.lr, seed=s))
+        )
+    return CompressionSubject(
+        tuple(models),
+        nn.functional.cross_entropy,
+        (d.x_train, d.y_train),
+        (d.x_test, d.y_test),
+        {"data": "digits", "checksum": d.checksum},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -260,7 +267,6 @@ def whitened_loss_increase(x: torch.Tensor, y: torch.Tensor, rank: int) -> tuple
 
     Loss = mean over examples of the summed squared error. With X^T X / n = I and W the least-squares
     fit, L(W_r) - L(W) = ||W - W_r||_F^2 exactly (the cross term is the normal equations' residual)."""
-    d_in, d_out = x.shape[1], y.shape[1]
     lin = _linear(y.T @ x / x.shape[0])  # the least-squares fit, since X^T X / n = I
 
     @torch.no_grad()
@@ -282,28 +288,76 @@ def spectra_part(subject: CompressionSubject, ps: SpectraSettings, *, seed: int)
             w = dict(linear_layers(model))[sp.name].weight.detach().double()
             err2 = float(((w - tl[sp.name].weight.detach().double()) ** 2).sum())
             tag = f"{mname}.{sp.name}"
-            checks.append(check_within(f"eckart_young.{tag}", err2, sp.tail_energy(r), 1e-5 * sp.energy, kind="sanity",
-                                       what=f"{tag}: ||W - W_r||_F^2 vs sum_(j>{r}) sigma_j^2"))  # fmt: skip
-            ests += [_det(f"stable_rank.{tag}", sp.stable_rank), _det(f"tail_energy.{tag}", sp.tail_energy(r)),
-                     _det(f"condition_number.{tag}", min(sp.condition_number, 1e300))]  # fmt: skip
-            rows.append([mname, sp.name, f"{sp.shape[0]}x{sp.shape[1]}", sp.energy, sp.stable_rank,
-                         sp.condition_number if math.isfinite(sp.condition_number) else None, r, sp.tail_energy(r),
-                         [float(v) for v in sp.singular_values[:8]]])  # fmt: skip
+            checks.append(
+                check_within(
+                    f"eckart_young.{tag}",
+                    err2,
+                    sp.tail_energy(r),
+                    1e-5 * sp.energy,
+                    kind="sanity",
+                    what=f"{tag}: ||W - W_r||_F^2 vs sum_(j>{r}) sigma_j^2",
+                )
+            )
+            ests += [
+                _det(f"stable_rank.{tag}", sp.stable_rank),
+                _det(f"tail_energy.{tag}", sp.tail_energy(r)),
+                _det(f"condition_number.{tag}", min(sp.condition_number, 1e300)),
+            ]
+            rows.append(
+                [
+                    mname,
+                    sp.name,
+                    f"{sp.shape[0]}x{sp.shape[1]}",
+                    sp.energy,
+                    sp.stable_rank,
+                    sp.condition_number if math.isfinite(sp.condition_number) else None,
+                    r,
+                    sp.tail_energy(r),
+                    [float(v) for v in sp.singular_values[:8]],
+                ]
+            )
         skipped = skipped_layers(model)
         if skipped:
             rows.append([mname, ", ".join(skipped), "not nn.Linear: left alone", None, None, None, None, None, []])
     x, y = whitened_linear_problem(ps.whitened_n, ps.whitened_d, ps.whitened_d // 2 + 1, seed)
     r = max(1, (ps.whitened_d // 2 + 1) // 2)
     inc, tail = whitened_loss_increase(x, y, r)
-    checks.append(check_within("eckart_young_whitened", inc, tail, 1e-8, relative=True, kind="agreement",
-                               what=f"least-squares linear model on whitened inputs, rank {r}: loss increase vs tail "
-                                    "energy"))  # fmt: skip
+    checks.append(
+        check_within(
+            "eckart_young_whitened",
+            inc,
+            tail,
+            1e-8,
+            relative=True,
+            kind="agreement",
+            what=f"least-squares linear model on whitened inputs, rank {r}: loss increase vs tail energy",
+        )
+    )
     main = subject.models[0][0]
     sr = [e.value for e in ests if e.name.startswith(f"stable_rank.{main}.")]
-    table = Table("layer_spectra", "Per-layer spectra", ["model", "layer", "shape", "energy", "stable rank",
-                  "condition number", f"rank at {ps.energy:g} energy", "tail energy", "top singular values"], rows)  # fmt: skip
-    return Part("spectra", estimates=tuple(ests), checks=tuple(checks), tables=(table,),
-                metrics={"compression.mean_stable_rank": float(np.mean(sr))})  # fmt: skip
+    table = Table(
+        "layer_spectra",
+        "Per-layer spectra",
+        [
+            "model",
+            "layer",
+            "shape",
+            "energy",
+            "stable rank",
+            "condition number",
+            f"rank at {ps.energy:g} energy",
+            "tail energy",
+            "top singular values",
+        ],
+        rows,
+    )
+    return Part(
+        "spectra",
+        estimates=tuple(ests),
+        checks=tuple(checks),
+        tables=(table,),
+        metrics={"compression.mean_stable_rank": float(np.mean(sr))},
+    )
 
 
 def _relative_tail(model: nn.Module, energy: float) -> float:
@@ -326,16 +380,31 @@ def tail_energy_part(subject: CompressionSubject, ps: TailEnergySettings, *, see
     ci = stats.bootstrap_ci(rho, t_arr, e_arr, n_boot=ps.n_boot, level=level, seed=seed, unit="(model, rank) points")
     est = ci.to_estimate("spearman_tail_vs_excess_loss")
     ok = bool(ci.ok and ci.low > ps.min_spearman)
-    check = Check("tail_energy_predicts_excess_loss", ok if ci.ok else None, ci.low if ci.ok else None,
-                  ps.min_spearman, None,
-                  f"B.19: Spearman(neglected tail energy, excess held-out loss) = {ci.estimate:.3f}, interval "
-                  f"{stats.interval_text(ci)} over {len(t_arr)} points; lower end {'>' if ok else '<='} "
-                  f"{ps.min_spearman:g}" + (f" ({ci.n_dropped} non-finite resamples dropped)" if ci.n_dropped else ""),
-                  kind="agreement", criterion=f"lower end of the rank-correlation interval > {ps.min_spearman:g}")  # fmt: skip
-    table = Table("tail_vs_excess", "Neglected tail energy vs excess held-out loss",
-                  ["model", "kept energy", "mean relative tail energy", "excess loss", "accuracy"], rows)  # fmt: skip
-    return Part("tail_energy", estimates=(est,), checks=(check,), tables=(table,),
-                metrics=metric_with_interval("compression.tail_spearman", est))  # fmt: skip
+    check = Check(
+        "tail_energy_predicts_excess_loss",
+        ok if ci.ok else None,
+        ci.low if ci.ok else None,
+        ps.min_spearman,
+        None,
+        f"B.19: Spearman(neglected tail energy, excess held-out loss) = {ci.estimate:.3f}, interval "
+        f"{stats.interval_text(ci)} over {len(t_arr)} points; lower end {'>' if ok else '<='} "
+        f"{ps.min_spearman:g}" + (f" ({ci.n_dropped} non-finite resamples dropped)" if ci.n_dropped else ""),
+        kind="agreement",
+        criterion=f"lower end of the rank-correlation interval > {ps.min_spearman:g}",
+    )
+    table = Table(
+        "tail_vs_excess",
+        "Neglected tail energy vs excess held-out loss",
+        ["model", "kept energy", "mean relative tail energy", "excess loss", "accuracy"],
+        rows,
+    )
+    return Part(
+        "tail_energy",
+        estimates=(est,),
+        checks=(check,),
+        tables=(table,),
+        metrics=metric_with_interval("compression.tail_spearman", est),
+    )
 
 
 def _budget_ranks(model: nn.Module, f: float) -> dict[str, int]:
@@ -363,8 +432,9 @@ def high_rank_noise_case(d: int, seed: int) -> tuple[float, float, float]:
     w = torch.zeros(d, d, dtype=torch.float64)
     k = 2 * d
     idx = torch.randperm(d * d, generator=g)[:k]
-    w.view(-1)[idx] = torch.randn(k, generator=g, dtype=torch.float64).sign() * (1 + torch.rand(k, generator=g,
-                                                                                                 dtype=torch.float64))  # fmt: skip
+    w.view(-1)[idx] = torch.randn(k, generator=g, dtype=torch.float64).sign() * (
+        1 + torch.rand(k, generator=g, dtype=torch.float64)
+    )
     w += 0.01 * torch.randn(d, d, generator=g, dtype=torch.float64)
     lin = _linear(w)
     r = max(1, d // 8)
@@ -405,16 +475,34 @@ def pruning_part(subject: CompressionSubject, ps: PruningSettings, *, seed: int,
         retained[meth] = er
         metrics |= metric_with_interval(f"compression.retained_accuracy_{meth}", er)
         metrics[f"compression.loss_jump_{meth}"] = float(np.mean(jumps))
-        rows.append([meth, count_weights(build(seeds[0])), float(np.mean(jumps)), float(np.mean(accs0)),
-                     ci_r.estimate, ci_r.low if ci_r.ok else None, ci_r.high if ci_r.ok else None])  # fmt: skip
+        rows.append(
+            [
+                meth,
+                count_weights(build(seeds[0])),
+                float(np.mean(jumps)),
+                float(np.mean(accs0)),
+                ci_r.estimate,
+                ci_r.low if ci_r.ok else None,
+                ci_r.high if ci_r.ok else None,
+            ]
+        )
     best = max(retained.values(), key=lambda e: e.value if e.value is not None else -1.0)
     metrics |= metric_with_interval("compression.retained_accuracy", best)
     metrics["compression.weight_fraction"] = count_weights(methods["magnitude"](seeds[0])) / count_weights(model)
     e_svd, e_mag, sr = high_rank_noise_case(ps.noise_dim, seed)
-    checks.append(Check("svd_loses_on_high_rank_noise", bool(e_svd > e_mag), e_svd, e_mag, None,
-                        f"DEF-SPECTRAL failure case: sparse-spike {ps.noise_dim}x{ps.noise_dim} weight (stable rank "
-                        f"{sr:.1f}), matched count: SVD error^2 {e_svd:.4g} vs magnitude error^2 {e_mag:.4g}",
-                        kind="agreement", criterion="SVD truncation error^2 > magnitude-pruning error^2"))  # fmt: skip
+    checks.append(
+        Check(
+            "svd_loses_on_high_rank_noise",
+            bool(e_svd > e_mag),
+            e_svd,
+            e_mag,
+            None,
+            f"DEF-SPECTRAL failure case: sparse-spike {ps.noise_dim}x{ps.noise_dim} weight (stable rank "
+            f"{sr:.1f}), matched count: SVD error^2 {e_svd:.4g} vs magnitude error^2 {e_mag:.4g}",
+            kind="agreement",
+            criterion="SVD truncation error^2 > magnitude-pruning error^2",
+        )
+    )
     # Which compresses the subject's own layers better at the matched count (reported, not asserted).
     rec_rows = []
     for ln, lin in linear_layers(model):
@@ -426,12 +514,19 @@ def pruning_part(subject: CompressionSubject, ps: PruningSettings, *, seed: int,
         ["noise control", max(1, ps.noise_dim // 8), None, e_svd, e_mag, "svd" if e_svd < e_mag else "magnitude"]
     )
     tables = (
-        Table("matched_compression", f"{name}: compression at matched weight counts and retraining at matched compute",
-              ["method", "weights kept", "loss jump", "accuracy right after", "retained accuracy",
-               "ci low", "ci high"], rows),
-        Table("reconstruction", "Layer reconstruction error^2 at the matched count (incl. the high-rank-noise control)",
-              ["layer", "SVD rank", "weights kept", "SVD error^2", "magnitude error^2", "smaller"], rec_rows),
-    )  # fmt: skip
+        Table(
+            "matched_compression",
+            f"{name}: compression at matched weight counts and retraining at matched compute",
+            ["method", "weights kept", "loss jump", "accuracy right after", "retained accuracy", "ci low", "ci high"],
+            rows,
+        ),
+        Table(
+            "reconstruction",
+            "Layer reconstruction error^2 at the matched count (incl. the high-rank-noise control)",
+            ["layer", "SVD rank", "weights kept", "SVD error^2", "magnitude error^2", "smaller"],
+            rec_rows,
+        ),
+    )
     return Part("pruning", estimates=tuple(ests), checks=tuple(checks), tables=tables, metrics=metrics)
 
 
@@ -442,25 +537,56 @@ def curvature_part(subject: CompressionSubject, ps: CurvatureSettings, *, seed: 
     x, y = subject.train
     data = (x[: ps.n_examples], y[: ps.n_examples])
     ranks = _budget_ranks(model, keep_fraction)
-    variants = {"original": model, "svd": svd_truncate(model, rank=ranks),
-                "magnitude": magnitude_prune(model, keep=matched_keep(model, ranks))}  # fmt: skip
+    variants = {
+        "original": model,
+        "svd": svd_truncate(model, rank=ranks),
+        "magnitude": magnitude_prune(model, keep=matched_keep(model, ranks)),
+    }
     ests, rows, metrics = [], [], {}
     for v, m in variants.items():
         eig = hessian_eigenvalues(m, subject.loss_fn, data, k=1, tol=ps.tol, seed=seed)
         tr = hessian_trace(m, subject.loss_fn, data, n_matvec=ps.n_matvec, seed=seed)
         lam = float(eig.eigenvalues[0])
-        ests.append(Estimate(f"lambda_max.{v}", lam, method="Lanczos (multilens.curvature)", converged=eig.converged,
-                             n_iter=eig.n_iter, no_interval_reason="Lanczos eigenvalue; residual " +
-                             f"{float(np.max(eig.residuals)):.2g}"))  # fmt: skip
-        ests.append(Estimate(f"hessian_trace.{v}", float(tr.estimate), ci_low=tr.ci_low, ci_high=tr.ci_high,
-                             stderr=tr.stderr, method="Hutch++ (multilens.curvature)", n=int(tr.n_matvec)))  # fmt: skip
+        ests.append(
+            Estimate(
+                f"lambda_max.{v}",
+                lam,
+                method="Lanczos (multilens.curvature)",
+                converged=eig.converged,
+                n_iter=eig.n_iter,
+                no_interval_reason="Lanczos eigenvalue; residual " + f"{float(np.max(eig.residuals)):.2g}",
+            )
+        )
+        ests.append(
+            Estimate(
+                f"hessian_trace.{v}",
+                float(tr.estimate),
+                ci_low=tr.ci_low,
+                ci_high=tr.ci_high,
+                stderr=tr.stderr,
+                method="Hutch++ (multilens.curvature)",
+                n=int(tr.n_matvec),
+            )
+        )
         conds = [sp.condition_number for sp in layer_spectra(m)]
-        rows.append([v, lam, bool(eig.converged), float(tr.estimate), tr.ci_low, tr.ci_high,
-                     [c if math.isfinite(c) else None for c in conds]])  # fmt: skip
+        rows.append(
+            [
+                v,
+                lam,
+                bool(eig.converged),
+                float(tr.estimate),
+                tr.ci_low,
+                tr.ci_high,
+                [c if math.isfinite(c) else None for c in conds],
+            ]
+        )
         metrics[f"compression.lambda_max_{v}"] = lam
-    table = Table("curvature_after", f"{name}: curvature and per-layer condition numbers after compression (no retraining)",
-                  ["model", "lambda_max", "converged", "trace", "trace ci low", "trace ci high",
-                   "layer condition numbers"], rows)  # fmt: skip
+    table = Table(
+        "curvature_after",
+        f"{name}: curvature and per-layer condition numbers after compression (no retraining)",
+        ["model", "lambda_max", "converged", "trace", "trace ci low", "trace ci high", "layer condition numbers"],
+        rows,
+    )
     return Part("curvature", estimates=tuple(ests), tables=(table,), metrics=metrics)
 
 
@@ -469,10 +595,18 @@ def measure(
 ) -> LensResult:
     t0 = time.perf_counter()
     kf = settings.pruning.keep_fraction if settings.pruning is not None else PruningSettings().keep_fraction
-    parts, notes = run_parts(LENS, [
-        ("spectra", settings.spectra, lambda ps, s: spectra_part(subject, ps, seed=s)),
-        ("tail_energy", settings.tail_energy, lambda ps, s: tail_energy_part(subject, ps, seed=s, level=settings.level)),
-        ("pruning", settings.pruning, lambda ps, s: pruning_part(subject, ps, seed=s, level=settings.level)),
-        ("curvature", settings.curvature, lambda ps, s: curvature_part(subject, ps, seed=s, keep_fraction=kf)),
-    ], seed)  # fmt: skip
+    parts, notes = run_parts(
+        LENS,
+        [
+            ("spectra", settings.spectra, lambda ps, s: spectra_part(subject, ps, seed=s)),
+            (
+                "tail_energy",
+                settings.tail_energy,
+                lambda ps, s: tail_energy_part(subject, ps, seed=s, level=settings.level),
+            ),
+            ("pruning", settings.pruning, lambda ps, s: pruning_part(subject, ps, seed=s, level=settings.level)),
+            ("curvature", settings.curvature, lambda ps, s: curvature_part(subject, ps, seed=s, keep_fraction=kf)),
+        ],
+        seed,
+    )
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": dict(subject.info)})

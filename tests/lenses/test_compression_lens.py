@@ -30,7 +30,7 @@ def _user_model() -> nn.Module:
 def test_measure_on_a_user_subject() -> None:
     model = _user_model()
     before = [p.detach().clone() for p in model.parameters()]
-    st = dataclasses.replace(Settings.for_profile("smoke"), curvature=None)
+    st = dataclasses.replace(Settings.for_profile("smoke"), curvature=None, lora=None)
     subj = CompressionSubject((("user", model),), nn.functional.cross_entropy, _data(0), _data(1))
     r = measure(subj, st, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -58,3 +58,28 @@ def test_diagnose_runs_the_compression_lens(tmp_path) -> None:
     phase = next(p for p in rep.summary["phases"] if p["name"] == "compression")
     assert phase["status"] == "done", phase
     assert "compression.retained_accuracy" in rep.summary["metrics"]
+
+
+def test_lora_part_on_a_user_shifted_task() -> None:
+    from multilens.lenses.compression import LoraSettings
+
+    model = _user_model()
+    x, y = _data(0)
+    xs, ys = _data(2)
+    shifted = ((xs.flip(1), ys), (_data(3)[0].flip(1), _data(3)[1]))  # features reversed: a covariate shift
+    subj = CompressionSubject((("user", model),), nn.functional.cross_entropy, (x, y), _data(1), shifted=shifted)
+    base = Settings.for_profile("smoke")
+    st = dataclasses.replace(
+        base,
+        spectra=None,
+        tail_energy=None,
+        pruning=None,
+        curvature=None,
+        lora=LoraSettings(ranks=(1, 3, 10), steps=40, n_seeds=2, n_boot=60),
+    )
+    r = measure(subj, st, seed=0)
+    rows = next(t for t in r.tables if t.key == "lora").rows
+    # at rank 10 >= min(m, n) of both layers (24 x 10 and 3 x 24) the full update has no neglected tail: exactly 0
+    assert all(row[2] == 0.0 for row in rows if row[1] == 10)
+    assert r.check("lora_excess_tracks_tail_energy").passed is not None
+    assert len(rows) == 2 * 3

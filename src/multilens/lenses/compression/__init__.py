@@ -3,6 +3,7 @@
 from multilens.lenses.compression.lens import (
     CompressionSubject,
     CurvatureSettings,
+    LoraSettings,
     PruningSettings,
     Settings,
     SpectraSettings,
@@ -14,6 +15,7 @@ from multilens.lenses.compression.lens import (
 __all__ = [
     "CompressionSubject",
     "CurvatureSettings",
+    "LoraSettings",
     "PruningSettings",
     "Settings",
     "SpectraSettings",

@@ -31,7 +31,7 @@ def from_subject(subject: Subject, settings: Any) -> tuple[Any, Any]:
         "model_class": type(subject.model).__name__,
         "holdout": "holdout" if subject.holdout is not None else "training data (no holdout given)",
     }
-    off = {}
+    off: dict[str, Any] = {"lora": None}  # the LoRA sweep needs a shifted task, which a Subject does not carry
     if train[1].is_floating_point():
         off["pruning"] = None  # retained accuracy needs class labels
     return CompressionSubject(((subject.name, model),), subject.loss_fn, train, holdout, info), dataclasses.replace(

@@ -98,9 +98,9 @@ class PruningSettings:
     at ``lr``, ``n_seeds`` example orders shared by the three methods."""
 
     keep_fraction: float = 0.25
-    retrain_steps: int = 150
+    retrain_steps: int = 400
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
     n_seeds: int = 3
     noise_dim: int = 40
 
@@ -111,6 +111,33 @@ class PruningSettings:
         check_positive("lr", self.lr)
         check_int("n_seeds", self.n_seeds, 1)
         check_int("noise_dim", self.noise_dim, 4)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Part ``lora``: on the shifted task, full fine-tuning vs LoRA W + U V^T (U = 0 at start, only U, V trained)
+    at each rank in ``ranks``; ``steps`` Adam steps at ``lr``, batch ``batch_size``, ``n_seeds`` example orders
+    (shared by full and LoRA runs). The check asks the lower end of the Spearman interval between the excess
+    held-out loss (LoRA - full) and the full update's neglected tail energy to exceed ``min_spearman``."""
+
+    ranks: tuple[int, ...] = (1, 2, 4, 8, 16)
+    steps: int = 300
+    lr: float = 3e-3
+    batch_size: int = 64
+    n_seeds: int = 3
+    min_spearman: float = 0.5
+    n_boot: int = 500
+
+    def __post_init__(self) -> None:
+        check_positive_list("ranks", self.ranks, ints=True, minimum=1)
+        check_int("steps", self.steps, 1)
+        check_positive("lr", self.lr)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("n_seeds", self.n_seeds, 1)
+        v = self.min_spearman
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 < v < 1.0:
+            raise ConfigError(f"`min_spearman` must be a number in (-1, 1); got {v!r}.")
+        check_int("n_boot", self.n_boot, 50)
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,7 @@ class Settings:
     tail_energy: TailEnergySettings | None = TailEnergySettings()
     pruning: PruningSettings | None = PruningSettings()
     curvature: CurvatureSettings | None = CurvatureSettings()
+    lora: LoraSettings | None = LoraSettings()
 
     def __post_init__(self) -> None:
         check_int("schema_version", self.schema_version, 1)
@@ -163,6 +191,7 @@ class Settings:
                 tail_energy=TailEnergySettings(energies=(0.3, 0.6, 0.9), n_boot=100),
                 pruning=PruningSettings(retrain_steps=20, n_seeds=2),
                 curvature=CurvatureSettings(n_examples=64, n_matvec=9),
+                lora=LoraSettings(ranks=(1, 4, 16), steps=30, n_seeds=2, n_boot=100),
             )
         if profile == "full":
             return replace(
@@ -181,6 +210,8 @@ class CompressionSubject:
     train: tuple[torch.Tensor, torch.Tensor]
     holdout: tuple[torch.Tensor, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)
+    # a shifted task for the ``lora`` part: ((x_train, y_train), (x_test, y_test))
+    shifted: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -219,12 +250,14 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
         models.append(
             (f"mlp{w}", train_classifier(m, d.x_train, d.y_train, epochs=settings.epochs, lr=settings.lr, seed=s))
         )
+    mirror = lambda x: x.view(-1, 8, 8).flip(-1).reshape(x.shape[0], 64)  # noqa: E731
     return CompressionSubject(
         tuple(models),
         nn.functional.cross_entropy,
         (d.x_train, d.y_train),
         (d.x_test, d.y_test),
-        {"data": "digits", "checksum": d.checksum},
+        {"data": "digits", "checksum": d.checksum, "shifted_task": "digits mirrored left-right"},
+        shifted=((mirror(d.x_train), d.y_train), (mirror(d.x_test), d.y_test)),
     )
 
 
@@ -590,6 +623,123 @@ def curvature_part(subject: CompressionSubject, ps: CurvatureSettings, *, seed: 
     return Part("curvature", estimates=tuple(ests), tables=(table,), metrics=metrics)
 
 
+class LoRALinear(nn.Module):
+    """W x + b + U V^T x with W, b frozen; U (out x r) starts at 0, V (in x r) ~ N(0, 1/in) (seeded)."""
+
+    def __init__(self, base: nn.Linear, r: int, gen: torch.Generator) -> None:
+        super().__init__()
+        self.base = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.u = nn.Parameter(torch.zeros(base.out_features, r))
+        self.v = nn.Parameter(torch.randn(base.in_features, r, generator=gen) / math.sqrt(base.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.v) @ self.u.T
+
+
+def _with_lora(model: nn.Module, r: int, seed: int) -> nn.Module:
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    gen = torch_generator(seed)
+    for name, lin in linear_layers(m):
+        low = LoRALinear(lin, min(r, min(lin.weight.shape)), gen)
+        if not name:
+            return low
+        parent, _, child = name.rpartition(".")
+        setattr(m.get_submodule(parent) if parent else m, child, low)
+    return m
+
+
+def _finetune(model: nn.Module, loss_fn: Callable, data: tuple, steps: int, lr: float, bs: int, seed: int) -> nn.Module:
+    m = model.train()
+    g = torch_generator(seed)
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
+    x, y = data
+    for _ in range(steps):
+        idx = torch.randint(0, x.shape[0], (bs,), generator=g)
+        opt.zero_grad()
+        loss_fn(m(x[idx]), y[idx]).backward()
+        opt.step()
+    return m.eval()
+
+
+def lora_part(subject: CompressionSubject, ps: LoraSettings, *, seed: int, level: float) -> Part:
+    if subject.shifted is None:
+        raise ConfigError("the `lora` part needs a shifted task in the subject (`shifted=((x, y), (x_test, y_test))`).")
+    name, model = subject.models[0]
+    train, test = subject.shifted
+    l_before, a_before = _loss_acc(model, subject.loss_fn, test)
+    tails, excess, rows = [], [], []
+    per_rank: dict[int, list[float]] = {r: [] for r in ps.ranks}
+    full_losses = []
+    for i in range(ps.n_seeds):
+        s = part_seed(seed, LENS, f"lora.{i}")
+        full = _finetune(copy.deepcopy(model), subject.loss_fn, train, ps.steps, ps.lr, ps.batch_size, s)
+        lf, af = _loss_acc(full, subject.loss_fn, test)
+        full_losses.append(lf)
+        full_w = dict(linear_layers(full))
+        sv = [
+            np.linalg.svd((full_w[n].weight - lin.weight).detach().double().numpy(), compute_uv=False)
+            for n, lin in linear_layers(model)
+        ]
+        for r in ps.ranks:
+            lm = _finetune(_with_lora(model, r, s + r), subject.loss_fn, train, ps.steps, ps.lr, ps.batch_size, s)
+            ll, al = _loss_acc(lm, subject.loss_fn, test)
+            tail = float(np.mean([np.sum(v[r:] ** 2) / max(np.sum(v**2), 1e-300) for v in sv]))
+            tails.append(tail)
+            excess.append(ll - lf)
+            per_rank[r].append(ll - lf)
+            rows.append([i, r, tail, ll, lf, ll - lf, al, af])
+
+    def rho(a: np.ndarray, b: np.ndarray) -> float:
+        return float(sps.spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
+
+    ci = stats.bootstrap_ci(
+        rho, np.asarray(tails), np.asarray(excess), n_boot=ps.n_boot, level=level, seed=seed, unit="(seed, rank) points"
+    )
+    est = ci.to_estimate("lora_spearman_tail_vs_excess")
+    ok = bool(ci.ok and ci.low > ps.min_spearman)
+    check = Check(
+        "lora_excess_tracks_tail_energy",
+        ok if ci.ok else None,
+        ci.low if ci.ok else None,
+        ps.min_spearman,
+        None,
+        f"B.19: Spearman(neglected tail energy of the full fine-tuning update, LoRA - full held-out loss) = "
+        f"{ci.estimate:.3f}, interval {stats.interval_text(ci)} over {len(tails)} points"
+        + (f" ({ci.n_dropped} non-finite resamples dropped)" if ci.n_dropped else ""),
+        kind="agreement",
+        criterion=f"lower end of the rank-correlation interval > {ps.min_spearman:g}",
+    )
+    ests = [
+        est,
+        _det("shifted_loss_before_finetuning", l_before),
+        stats.mean_ci(full_losses, level).to_estimate("shifted_loss_full_finetuning"),
+    ]
+    ests += [stats.mean_ci(v, level).to_estimate(f"lora_excess_loss.rank{r}") for r, v in per_rank.items()]
+    task = subject.info.get("shifted_task", "given")
+    table = Table(
+        "lora",
+        f"{name}: LoRA rank sweep vs full fine-tuning on the shifted task ({task})",
+        [
+            "seed",
+            "rank",
+            "tail energy of full update",
+            "LoRA loss",
+            "full loss",
+            "excess",
+            "LoRA accuracy",
+            "full accuracy",
+        ],
+        rows,
+    )
+    metrics = metric_with_interval("compression.lora_tail_spearman", est)
+    metrics["compression.shifted_accuracy_before"] = a_before
+    return Part("lora", estimates=tuple(ests), checks=(check,), tables=(table,), metrics=metrics)
+
+
 def measure(
     subject: CompressionSubject, settings: Settings, *, seed: int, runtime: Runtime | None = None
 ) -> LensResult:
@@ -606,6 +756,7 @@ def measure(
             ),
             ("pruning", settings.pruning, lambda ps, s: pruning_part(subject, ps, seed=s, level=settings.level)),
             ("curvature", settings.curvature, lambda ps, s: curvature_part(subject, ps, seed=s, keep_fraction=kf)),
+            ("lora", settings.lora, lambda ps, s: lora_part(subject, ps, seed=s, level=settings.level)),
         ],
         seed,
     )

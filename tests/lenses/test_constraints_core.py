@@ -135,3 +135,14 @@ def test_unit_pruning_keeps_the_function_of_kept_units() -> None:
     x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
     assert small[0].out_features == 2
     torch.testing.assert_close(small(x), m(x))
+
+
+def test_random_qp_has_its_designed_kkt_point() -> None:
+    from multilens.lenses.constraints.core import random_qp
+
+    qp = random_qp(6, 5, seed=7)
+    s = solve_qp_exact(qp)
+    assert int(np.sum(s.lambdas > 1e-9)) == 3
+    assert np.all(s.lambdas[:3] >= 0.5) and np.all(s.lambdas[3:] == 0.0)
+    np.testing.assert_allclose(qp.a[:3] @ s.x, qp.b[:3], atol=1e-10)
+    assert qp_dual_value(qp, s.lambdas) == pytest.approx(s.value, abs=1e-9)

@@ -358,14 +358,22 @@ def qp_primal_dual(
     return QPRun(x, lam, sx / steps, sl / steps, steps, alarm)
 
 
-def random_qp(d: int, m: int, seed: int) -> QP:
-    """A strictly convex QP whose unconstrained minimizer violates some of the m constraints (Slater holds: x=0)."""
+def random_qp(d: int, m: int, seed: int, n_active: int | None = None) -> QP:
+    """A strictly convex QP built from its KKT point: x*, lambda* drawn first, the first ``n_active``
+    (default min(m, d, 3)) constraints tight with lambda*_k in [0.5, 2], the rest slack by 0.2..1.2, and
+    c = -Q x* - A^T lambda*. The solution (x*, lambda*) is therefore known exactly. Slater holds when the
+    active rows are linearly independent (then some direction v has A_active v < 0)."""
     rng = as_generator(seed)
+    k = min(m, d, 3) if n_active is None else int(n_active)
     r = rng.standard_normal((d, d))
     q = r @ r.T / d + np.eye(d)
-    c = -2.0 * rng.standard_normal(d)
     a = rng.standard_normal((m, d))
-    b = 0.3 + rng.random(m)  # b > 0: x = 0 is strictly feasible
+    x_star = rng.standard_normal(d)
+    lam = np.zeros(m)
+    lam[:k] = 0.5 + 1.5 * rng.random(k)
+    b = a @ x_star
+    b[k:] += 0.2 + rng.random(m - k)
+    c = -q @ x_star - a.T @ lam
     return QP(q, c, a, b)
 
 

@@ -63,7 +63,8 @@ class DualitySettings:
 class RateSettings:
     """Part ``rate`` (B.10): stochastic GDA (gradient noise std ``noise``) with steps eta = eta0/sqrt(T),
     gamma = gamma0/sqrt(T) for each horizon T; averaged iterates; ``n_seeds`` noise seeds. The check
-    asks the upper end of the fitted log-log slope interval to be <= -1/2 + ``slack``."""
+    asks the upper end of the fitted log-log slope interval to be <= -1/2 + ``slack``. The trade-off table
+    repeats the largest T for each dual step scale in ``dual_step_scales``."""
 
     horizons: tuple[int, ...] = (100, 400, 1600, 6400)
     n_seeds: int = 6
@@ -71,6 +72,7 @@ class RateSettings:
     gamma0: float = 1.0
     noise: float = 1.0
     slack: float = 0.1
+    dual_step_scales: tuple[float, ...] = (0.3, 1.0, 3.0)
 
     def __post_init__(self) -> None:
         check_positive_list("horizons", self.horizons, ints=True, minimum=2)
@@ -81,6 +83,7 @@ class RateSettings:
         check_positive("gamma0", self.gamma0)
         check_positive("noise", self.noise)
         _num("slack", self.slack, 0.0, 0.5)
+        check_positive_list("dual_step_scales", self.dual_step_scales)
 
 
 @dataclass(frozen=True)

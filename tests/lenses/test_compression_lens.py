@@ -28,12 +28,12 @@ def _user_model() -> nn.Module:
 
 
 def test_measure_on_a_user_subject() -> None:
-    model = _user_model()
+    model = _user_model().train()
     before = [p.detach().clone() for p in model.parameters()]
     st = dataclasses.replace(Settings.for_profile("smoke"), curvature=None, lora=None)
     subj = CompressionSubject((("user", model),), nn.functional.cross_entropy, _data(0), _data(1))
     r = measure(subj, st, seed=0)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and model.training
     assert r.check("eckart_young.user.0").passed and r.check("eckart_young.user.3").passed
     assert r.check("eckart_young_whitened").passed
     spectra = next(t for t in r.tables if t.key == "layer_spectra")

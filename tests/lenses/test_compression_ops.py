@@ -81,3 +81,21 @@ def test_whitened_loss_increase_equals_tail_energy() -> None:
 def test_high_rank_noise_case_svd_loses() -> None:
     e_svd, e_mag, sr = high_rank_noise_case(32, seed=0)
     assert e_svd > 10 * e_mag and sr > 4
+
+
+def test_gradient_noise_against_per_batch_gradients() -> None:
+    from multilens.lenses.compression.lens import gradient_noise
+
+    m = _model().double()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 12, generator=g, dtype=torch.float64), torch.randint(0, 4, (8,), generator=g)
+    got = gradient_noise(m, nn.functional.cross_entropy, (x, y), 4)
+
+    def flat(xb, yb):
+        m.zero_grad()
+        nn.functional.cross_entropy(m(xb), yb).backward()
+        return torch.cat([p.grad.reshape(-1) for p in m.parameters()]).clone()
+
+    full, g1, g2 = flat(x, y), flat(x[:4], y[:4]), flat(x[4:], y[4:])
+    torch.testing.assert_close(full, (g1 + g2) / 2)
+    assert got == pytest.approx([float(((g1 - full) ** 2).sum()), float(((g2 - full) ** 2).sum())], rel=1e-10)

@@ -142,14 +142,21 @@ class LoraSettings:
 
 @dataclass(frozen=True)
 class CurvatureSettings:
-    """Hessian of the mean training loss on the first ``n_examples`` rows; Hutch++ with ``n_matvec`` products."""
+    """Hessian of the mean training loss on the first ``n_examples`` rows; Hutch++ with ``n_matvec`` products;
+    gradient-noise variance over disjoint batches of ``noise_batch`` of those rows."""
 
     n_examples: int = 256
     n_matvec: int = 30
     tol: float = 1e-4
+    noise_batch: int = 32
 
     def __post_init__(self) -> None:
         check_int("n_examples", self.n_examples, 2)
+        check_int("noise_batch", self.noise_batch, 1)
+        if 2 * self.noise_batch > self.n_examples:
+            raise ConfigError(
+                f"`noise_batch` must be <= n_examples / 2 (two batches at least); got {self.noise_batch}."
+            )
         check_int("n_matvec", self.n_matvec, 3)
         check_open_unit("tol", self.tol)
 
@@ -265,7 +272,12 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
 @torch.no_grad()
 def _loss_acc(model: nn.Module, loss_fn: Callable, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
     x, y = data
-    out = model.eval()(x)
+    flags = {m: m.training for m in model.modules()}
+    try:
+        out = model.eval()(x)
+    finally:  # evaluated in eval mode; the caller's training flags are restored
+        for m, f in flags.items():
+            m.training = f
     loss = float(loss_fn(out, y))
     acc = float((out.argmax(-1) == y).float().mean()) if out.ndim == 2 and not y.is_floating_point() else math.nan
     return loss, acc
@@ -563,6 +575,21 @@ def pruning_part(subject: CompressionSubject, ps: PruningSettings, *, seed: int,
     return Part("pruning", estimates=tuple(ests), checks=tuple(checks), tables=tables, metrics=metrics)
 
 
+def gradient_noise(model: nn.Module, loss_fn: Callable, data: tuple, batch: int) -> list[float]:
+    """||g_B - g||^2 for the disjoint minibatches B of ``batch`` rows (g: the full-data gradient, in order)."""
+    model = copy.deepcopy(model).eval()  # eval mode (as the curvature), on a copy
+    params = [p for p in model.parameters() if p.requires_grad]
+    x, y = data
+
+    def grad(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        gs = torch.autograd.grad(loss_fn(model(xb), yb), params)
+        return torch.cat([g.reshape(-1) for g in gs]).double()
+
+    full = grad(x, y)
+    n = (x.shape[0] // batch) * batch
+    return [float(((grad(x[i : i + batch], y[i : i + batch]) - full) ** 2).sum()) for i in range(0, n, batch)]
+
+
 def curvature_part(subject: CompressionSubject, ps: CurvatureSettings, *, seed: int, keep_fraction: float) -> Part:
     from multilens.curvature import hessian_eigenvalues, hessian_trace
 
@@ -602,6 +629,11 @@ def curvature_part(subject: CompressionSubject, ps: CurvatureSettings, *, seed: 
             )
         )
         conds = [sp.condition_number for sp in layer_spectra(m)]
+        gn = gradient_noise(m, subject.loss_fn, data, ps.noise_batch)
+        gci = stats.mean_ci(gn, unit="minibatches")
+        ests.append(
+            gci.to_estimate(f"gradient_noise.{v}", note=f"E ||g_B - g||^2 over disjoint batches of {ps.noise_batch}")
+        )
         rows.append(
             [
                 v,
@@ -610,6 +642,7 @@ def curvature_part(subject: CompressionSubject, ps: CurvatureSettings, *, seed: 
                 float(tr.estimate),
                 tr.ci_low,
                 tr.ci_high,
+                gci.estimate,
                 [c if math.isfinite(c) else None for c in conds],
             ]
         )
@@ -617,7 +650,16 @@ def curvature_part(subject: CompressionSubject, ps: CurvatureSettings, *, seed: 
     table = Table(
         "curvature_after",
         f"{name}: curvature and per-layer condition numbers after compression (no retraining)",
-        ["model", "lambda_max", "converged", "trace", "trace ci low", "trace ci high", "layer condition numbers"],
+        [
+            "model",
+            "lambda_max",
+            "converged",
+            "trace",
+            "trace ci low",
+            "trace ci high",
+            "gradient noise",
+            "layer condition numbers",
+        ],
         rows,
     )
     return Part("curvature", estimates=tuple(ests), tables=(table,), metrics=metrics)

@@ -99,3 +99,12 @@ def test_gradient_noise_against_per_batch_gradients() -> None:
     full, g1, g2 = flat(x, y), flat(x[:4], y[:4]), flat(x[4:], y[4:])
     torch.testing.assert_close(full, (g1 + g2) / 2)
     assert got == pytest.approx([float(((g1 - full) ** 2).sum()), float(((g2 - full) ** 2).sum())], rel=1e-10)
+
+
+def test_spectra_of_a_factored_layer_stop_at_its_rank() -> None:
+    t = svd_truncate(_model(), rank=3)
+    sp = layer_spectra(t)
+    assert [s.name for s in sp] == ["0", "2"] and all(len(s.singular_values) == 3 for s in sp)
+    full = np.linalg.svd(_model()[0].weight.detach().double().numpy(), compute_uv=False)
+    np.testing.assert_allclose(sp[0].singular_values, full[:3], rtol=1e-5)
+    assert np.isfinite(sp[0].condition_number)

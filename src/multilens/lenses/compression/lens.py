@@ -328,9 +328,10 @@ def spectra_part(subject: CompressionSubject, ps: SpectraSettings, *, seed: int)
     for mname, model in subject.models:
         trunc = svd_truncate(model, energy=ps.energy)
         tl = dict(trunc.named_modules())
-        for sp in layer_spectra(model):
+        dense = dict(linear_layers(model))
+        for sp in (sp for sp in layer_spectra(model) if sp.name in dense):  # already-factored layers: not re-truncated
             r = sp.rank_for_energy(ps.energy)
-            w = dict(linear_layers(model))[sp.name].weight.detach().double()
+            w = dense[sp.name].weight.detach().double()
             err2 = float(((w - tl[sp.name].weight.detach().double()) ** 2).sum())
             tag = f"{mname}.{sp.name}"
             checks.append(

@@ -89,11 +89,14 @@ def skipped_layers(model: nn.Module) -> list[str]:
 
 
 def layer_spectra(model: nn.Module) -> list[LayerSpectrum]:
-    """Per-layer singular values (float64) of every nn.Linear weight."""
+    """Per-layer singular values (float64) of every nn.Linear weight and of every LowRankLinear's U V^T
+    (its first ``rank`` singular values: the rest are zero by construction)."""
     out = []
-    for n, m in linear_layers(model):
-        w = m.weight.detach().to(torch.float64).cpu().numpy()
-        out.append(LayerSpectrum(n, tuple(w.shape), np.linalg.svd(w, compute_uv=False)))
+    for n, m in model.named_modules():
+        if isinstance(m, (nn.Linear, LowRankLinear)):
+            w = m.weight.detach().to(torch.float64).cpu().numpy()
+            s = np.linalg.svd(w, compute_uv=False)
+            out.append(LayerSpectrum(n, tuple(w.shape), s[: m.rank] if isinstance(m, LowRankLinear) else s))
     return out
 
 

@@ -177,6 +177,27 @@ LENSES: tuple[LensEntry, ...] = (
             "eps0_reproduces_clean_linf",
         ),
     ),
+    LensEntry(
+        "compression",
+        "compression",
+        "multilens.lenses.compression",
+        "Compression: per-layer SVD, tail energy, SVD vs magnitude vs random pruning and recovery",
+        "per-layer SVD spectra, Eckart-Young, tail energy vs excess loss, pruning at matched counts and retraining",
+        "CompressionSubject(models=((name, model), ...), loss_fn, train=(x, y), holdout=(x, y)): trained torch models "
+        "(nn.Linear layers are compressed, others left alone), their mean loss and data; or a multilens.Subject",
+        key_checks=("eckart_young_whitened", "tail_energy_predicts_excess_loss", "svd_loses_on_high_rank_noise"),
+    ),
+    LensEntry(
+        "constraints",
+        "constraints",
+        "multilens.lenses.constraints",
+        "Constraints: primal-dual training with held-out violations, shadow prices, O(1/sqrt T), Pareto fronts",
+        "constrained training (GDA, augmented Lagrangian) with true vs proxy rates on held-out data; duality checks",
+        "ConstrainedSubject(tasks=(Task(name, model, loss_fn, train=(x, y, g), holdout=(x, y, g), constraints), ...), "
+        "qp=QP(Q, c, A, b), population_data=(x_train, y_train, x_test, y_test)); or a multilens.Subject whose inputs "
+        "carry the group in column `group_column`",
+        key_checks=("held_out_violation", "shadow_prices", "rate_1_over_sqrt_T", "infeasibility_alarm"),
+    ),
 )
 
 

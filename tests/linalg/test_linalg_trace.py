@@ -114,3 +114,20 @@ def test_bad_arguments():
         hutchpp(mv, dim, 30, level=1.5)
     with pytest.raises(ConfigError, match="`method`"):
         trace_estimate(mv, dim, "girard")
+
+
+def test_fixed_budgets_report_converged_none():
+    """Issue 8 item 7: a fixed budget is not convergence. Hutchinson, Hutch++, XTrace and SLQ without
+    an interval-width target report converged=None (and say "fixed budget"); with a target met, True."""
+    from multilens.linalg import slq_density, xtrace
+
+    a = hessian_like(60, 7)
+    mv, dim = dense_matvec(a)
+    for r in (hutchinson(mv, dim, 20, seed=0), hutchpp(mv, dim, 21, seed=0), xtrace(mv, dim, 20, seed=0)):
+        assert r.converged is None and "fixed budget" in r.note
+        assert r.to_dict()["converged"] is None and r.to_dict()["budget"] == "fixed budget"
+    assert hutchpp(mv, dim, 200, seed=0).converged is None  # exact, but still a fixed budget
+    d = slq_density(mv, dim, n_vectors=2, n_iter=60, seed=0)
+    assert d.converged is None and d.to_dict()["converged"] is None
+    assert d.extremes_converged  # the support's own convergence is reported apart
+    assert hutchinson(mv, dim, 3000, seed=0, rtol=0.2).converged is True

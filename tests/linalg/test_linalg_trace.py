@@ -131,3 +131,82 @@ def test_fixed_budgets_report_converged_none():
     assert d.converged is None and d.to_dict()["converged"] is None
     assert d.extremes_converged  # the support's own convergence is reported apart
     assert hutchinson(mv, dim, 3000, seed=0, rtol=0.2).converged is True
+
+
+def spectrum(lam: np.ndarray, seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((lam.size, lam.size)))
+    a = (q * lam) @ q.T
+    return 0.5 * (a + a.T)
+
+
+def rel_rmse(estimator, a: np.ndarray, budget: int, reps: int) -> float:
+    mv, dim = dense_matvec(a)
+    exact = float(np.trace(a))
+    est = np.array([estimator(mv, dim, budget, seed=s).estimate for s in range(reps)])
+    return float(np.sqrt(np.mean((est - exact) ** 2)) / abs(exact))
+
+
+def test_default_trace_method_is_the_measured_best():
+    """Issue 15: the default trace estimator is the one with the smaller error at equal budget (60
+    products, 60 seeds) over a fast-decaying spectrum (lambda_i = 3/i^2) and a flat one (U(0.5, 1.5)),
+    by the geometric mean of the two relative RMSEs. Measured: XTrace ~2x better on fast decay,
+    ~10% worse on flat."""
+    from multilens.linalg import xtrace
+    from multilens.linalg.trace import DEFAULT_TRACE_METHOD
+
+    fast = spectrum(np.concatenate([[20.0, 12.0, 8.0], 3.0 / np.arange(1, 198) ** 2.0]), 0)
+    flat = spectrum(np.random.default_rng(2).uniform(0.5, 1.5, 200), 2)
+    score = {}
+    for name, f in (("xtrace", xtrace), ("hutch++", hutchpp)):
+        score[name] = float(np.sqrt(rel_rmse(f, fast, 60, 60) * rel_rmse(f, flat, 60, 60)))
+    assert DEFAULT_TRACE_METHOD == min(score, key=score.get), score
+    mv, dim = dense_matvec(fast)
+    assert trace_estimate(mv, dim, n_matvec=60).method == DEFAULT_TRACE_METHOD
+    assert trace_estimate(mv, dim, n_matvec=60, rtol=0.5).method == "hutch++"  # a width target needs a sequential rule
+
+
+def test_xtrace_unbiased_and_error_estimate_tracks_the_error():
+    """XTrace against the exact trace over 100 seeds: unbiased (mean error within 4 standard errors of
+    0) and its error estimate of the right size (RMS stderr / observed sd in [0.5, 2]). Its nominal
+    95% interval covers less (~85-90% measured): an error estimate, not an interval from i.i.d. samples."""
+    from multilens.linalg import xtrace
+
+    a = hessian_like(150, 8)
+    mv, dim = dense_matvec(a)
+    exact = float(np.trace(a))
+    rs = [xtrace(mv, dim, 40, seed=s) for s in range(100)]
+    err = np.array([r.estimate - exact for r in rs])
+    se = np.array([r.stderr for r in rs])
+    assert all(r.n_matvec == 40 and r.n_probes == 20 and r.converged is None for r in rs)
+    assert abs(err.mean()) <= 4 * err.std(ddof=1) / np.sqrt(err.size)
+    assert 0.5 <= np.sqrt(np.mean(se**2)) / err.std(ddof=1) <= 2.0
+
+
+def test_xtrace_exact_for_low_rank_and_full_sketch():
+    from multilens.linalg import xtrace
+
+    rng = np.random.default_rng(4)
+    u = np.linalg.qr(rng.standard_normal((80, 3)))[0]
+    a = (u * np.array([5.0, 2.0, -1.0])) @ u.T
+    r = xtrace(*dense_matvec(a), 20, seed=0)
+    assert r.exact and r.estimate == pytest.approx(6.0, rel=1e-10)
+    b = hessian_like(10, 3)
+    r = xtrace(*dense_matvec(b), 30, seed=0)
+    assert r.exact and r.estimate == pytest.approx(np.trace(b), rel=1e-12)
+
+
+def test_block_probes_equal_single_probes():
+    """The estimators' answers do not depend on how probes are blocked (same random stream)."""
+    from multilens.linalg import xtrace
+
+    a = hessian_like(90, 9)
+    mv, dim = dense_matvec(a)
+
+    def single(v):  # a plain callable: no matmat, so every block is applied column by column
+        return a @ v
+
+    for f in (hutchinson, hutchpp, xtrace):
+        r1 = f(mv, dim, 45, seed=3, block_size=7)
+        r2 = f(single, dim, 45, seed=3, block_size=1)
+        assert r1.estimate == pytest.approx(r2.estimate, rel=1e-12)
+        assert r1.stderr == pytest.approx(r2.stderr, rel=1e-9)

@@ -202,7 +202,8 @@ def test_main_run_needs_no_more_products_than_arpack(indefinite, name, k):
     exact = np.linalg.eigvalsh(a)[::-1][:k]
     v0 = np.random.default_rng(1).standard_normal(a.shape[0])
     n_arpack, w = arpack_count(a, k, 1e-8, v0)
-    res = lanczos(*dense_matvec(a), k, "LA", tol=1e-8, v0=v0, seed=0)
+    # ncv = ARPACK's max(2k+1, 20): the same memory, so thick restarts happen as ARPACK's restarts do.
+    res = lanczos(*dense_matvec(a), k, "LA", tol=1e-8, v0=v0, seed=0, ncv=max(2 * k + 1, 20))
     assert res.converged and res.deflation_checked
     np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-6)
     np.testing.assert_allclose(w, exact, rtol=1e-6)  # ARPACK reached the same accuracy
@@ -210,6 +211,8 @@ def test_main_run_needs_no_more_products_than_arpack(indefinite, name, k):
     assert 0 < res.n_matvec_check < res.n_matvec
     assert main <= n_arpack, (main, n_arpack)
     assert res.to_dict()["n_matvec_main"] == main
+    if name != "indefinite":
+        assert res.n_restarts >= 1  # the thick restart was exercised
 
 
 def test_thick_restart_bounds_the_basis(indefinite):

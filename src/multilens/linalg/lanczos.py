@@ -2,8 +2,8 @@
 
 The recurrence is the one of :mod:`multilens.linalg.krylov` (full reorthogonalization, Golub &
 Van Loan 4th ed. sections 10.1-10.3). The basis is bounded by ``ncv`` vectors (ARPACK's name and
-default, ``max(2k+1, 20)``): when it is full, the ``l`` best Ritz vectors and the next Lanczos
-vector become the new basis (thick restart, Wu & Simon 2000; the same subspace ARPACK's
+default, ``max(2k+1, 20)``, raised to what fits in 64 MB): when it is full, the ``l`` best Ritz
+vectors and the next Lanczos vector become the new basis (thick restart, Wu & Simon 2000; the same subspace ARPACK's
 implicit restart keeps, Sorensen 1992). Unlike ARPACK, convergence is tested after *every*
 step, at no cost in products: the Lanczos relation gives each Ritz residual as ``|beta s_m|``.
 So the run stops at the first step where every wanted pair meets
@@ -53,6 +53,8 @@ from multilens.linalg.operator import (
     order_for,
 )
 from multilens.seeding import SeedLike, as_generator
+
+_NCV_MEMORY = 64 * 2**20  # bytes of Lanczos basis the default ncv may use
 
 
 @dataclass(frozen=True)
@@ -283,8 +285,9 @@ def lanczos(
     ``tol``/``atol``: a pair is converged when ``||A y - theta y|| <= tol*|theta| + atol``.
     ``max_iter``: cap on Lanczos steps of the main run, over all restarts (default
     ``max(300, 20 k)``); at the cap the result has ``converged=False`` and a ConvergenceWarning
-    is raised. ``ncv``: the largest basis kept (default ``max(2k+1, 20)``, ARPACK's); memory is
-    ``ncv * dim`` float64 numbers.
+    is raised. ``ncv``: the largest basis kept (default ``max(2k+1, 20)``, ARPACK's, raised to
+    as many vectors as fit in 64 MB, so small problems never restart); memory is ``ncv * dim``
+    float64 numbers.
     ``deflation_check``: after convergence, look for a missed wanted eigenvalue (e.g. the second
     copy of a repeated one) in the complement of the converged vectors; its products are counted
     in ``n_matvec_check``.
@@ -306,7 +309,9 @@ def lanczos(
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < k:
         raise ConfigError(f"`max_iter` must be an int >= k ({k}); got {max_iter!r}.")
     if ncv is None:
-        ncv = max(2 * k + 1, 20)
+        # ARPACK's max(2k+1, 20), raised to as many vectors as fit in 64 MB (a larger basis never
+        # costs more products: the restarted Krylov space is a subspace of the unrestarted one).
+        ncv = max(2 * k + 1, 20, min(room, _NCV_MEMORY // (8 * dim)))
     if isinstance(ncv, bool) or not isinstance(ncv, (int, np.integer)) or ncv < k + 2:
         raise ConfigError(f"`ncv` must be an int >= k + 2 ({k + 2}); got {ncv!r}.")
     ncv = int(min(ncv, room))

@@ -190,3 +190,20 @@ def test_default_trace_is_xtrace_and_converged_is_none(trained):
     r = hessian_trace(model, CE, (x, y), n_matvec=60, seed=0)
     assert r.method == "xtrace" and r.converged is None and r.n_matvec == 60
     assert abs(r.estimate - np.trace(h)) <= 5 * r.stderr + 1e-9
+
+
+def test_default_trace_estimator_on_a_trained_networks_hessian(trained):
+    """The default (XTrace) against Hutch++ at equal budget (60 products, 100 seeds) on the trained
+    MLP's dense Hessian: relative RMSE no worse than Hutch++'s (measured 2.2e-2 vs 2.7e-2 over 200
+    seeds), i.e. the issue's 'trace error at equal budget no worse than XTrace's' with XTrace itself."""
+    from multilens.linalg import dense_matvec, hutchpp, xtrace
+
+    _, _, _, h, _ = trained
+    mv, dim = dense_matvec(h)
+    exact = float(np.trace(h))
+
+    def rmse(f):
+        e = np.array([f(mv, dim, 60, seed=s).estimate for s in range(100)]) - exact
+        return float(np.sqrt(np.mean(e**2)))
+
+    assert rmse(xtrace) <= rmse(hutchpp)

@@ -31,7 +31,9 @@ What is measured (HVPs are counted by wrapping each library's own product functi
 4. Peak memory: the growth of the resident set over the call, sampled every 2 ms in a fresh
    subprocess per (size, task, method) (``--no-memory`` skips it).
 
-Ratios are multilens / anchor (below 1: multilens is cheaper). Usage:
+Ratios are multilens / anchor (below 1: multilens is cheaper). Every process runs one thread;
+trace repetitions go round robin over the methods so a change in the machine's load (the
+reference numbers were taken on 2 cores shared with other jobs) hits every method alike. Usage:
 ``python benchmarks/bench_curvature.py [--quick] [--seeds N] [--out benchmarks/results/curvature.json]``.
 The anchors are the ``bench`` extra; install them with ``pip install --no-deps`` (they would pull
 another torch) plus their pure-Python dependencies (tqdm, einops, einconv, opt_einsum,
@@ -395,13 +397,22 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else float(a) / float(b)
 
 
-def bench_size(size: str, seeds: int, trace_reps: int, memory: bool) -> dict[str, Any]:
+def bench_size(
+    size: str,
+    seeds: int,
+    trace_reps: int,
+    memory: bool,
+    tasks: tuple[str, ...] = ("topk", "trace", "density"),
+    budgets: tuple[int, ...] = (60, 120),
+    prev: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     model, x, y = setup(size)
     p = n_params(model)
     if p > 5000:  # no exact trace to measure accuracy against: a few repetitions time the calls
         seeds, trace_reps = 1, min(trace_reps, 3)
     print(f"== {size}: {p} parameters, {x.shape[0]} examples", flush=True)
-    res: dict[str, Any] = {
+    res: dict[str, Any] = dict(prev or {})
+    res |= {
         "n_params": p,
         "n_examples": int(x.shape[0]),
         "architecture": f"64-{SIZES[size]}-10 tanh",
@@ -429,7 +440,7 @@ def bench_size(size: str, seeds: int, trace_reps: int, memory: bool) -> dict[str
 
     # 1. top-k
     topk: dict[str, Any] = {}
-    for s in range(seeds):
+    for s in range(seeds if "topk" in tasks else 0):
         v0 = np.random.default_rng(100 + s).standard_normal(p)
         for name, (run, settings) in topk_methods(model, x, y, v0, s).items():
             topk.setdefault(name, []).append(ladder(run, settings, exact_top))
@@ -454,26 +465,29 @@ def bench_size(size: str, seeds: int, trace_reps: int, memory: bool) -> dict[str
                 o[f"hvp_main_ratio_vs {anchor}"] = ratio(o["median_n_hvp_main"], a["median_n_hvp"])
                 o[f"hvp_total_ratio_vs {anchor}"] = ratio(o["median_n_hvp"], a["median_n_hvp"])
                 o[f"wall_ratio_vs {anchor}"] = ratio(o["median_wall_s"], a["median_wall_s"])
-    res["topk"] = summary
+    if "topk" in tasks:
+        res["topk"] = summary
 
     # 2. trace
     trace: dict[str, Any] = {}
-    for budget in (60, 120):
+    for budget in budgets if "trace" in tasks else ():
         rows: dict[str, Any] = {}
-        for name, run in trace_methods(model, x, y).items():
-            ests, walls, hvps = [], [], []
-            for s in range(trace_reps):
+        methods = trace_methods(model, x, y)
+        samples: dict[str, dict[str, list]] = {n: {"est": [], "wall": [], "hvp": []} for n in methods}
+        for s in range(trace_reps):  # round robin, so a change in the machine's load hits every method alike
+            for name, run in methods.items():
                 t0 = time.perf_counter()
                 e, n = run(budget, s)
-                walls.append(time.perf_counter() - t0)
-                ests.append(e)
-                hvps.append(n)
-            ests_a = np.array(ests)
+                samples[name]["wall"].append(time.perf_counter() - t0)
+                samples[name]["est"].append(e)
+                samples[name]["hvp"].append(n)
+        for name, smp in samples.items():
+            ests_a = np.array(smp["est"])
             row = {
-                "median_wall_s": float(np.median(walls)),
-                "n_hvp": int(np.median(hvps)),
+                "median_wall_s": float(np.median(smp["wall"])),
+                "n_hvp": int(np.median(smp["hvp"])),
                 "mean": float(ests_a.mean()),
-                "sd": float(ests_a.std(ddof=1)),
+                "sd": float(ests_a.std(ddof=1)) if ests_a.size > 1 else None,
             }
             if exact_trace is not None:
                 row["rel_rmse"] = float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace))
@@ -494,11 +508,12 @@ def bench_size(size: str, seeds: int, trace_reps: int, memory: bool) -> dict[str
         trace[str(budget)] = rows
     if exact_trace is not None:
         trace["exact_trace"] = exact_trace
-    res["trace"] = trace
+    if "trace" in tasks:
+        res["trace"] = trace
 
     # 3. density
     dens: dict[str, Any] = {}
-    for name, run in density_methods(model, x, y).items():
+    for name, run in density_methods(model, x, y).items() if "density" in tasks else ():
         t0 = time.perf_counter()
         grid, d, n = run(0)
         row = {"wall_s": time.perf_counter() - t0, "n_hvp": n}
@@ -507,18 +522,19 @@ def bench_size(size: str, seeds: int, trace_reps: int, memory: bool) -> dict[str
         dens[name] = row
         print(f"  density {name}: {row}")
     for anchor in ("curvlinops papyan2020", "hessian-eigenthings slq"):
-        if anchor in dens:
+        if anchor in dens and "multilens slq" in dens:
             dens["multilens slq"][f"wall_ratio_vs {anchor}"] = ratio(
                 dens["multilens slq"]["wall_s"], dens[anchor]["wall_s"]
             )
             dens["multilens slq"][f"hvp_ratio_vs {anchor}"] = ratio(
                 dens["multilens slq"]["n_hvp"], dens[anchor]["n_hvp"]
             )
-    res["density"] = dens
+    if "density" in tasks:
+        res["density"] = dens
 
     # 4. memory
     if memory:
-        mem: dict[str, Any] = {}
+        mem: dict[str, Any] = dict(res.get("peak_rss_growth_mib", {}))
         with tempfile.TemporaryDirectory() as tmp:
             f = os.path.join(tmp, "subject.pt")
             torch.save({"model": model, "x": x, "y": y, "v0": np.random.default_rng(100).standard_normal(p)}, f)
@@ -526,9 +542,9 @@ def bench_size(size: str, seeds: int, trace_reps: int, memory: bool) -> dict[str
                 hit = topk[name][0]["hit"]
                 if hit is not None:
                     mem[f"topk {name}"] = measure_memory(f, "topk", name, hit["setting"])
-            for name in trace_methods(model, x, y):
+            for name in trace_methods(model, x, y) if "trace" in tasks else ():
                 mem[f"trace@60 {name}"] = measure_memory(f, "trace", name, 60)
-            for name in density_methods(model, x, y):
+            for name in density_methods(model, x, y) if "density" in tasks else ():
                 mem[f"density {name}"] = measure_memory(f, "density", name, 0)
         print(f"  peak RSS growth (MiB): {mem}")
         res["peak_rss_growth_mib"] = mem
@@ -541,7 +557,9 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1k and 100k only, 1 seed, 6 trace reps")
-    ap.add_argument("--merge", action="store_true", help="keep the other sizes already in --out")
+    ap.add_argument("--merge", action="store_true", help="keep the sizes and tasks already in --out")
+    ap.add_argument("--tasks", default="topk,trace,density")
+    ap.add_argument("--budgets", default="60,120")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trace-reps", type=int, default=20)
     ap.add_argument("--sizes", default="1k,100k,1M")
@@ -579,8 +597,11 @@ def main() -> None:
     }
     if a.merge and Path(a.out).exists():
         out["sizes"] = json.loads(Path(a.out).read_text()).get("sizes", {})
+    tasks = tuple(a.tasks.split(","))
+    budgets = tuple(int(b) for b in a.budgets.split(","))
     for size in sizes:
-        out["sizes"][size] = bench_size(size, seeds, reps, not a.no_memory)
+        prev = out["sizes"].get(size)
+        out["sizes"][size] = bench_size(size, seeds, reps, not a.no_memory, tasks, budgets, prev)
         atomic_write_json(a.out, out)  # each size as soon as it is done
     out["total_wall_s"] = time.perf_counter() - t0
     atomic_write_json(a.out, out)

@@ -7,11 +7,12 @@ flat vectors in the order of ``model.named_parameters()`` (restricted to ``param
 
 The kernels reach the model through the operator's one block seam (``matmat``): trace probes,
 SLQ's start vectors and the explicit Lanczos residuals go to the model ``block_size`` vectors
-per vectorized pass. ``dtype`` is the precision of the products (float64 by default; None for
-the model's own, e.g. float32, while the Krylov arithmetic stays float64). ``data`` may be a
-DataLoader; ``stream=True`` re-reads it on every product (the Hessian of the dataset's mean
-loss with the memory of one batch). :func:`hessian_eigenvalues_minibatch` is the stochastic
-variant: eigenvalues of mini-batch Hessians, with the batch-to-batch noise stated.
+per pass (one graph per batch and block; vmapped on an accelerator, looped on the CPU).
+``dtype`` is the precision of the products (float64 by default; None for the model's own,
+e.g. float32, while the Krylov arithmetic stays float64). ``data`` may be a DataLoader;
+``stream=True`` re-reads it on every product (the Hessian of the dataset's mean loss with the
+memory of one batch). :func:`hessian_eigenvalues_minibatch` is the stochastic variant:
+eigenvalues of mini-batch Hessians, with the batch-to-batch noise stated.
 """
 
 from __future__ import annotations

@@ -2,16 +2,17 @@
 
 This is the only module that turns (model, loss, batches) into the operator that
 :mod:`multilens.linalg` consumes, and it has one seam: :meth:`CurvatureOperator.matmat` applies
-the Hessian or the Gauss-Newton matrix to a block of ``b`` vectors in one vectorized pass
-(``torch.func.vmap`` over the tangent); ``matvec`` is the block of one. Products are exact (no
+the Hessian or the Gauss-Newton matrix to a block of ``b`` vectors with one graph per batch:
+either one vectorized pass (``torch.func.vmap`` over the tangent; the default on an
+accelerator) or a loop over the block on the kept graph (the default on the CPU, where it
+measured faster); ``matvec`` is the block of one. Products are exact (no
 finite differences):
 
 * Hessian: reverse over reverse (Pearlmutter 1994), ``H v = vjp(grad L, theta)(v)``: the
-  gradient's graph is built once per batch and call, and its vector-Jacobian product is mapped
-  over the block (``torch.vmap``; a single vector takes plain autograd, which needs less
-  memory). Batches are accumulated with weights ``n_b / N``, so peak memory is that of one
-  batch (times the block for the second backward), never of the whole data. With a single
-  batch the single-vector gradient graph is kept between calls.
+  gradient's graph is built once per batch and block, and its vector-Jacobian product is
+  applied to every vector of the block. Batches are accumulated with weights ``n_b / N``, so
+  peak memory is that of one batch (times the block when vmapped), never of the whole data.
+  With a single batch the autograd graph is kept between calls.
 * Gauss-Newton: ``G v = J^T H_out J v`` (Schraudolph 2002; Martens 2010), with ``J v`` by the
   double-vjp trick (the vjp of the linear map ``u -> J^T u``), ``H_out`` the Hessian of the loss
   in the model's *outputs* (itself a product, so any loss works: for mean-reduced MSE it is
@@ -45,20 +46,29 @@ class CurvatureOperator:
 
     ``dim`` is the number of selected parameters, flattened in ``flat.names`` order (the order of
     ``model.named_parameters()``). ``matmat(V)`` applies A to the columns of a (dim, b) block in
-    vectorized passes of at most ``block_size`` columns; ``matvec(v)`` is the block of one.
+    passes of at most ``block_size`` columns (``vectorize``: one vmapped pass, else a loop on one
+    kept graph); ``matvec(v)`` is the block of one.
     ``n_matvec`` counts the products computed (columns), ``n_passes`` the vectorized passes. The
     caller's model is never modified (see :mod:`multilens.lenses.curvature.functional`).
     """
 
-    def __init__(self, flat: FlatModel, kind: Kind = "hessian", *, block_size: int = 16) -> None:
+    def __init__(
+        self, flat: FlatModel, kind: Kind = "hessian", *, block_size: int = 16, vectorize: bool | None = None
+    ) -> None:
         if kind not in ("hessian", "gauss_newton"):
             raise ConfigError(f"`kind` must be 'hessian' or 'gauss_newton'; got {kind!r}.")
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ConfigError(f"`block_size` must be an int >= 1; got {block_size!r}.")
+        if vectorize not in (None, True, False):
+            raise ConfigError(f"`vectorize` must be None (auto), True or False; got {vectorize!r}.")
         self.flat = flat
         self.kind: Kind = kind
         self.dim = flat.dim
         self.block_size = int(block_size)
+        # vmap a block on an accelerator; on the CPU loop over the block on one kept graph, which
+        # measured faster (1M-parameter MLP, one thread: 8 HVPs 2.4 s looped vs 4.6 s vmapped;
+        # bench_curvature.py). The graph of a batch is built once per block either way.
+        self.vectorize = (flat.device.type != "cpu") if vectorize is None else bool(vectorize)
         self.n_matvec = 0
         self.n_passes = 0
         self._cached: Any = None  # one batch: its product function, kept between calls
@@ -92,61 +102,43 @@ class CurvatureOperator:
         return out
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
-        """The seam: A applied to the rows of a (b, dim) tensor, one vectorized pass per batch.
+        """The seam: A applied to the rows of a (b, dim) tensor, one graph per batch and block.
 
-        A block (b > 1) maps the product over its rows with ``torch.vmap`` (its graph is built
-        for the call and freed after it). A single vector takes the plain autograd route, whose
-        gradient graph (one batch) is kept between calls: it needs less memory than the
-        functional graph (202 vs 289 MB on the 1.1M-parameter model of
-        bench_curvature_memory.py), and Lanczos asks for one vector per step.
+        With ``vectorize`` the block is one ``torch.vmap`` pass over the rows (its graph is built
+        for the call and freed after it). Otherwise the rows are looped over on one autograd graph
+        per batch (reverse over reverse, ``retain_graph``); with a single batch that graph is kept
+        between calls (it needs less memory than the functional graph: 202 vs 289 MB on the
+        1.1M-parameter model of bench_curvature_memory.py).
         """
         flat = self.flat
         single = len(flat.batches) == 1 and not flat.streamed
-        if t.shape[0] == 1:
-            if single:
-                out = self._cached_product(t[0])[None, :]
-            else:
-                out = torch.zeros_like(t)
-                for (x, y), w in zip(flat.batches, flat.weights):
-                    out += w * self._autograd_product(x, y, t[0])[None, :]
-        else:
+        if self.vectorize and t.shape[0] > 1:
             out = torch.zeros_like(t)
             for (x, y), w in zip(flat.batches, flat.weights):
                 out += w * torch.vmap(self._product_fn(x, y))(t)
+        elif single:
+            if self._cached is None:
+                ((x, y),) = flat.batches
+                self._cached = self._loop_fn(x, y)
+            out = self._cached(t)
+        else:
+            out = torch.zeros_like(t)
+            for (x, y), w in zip(flat.batches, flat.weights):
+                out += w * self._loop_fn(x, y)(t)
         self.n_matvec += int(t.shape[0])
         self.n_passes += 1
         return out
 
-    def _autograd_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loop_fn(self, x: torch.Tensor, y: torch.Tensor) -> Any:
+        """``T -> A_batch T`` row by row on one graph of the batch (built here, kept by the closure)."""
+        if self.kind == "gauss_newton":
+            fn = self._product_fn(x, y)
+            return lambda t: torch.stack([fn(r) for r in t])
         theta = self.flat.theta0.detach().clone().requires_grad_(True)
-        if self.kind == "hessian":
-            (g,) = torch.autograd.grad(self.flat.batch_loss(theta, x, y), theta, create_graph=True)
-            return theta, g
-        return theta, theta  # unused for the GGN (see _autograd_product)
-
-    def _autograd_product(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.kind == "gauss_newton":
-            return self._product_fn(x, y)(v)
-        theta, g = self._autograd_graph(x, y)
+        (g,) = torch.autograd.grad(self.flat.batch_loss(theta, x, y), theta, create_graph=True)
         if not g.requires_grad:  # the loss is linear in the selected parameters: H = 0
-            return torch.zeros_like(v)
-        (hv,) = torch.autograd.grad(g, theta, grad_outputs=v)
-        return hv
-
-    def _cached_product(self, v: torch.Tensor) -> torch.Tensor:
-        if self.kind == "gauss_newton":
-            if self._cached is None:
-                ((x, y),) = self.flat.batches
-                self._cached = self._product_fn(x, y)
-            return self._cached(v)
-        if self._cached is None:
-            ((x, y),) = self.flat.batches
-            self._cached = self._autograd_graph(x, y)
-        theta, g = self._cached
-        if not g.requires_grad:
-            return torch.zeros_like(v)
-        (hv,) = torch.autograd.grad(g, theta, grad_outputs=v, retain_graph=True)
-        return hv
+            return lambda t: torch.zeros_like(t)
+        return lambda t: torch.stack([torch.autograd.grad(g, theta, grad_outputs=r, retain_graph=True)[0] for r in t])
 
     def _product_fn(self, x: torch.Tensor, y: torch.Tensor) -> Any:
         """``v -> A_batch v`` for one batch by torch.func, its graph built once (reverse over reverse)."""
@@ -182,6 +174,7 @@ def curvature_operator(
     block_size: int = 16,
     stream: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    vectorize: bool | None = None,
 ) -> CurvatureOperator:
     """The Hessian (or Gauss-Newton) operator of the mean of ``loss_fn(model(x), y)`` over ``data``.
 
@@ -191,7 +184,8 @@ def curvature_operator(
     name or module prefix, or a list of them); ``mode`` is the train/eval mode the model is
     called in (eval by default: dropout off, normalization layers use running statistics);
     ``dtype`` the precision of the products (None: the model's); ``block_size`` the most
-    vectors per vectorized pass (memory grows with it).
+    vectors per pass; ``vectorize`` whether a block is one ``torch.vmap`` pass (default: on an
+    accelerator) or a loop on one kept graph (default on the CPU, measured faster there).
     """
     flat = FlatModel(model, loss_fn, data, params=params, dtype=dtype, mode=mode, stream=stream, progress=progress)
-    return CurvatureOperator(flat, kind, block_size=block_size)
+    return CurvatureOperator(flat, kind, block_size=block_size, vectorize=vectorize)

@@ -357,15 +357,17 @@ def xtrace(
     s_mat = np.linalg.inv(r.T)  # R^{-T}
     s_mat = s_mat / np.linalg.norm(s_mat, axis=0, keepdims=True)
     tr_h = float(np.trace(h))
-    ests = np.empty(m)
-    qtw = q.T @ w  # (m, m)
-    for i in range(m):
-        si = s_mat[:, i]
-        c = qtw[:, i] - si * (si @ qtw[:, i])  # (I - s s^T) Q^T w_i
-        apw = a_w[:, i] - a_q @ c  # A (I - Q_{-i} Q_{-i}^T) w_i
-        qa = q.T @ apw
-        papw = apw - q @ (qa - si * (si @ qa))
-        ests[i] = tr_h - float(si @ h @ si) + float(w[:, i] @ papw)
+
+    # The m leave-one-out estimates at once (matrix products, not a loop of matrix-vector ones):
+    # with Q_{-i} Q_{-i}^T = Q (I - s_i s_i^T) Q^T,
+    # c_i = (I - s_i s_i^T) Q^T w_i, A (I - Q_{-i} Q_{-i}^T) w_i = A w_i - A Q c_i, and the
+    # projection (I - Q_{-i} Q_{-i}^T) of that vector likewise.
+    def loo(mat: np.ndarray) -> np.ndarray:  # column i -> (I - s_i s_i^T) column i
+        return mat - s_mat * np.einsum("ij,ij->j", s_mat, mat)[None, :]
+
+    apw = a_w - a_q @ loo(q.T @ w)
+    papw = apw - q @ loo(q.T @ apw)
+    ests = tr_h - np.einsum("ij,ij->j", s_mat, h @ s_mat) + np.einsum("ij,ij->j", w, papw)
     est, se, lo, hi = _interval(0.0, ests, level)
     return _finish("xtrace", est, se, lo, hi, level, op.count, m, None, None, None, m, False)
 

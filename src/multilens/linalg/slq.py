@@ -36,6 +36,8 @@ from multilens.linalg.krylov import LanczosProcess
 from multilens.linalg.operator import CountingMatvec, Matmat, check_dim, check_tol, rademacher
 from multilens.seeding import SeedLike, as_generator
 
+_BLOCK_MEMORY = 256 * 2**20  # bytes of Lanczos bases the default block may hold
+
 
 @dataclass(frozen=True)
 class DensityResult:
@@ -136,10 +138,11 @@ def slq_density(
 
     ``sigma`` (absolute) or ``sigma_rel`` (a fraction of the measured spectral range
     ``lambda_max - lambda_min``) sets the Gaussian smoothing width. The grid spans
-    ``[lambda_min - 4 sigma, lambda_max + 4 sigma]``. ``block_size`` recurrences (default all
-    ``n_vectors``, at most 16) advance together with one block product per step; their bases take
-    ``block_size * n_iter * dim`` float64 numbers. ``matmat`` is the block product (default
-    ``matvec.matmat`` when it exists, else column by column).
+    ``[lambda_min - 4 sigma, lambda_max + 4 sigma]``. ``block_size`` recurrences advance together
+    with one block product per step; their bases take ``block_size * n_iter * dim`` float64
+    numbers (default: as many as fit in 256 MB, at least 1, at most ``min(n_vectors, 16)``).
+    ``matmat`` is the block product (default ``matvec.matmat`` when it exists, else column by
+    column).
     """
     dim = check_dim(dim)
     for name, value, lo in (("n_vectors", n_vectors, 2), ("n_iter", n_iter, 2), ("n_grid", n_grid, 16)):
@@ -149,13 +152,14 @@ def slq_density(
     sigma_rel = check_tol("sigma_rel", sigma_rel)
     if sigma is not None:
         sigma = check_tol("sigma", sigma)
+    m = min(int(n_iter), dim)
     if block_size is None:
-        block_size = min(int(n_vectors), 16)
+        # As many recurrences at once as keep their bases within 256 MB (at least one, at most 16).
+        block_size = max(1, min(int(n_vectors), 16, _BLOCK_MEMORY // (8 * (m + 1) * dim)))
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or int(block_size) < 1:
         raise ConfigError(f"`block_size` must be an int >= 1; got {block_size!r}.")
     rng = as_generator(seed)
     op = CountingMatvec(matvec, dim, matmat)
-    m = min(int(n_iter), dim)
     nodes = np.zeros((n_vectors, m))
     weights = np.zeros((n_vectors, m))
     bounds = np.full((n_vectors, m), np.inf)

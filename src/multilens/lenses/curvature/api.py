@@ -134,18 +134,26 @@ def hessian_density(
     kind: Kind = "hessian",
     dtype: torch.dtype | None = torch.float64,
     mode: Mode = "eval",
-    block_size: int = 16,
+    block_size: int | None = None,
     stream: bool = False,
 ) -> DensityResult:
     """The Hessian's spectral density by stochastic Lanczos quadrature.
 
     Returns ``grid``, ``density`` and the Gaussian smoothing width ``sigma`` (absolute, or
     ``sigma_rel`` times the measured spectral range), plus the extreme Ritz values and whether
-    they converged (relative residual bound <= ``tol``). The ``n_vectors`` Lanczos recurrences
-    advance together, one vectorized pass of ``n_vectors`` products per step.
+    they converged (relative residual bound <= ``tol``). ``block_size`` Lanczos recurrences advance
+    together, one block product per step (default: as many as keep their bases within 256 MB).
     """
     op = curvature_operator(
-        model, loss_fn, data, params=params, kind=kind, dtype=dtype, mode=mode, block_size=block_size, stream=stream
+        model,
+        loss_fn,
+        data,
+        params=params,
+        kind=kind,
+        dtype=dtype,
+        mode=mode,
+        block_size=block_size or 16,
+        stream=stream,
     )
     return slq_density(
         op,
@@ -157,7 +165,7 @@ def hessian_density(
         n_grid=n_grid,
         tol=tol,
         seed=seed,
-        block_size=min(n_vectors, block_size),
+        block_size=block_size,
     )
 
 

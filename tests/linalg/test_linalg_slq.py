@@ -92,6 +92,7 @@ def test_bad_arguments():
         slq_density(mv, dim, sigma=-1.0)
 
 
+@pytest.mark.filterwarnings("ignore:SLQ extremes not converged")
 def test_blocking_does_not_change_the_quadrature():
     """The recurrences advanced 4 at a time (one block product per step) or one at a time give the
     same nodes and weights; the block products are counted as products."""

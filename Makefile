@@ -29,8 +29,10 @@ test-all: $(VENV)/.installed-dev
 	$(PY) -m pytest -q --timeout=3600
 
 bench: $(VENV)/.installed-dev
-	$(PIP) install --no-deps "pyhessian==0.1" "netcal==1.4.0" "torchattacks==3.5.1"  # --no-deps: they would pull another torch
-	$(PIP) install "torchmetrics==1.9.0" "curvlinops-for-pytorch==3.0.1" "hessian-eigenthings==1.0.0a5" "fairlearn==0.15.0"
+	$(PIP) install --no-deps "pyhessian==0.1" "netcal==1.4.0" "torchattacks==3.5.1" \
+	  "curvlinops-for-pytorch==3.0.1" "hessian-eigenthings==1.0.0a5" \
+	  tqdm einops einconv opt_einsum "backpack-for-pytorch==1.7.1" unfoldNd "linear_operator==0.6.1"
+	$(PIP) install "torchmetrics==1.9.0" "fairlearn==0.15.0"
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

@@ -1,35 +1,55 @@
-"""Curvature numerics against PyHessian on the same model and data.
+"""Curvature numerics against the strongest anchors: ARPACK (via curvlinops), curvlinops and hessian-eigenthings.
 
-Model: a 64-32-10 ReLU MLP (2,410 parameters) trained briefly on the digits; the Hessian is that
-of the mean cross-entropy over 512 training examples, in float64. The exact spectrum and trace
-come from the dense Hessian built by ``torch.func.jacrev(torch.func.jacrev(loss))`` (no
-multilens code involved).
+Models: tanh MLPs on a synthetic 10-class task (inputs N(0, I_64), labels from a random teacher
+MLP), trained for 30 full-batch gradient steps, at three sizes: ~1k parameters (64-15-10; dense
+Hessian available), ~100k (64-256-256-10) and ~1M (64-900-900-10, skipped by ``--quick``). All in
+float64; the Hessian is that of the mean cross-entropy over the examples, one batch. The same
+model, data and loss go to every library:
 
-1. Top-3 eigenvalues to 1e-6 relative error. For each method a tolerance ladder is walked from
-   loose to tight and the first setting whose three eigenvalues are all within 1e-6 of the
-   exact ones is kept; reported are its Hessian-vector products (HVPs) and wall time:
-   multilens Lanczos (with and without its deflation check), multilens power iteration with
-   deflation, and PyHessian's ``eigenvalues(top_n=3)`` (power iteration, stopping on the relative
-   change of the Rayleigh quotient; HVPs counted by wrapping its ``hessian_vector_product``).
-   Repeated over seeds (start vectors); medians reported.
-2. Trace error at equal HVP budget: relative RMSE over seeds of Hutch++ and Hutchinson
-   (multilens) and PyHessian's ``trace`` (Hutchinson), plus the coverage of multilens' 95%
-   intervals.
+* multilens: ``multilens.linalg`` kernels on ``multilens.curvature.curvature_operator``
+  (block products through ``matmat``).
+* ARPACK: ``scipy.sparse.linalg.eigsh(k, which="LA", tol)`` on curvlinops-for-pytorch 3.0.1's
+  ``HessianLinearOperator(...).to_scipy()``, from the same start vector as multilens' Lanczos.
+* curvlinops 3.0.1: ``hutchpp_trace``, ``xtrace``, ``lanczos_approximate_spectrum`` (Papyan 2020).
+* hessian-eigenthings 1.0.0a5: ``lanczos``, ``trace(method="hutch++")``, ``spectral_density``.
 
-PyHessian (PyPI ``pyhessian==0.1``, the "bench" extra; install with ``pip install --no-deps
-pyhessian==0.1`` so it cannot pull another torch) is optional: without it its rows are
-reported as not measured. PyHessian draws from torch's global RNG; each of its runs is seeded
-inside ``torch.random.fork_rng`` so the global state is left as it was.
+What is measured (HVPs are counted by wrapping each library's own product function):
 
-Usage: .venv/bin/python benchmarks/bench_curvature.py [--seeds 3] [--trace-reps 20] [--out benchmarks/results/curvature.json]
+1. Top-3 eigenvalues to a relative error of 1e-6 (against ``eigh`` of the dense Hessian at 1k,
+   against multilens Lanczos at tol 1e-11 cross-checked with ARPACK at tol 1e-11 otherwise). For
+   each method a tolerance ladder (hessian-eigenthings: a ladder of step counts, it has no
+   stopping rule) is walked loose to tight and the first setting reaching the target is kept:
+   its HVPs, wall time. multilens' HVPs are split into the main run (comparable with ARPACK)
+   and the re-check (explicit residuals + missed-eigenvalue probe), both reported; multilens
+   runs at its default ``ncv`` and at ARPACK's (``max(2k+1, 20)``, equal memory).
+2. Trace at equal budgets (60 and 120 HVPs): relative RMSE over seeds against the exact trace
+   (1k), and wall time per estimate (all sizes). Equal budget and equal algorithm (XTrace vs
+   XTrace, Hutch++ vs Hutch++) is equal accuracy in distribution, which the 1k RMSEs check.
+3. Density (SLQ, 8 start vectors x 60 Lanczos steps, or the library's equivalent): HVPs, wall
+   time and, at 1k, the Wasserstein-1 distance of the density to the exact eigenvalues
+   (relative to the spectral range).
+4. Peak memory: the growth of the resident set over the call, sampled every 2 ms in a fresh
+   subprocess per (size, task, method) (``--no-memory`` skips it).
+
+Ratios are multilens / anchor (below 1: multilens is cheaper). Every process runs one thread;
+trace repetitions go round robin over the methods so a change in the machine's load (the
+reference numbers were taken on 2 cores shared with other jobs) hits every method alike. Usage:
+``python benchmarks/bench_curvature.py [--quick] [--seeds N] [--out benchmarks/results/curvature.json]``.
+The anchors are the ``bench`` extra; install them with ``pip install --no-deps`` (they would pull
+another torch) plus their pure-Python dependencies (tqdm, einops, einconv, opt_einsum,
+backpack-for-pytorch, unfoldNd, linear_operator). Without them their rows say "not measured".
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib
+import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -38,45 +58,76 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.sparse.linalg import eigsh
 from torch import nn
 from torch.func import functional_call, jacrev
 
 from multilens.curvature import curvature_operator
-from multilens.data import load_digits_split
 from multilens.errors import ConvergenceWarning
 from multilens.io import atomic_write_json
-from multilens.linalg import hutchinson, hutchpp, lanczos, power_iteration
+from multilens.linalg import hutchpp, lanczos, slq_density, xtrace
 from multilens.models import MLPSpec, build_mlp
-from multilens.train import TrainConfig, train_model
+from multilens.seeding import torch_generator
 
 try:  # optional: the "bench" extra
-    import pyhessian
+    import curvlinops
+    from curvlinops import HessianLinearOperator, lanczos_approximate_spectrum
+    from curvlinops import hutchpp_trace as cl_hutchpp
+    from curvlinops import xtrace as cl_xtrace
 
-    # The submodule, not the class pyhessian/__init__ re-exports under the same name.
-    pyh_module = importlib.import_module("pyhessian.hessian")
+    CURVLINOPS = "3.0.1"
+except Exception as e:  # noqa: BLE001
+    curvlinops = None
+    CURVLINOPS = None
+    CURVLINOPS_ERROR = f"{type(e).__name__}: {e}"
+try:
+    import hessian_eigenthings as he
 
-    PYHESSIAN = getattr(pyhessian, "__version__", "0.1")
-except Exception as e:  # noqa: BLE001  (any import failure means "not available")
-    pyhessian = None
-    PYHESSIAN = None
-    PYHESSIAN_ERROR = f"{type(e).__name__}: {e}"
+    EIGENTHINGS = "1.0.0a5"
+except Exception as e:  # noqa: BLE001
+    he = None
+    EIGENTHINGS = None
+    EIGENTHINGS_ERROR = f"{type(e).__name__}: {e}"
 
-TARGET = 1e-6
-SECOND_TARGET = 1e-5  # reported too, so PyHessian (whose error floor is ~2e-6) gets a ratio
 CE = nn.functional.cross_entropy
+TARGET = 1e-6
+K = 3
+SIZES = {"1k": (15,), "100k": (256, 256), "1M": (900, 900)}
+N_EXAMPLES = {"1k": 256, "100k": 256, "1M": 128}
+TOLS = [10.0 ** (-e / 2) for e in range(2, 23)]  # 1e-1 ... 1e-11, half-decade steps
+# Beyond the dense size the ladders start a half-decade looser than the loosest setting that
+# reached the target at 1k for any method (ARPACK: 1e-2), to keep the 100k/1M runs affordable.
+TOLS_BIG = [10.0 ** (-e / 2) for e in range(3, 23)]
+STEPS = [10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320]
+SLQ_VECTORS, SLQ_STEPS = 8, 60
 
 
-def setup(n_examples: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    d = load_digits_split(0)
-    model = build_mlp(MLPSpec(64, (32,), 10, "relu"), seed=0)
-    train_model(model, d.x_train, d.y_train, TrainConfig(lr=3e-3, epochs=10, batch_size=64, loss="ce"), seed=0)
-    model64 = copy.deepcopy(model).double()
-    for p in model64.parameters():
+# --- the subject --------------------------------------------------------------------------------
+def setup(size: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A tanh MLP briefly trained on a teacher task (float64, eval mode, no .grad left)."""
+    g = torch_generator(0)
+    n = N_EXAMPLES[size]
+    x = torch.randn(n, 64, generator=g, dtype=torch.float64)
+    teacher = build_mlp(MLPSpec(64, (32,), 10, "tanh"), seed=11).double()
+    with torch.no_grad():
+        y = teacher(x).argmax(dim=1)
+    model = build_mlp(MLPSpec(64, SIZES[size], 10, "tanh"), seed=1).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(30):
+        opt.zero_grad()
+        CE(model(x), y).backward()
+        opt.step()
+    for p in model.parameters():
         p.grad = None
-    return model64.eval(), d.x_train[:n_examples].double(), d.y_train[:n_examples]
+    return model.eval(), x, y
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """By torch.func (no multilens code): jacrev of jacrev of the loss in the flat parameters."""
     names = [n for n, _ in model.named_parameters()]
     params = dict(model.named_parameters())
     shapes, sizes = [params[n].shape for n in names], [params[n].numel() for n in names]
@@ -90,270 +141,471 @@ def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndar
     return 0.5 * (h + h.T)
 
 
+# --- counting wrappers --------------------------------------------------------------------------
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def cl_operator(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, Counter]:
+    """curvlinops' Hessian operator with its block product counted (columns)."""
+    op = HessianLinearOperator(
+        model, nn.CrossEntropyLoss(), [p for p in model.parameters()], [(x, y)], check_deterministic=False
+    )
+    c = Counter()
+    inner = op._matmat
+
+    def counted(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        c.n += int(xs[0].shape[-1])
+        return inner(xs)
+
+    op._matmat = counted  # instance attribute: every product goes through it
+    return op, c
+
+
+def he_operator(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, Counter]:
+    op = he.HessianOperator(model, [(x, y)], he.supervised_loss(CE))
+    c = Counter()
+    inner = op.matvec
+
+    def counted(v: torch.Tensor) -> torch.Tensor:
+        c.n += 1
+        return inner(v)
+
+    op.matvec = counted
+    return op, c
+
+
+def seeded_torch(seed: int) -> Any:
+    """curvlinops draws from torch's global RNG: fork it so the caller's state is left as it was."""
+
+    class _Ctx:
+        def __enter__(self) -> None:
+            self.f = torch.random.fork_rng(devices=[])
+            self.f.__enter__()
+            torch.manual_seed(seed)
+
+        def __exit__(self, *exc: Any) -> None:
+            self.f.__exit__(*exc)
+
+    return _Ctx()
+
+
+# --- 1. top-k -------------------------------------------------------------------------------------
 def rel_err(got: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(got) - exact) / np.abs(exact)))
+    return float(np.max(np.abs(np.sort(np.asarray(got))[::-1][: exact.size] - exact) / np.abs(exact)))
 
 
-def ladder(run: Callable[[float], tuple[np.ndarray, int]], tols: list[float], exact: np.ndarray) -> dict[str, Any]:
-    """Walk ``tols`` loose to tight (half-decade steps) until the error reaches TARGET.
-
-    For each target the first setting that reaches it is kept (its HVPs, wall time, error).
-    """
+def ladder(run: Callable[[Any], dict[str, Any]], settings: list[Any], exact: np.ndarray) -> dict[str, Any]:
     tried = []
-    for tol in tols:
+    for s in settings:
         t0 = time.perf_counter()
-        vals, n_hvp = run(tol)
-        wall = time.perf_counter() - t0
-        err = rel_err(vals, exact)
-        tried.append({"tol": tol, "n_hvp": n_hvp, "wall_s": wall, "max_rel_err": err})
-        if err <= TARGET:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            out = run(s)
+        out["wall_s"] = time.perf_counter() - t0
+        out["setting"] = s
+        out["max_rel_err"] = rel_err(out.pop("values"), exact)
+        tried.append(out)
+        if out["max_rel_err"] <= TARGET:
             break
-    out: dict[str, Any] = {"ladder": tried}
-    for key, target in (("", TARGET), ("_1e-5", SECOND_TARGET)):
-        hit = next((t for t in tried if t["max_rel_err"] <= target), None)
-        out["reached" + key] = hit is not None
-        for f in ("tol", "n_hvp", "wall_s"):
-            out[f + key] = hit[f] if hit else None
-    out["max_rel_err"] = tried[-1]["max_rel_err"]
+    hit = tried[-1] if tried[-1]["max_rel_err"] <= TARGET else None
+    return {"reached": hit is not None, "hit": hit, "ladder": tried}
+
+
+def topk_methods(model, x, y, v0: np.ndarray, seed: int) -> dict[str, tuple[Callable[[Any], dict[str, Any]], list]]:
+    out: dict[str, tuple[Callable[[Any], dict[str, Any]], list]] = {}
+    tols = TOLS if n_params(model) <= 5000 else TOLS_BIG
+
+    def ours(ncv: int | None) -> Callable[[float], dict[str, Any]]:
+        def run(tol: float) -> dict[str, Any]:
+            op = curvature_operator(model, CE, (x, y))
+            r = lanczos(op, op.dim, K, "LA", tol=tol, seed=seed, v0=v0, return_eigenvectors=False, ncv=ncv)
+            return {
+                "values": r.eigenvalues,
+                "n_hvp": r.n_matvec,
+                "n_hvp_main": r.n_matvec - r.n_matvec_check,
+                "n_hvp_check": r.n_matvec_check,
+                "converged": r.converged,
+                "ncv": r.ncv,
+            }
+
+        return run
+
+    out["multilens lanczos"] = (ours(None), tols)
+    out["multilens lanczos ncv=20"] = (ours(max(2 * K + 1, 20)), tols)
+    if curvlinops is not None:
+
+        def arpack(tol: float) -> dict[str, Any]:
+            op, c = cl_operator(model, x, y)
+            sp = op.to_scipy()
+            w = eigsh(sp, k=K, which="LA", tol=tol, v0=v0)[0]
+            return {"values": w, "n_hvp": c.n, "n_hvp_main": c.n, "n_hvp_check": 0}
+
+        out["ARPACK (curvlinops)"] = (arpack, tols)
+    if he is not None:
+
+        def eigenthings(steps: int) -> dict[str, Any]:
+            op, c = he_operator(model, x, y)
+            r = he.lanczos(op, k=K, max_iter=min(steps, n_params(model) - 1), which="LA", seed=seed)
+            return {"values": r.eigenvalues.detach().numpy(), "n_hvp": c.n, "n_hvp_main": c.n, "n_hvp_check": 0}
+
+        out["hessian-eigenthings lanczos"] = (eigenthings, STEPS)
     return out
 
 
-def ours_lanczos(model, x, y, seed: int, deflation_check: bool) -> Callable[[float], tuple[np.ndarray, int]]:
-    def run(tol: float) -> tuple[np.ndarray, int]:
+# --- 2. trace -------------------------------------------------------------------------------------
+def trace_methods(model, x, y) -> dict[str, Callable[[int, int], tuple[float, int]]]:
+    out: dict[str, Callable[[int, int], tuple[float, int]]] = {}
+
+    def ours(f: Callable) -> Callable[[int, int], tuple[float, int]]:
+        def run(budget: int, seed: int) -> tuple[float, int]:
+            op = curvature_operator(model, CE, (x, y))
+            r = f(op, op.dim, budget, seed=seed)
+            return r.estimate, op.n_matvec
+
+        return run
+
+    out["multilens xtrace"] = ours(xtrace)
+    out["multilens hutch++"] = ours(hutchpp)
+    if curvlinops is not None:
+
+        def cl(f: Callable) -> Callable[[int, int], tuple[float, int]]:
+            def run(budget: int, seed: int) -> tuple[float, int]:
+                op, c = cl_operator(model, x, y)
+                with seeded_torch(seed):
+                    est = float(f(op, budget))
+                return est, c.n
+
+            return run
+
+        out["curvlinops xtrace"] = cl(cl_xtrace)
+        out["curvlinops hutchpp"] = cl(cl_hutchpp)
+    if he is not None:
+
+        def eig(budget: int, seed: int) -> tuple[float, int]:
+            op, c = he_operator(model, x, y)
+            r = he.trace(op, num_matvecs=budget, method="hutch++", seed=seed)
+            return float(r.estimate), c.n
+
+        out["hessian-eigenthings hutch++"] = eig
+    return out
+
+
+# --- 3. density -----------------------------------------------------------------------------------
+def w1_to_exact(grid: np.ndarray, density: np.ndarray, evals: np.ndarray) -> float:
+    """Wasserstein-1 distance between a density on a grid and the uniform measure on ``evals``."""
+    lo, hi = min(grid[0], evals[0]), max(grid[-1], evals[-1])
+    t = np.linspace(lo, hi, 20001)
+    d = np.interp(t, grid, density, left=0.0, right=0.0)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * np.diff(t))])
+    cdf /= cdf[-1]
+    exact = np.searchsorted(np.sort(evals), t, side="right") / evals.size
+    return float(np.trapezoid(np.abs(cdf - exact), t) / (evals[-1] - evals[0]))
+
+
+def density_methods(model, x, y) -> dict[str, Callable[[int], tuple[np.ndarray, np.ndarray, int]]]:
+    out: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray, int]]] = {}
+
+    def ours(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
         op = curvature_operator(model, CE, (x, y))
-        r = lanczos(op, op.dim, 3, "LA", tol=tol, seed=seed, return_eigenvectors=False, deflation_check=deflation_check)
-        return r.eigenvalues, op.n_matvec
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            r = slq_density(op, op.dim, n_vectors=SLQ_VECTORS, n_iter=SLQ_STEPS, seed=seed)
+        return r.grid, r.density, op.n_matvec
 
-    return run
+    out["multilens slq"] = ours
+    if curvlinops is not None:
+
+        def cl(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+            op, c = cl_operator(model, x, y)
+            with seeded_torch(seed):
+                grid, dens = lanczos_approximate_spectrum(op, SLQ_STEPS, num_points=1024, num_repeats=SLQ_VECTORS)
+            return grid.numpy(), dens.numpy(), c.n
+
+        out["curvlinops papyan2020"] = cl
+    if he is not None:
+
+        def eig(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+            op, c = he_operator(model, x, y)
+            r = he.spectral_density(op, num_runs=SLQ_VECTORS, lanczos_steps=SLQ_STEPS, num_grid_points=2000, seed=seed)
+            return r.grid.numpy(), r.density.numpy(), c.n
+
+        out["hessian-eigenthings slq"] = eig
+    return out
 
 
-def ours_power(model, x, y, seed: int) -> Callable[[float], tuple[np.ndarray, int]]:
-    def run(tol: float) -> tuple[np.ndarray, int]:
+# --- 4. peak memory in a fresh process ------------------------------------------------------------
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_growth(fn: Callable[[], Any]) -> int:
+    base = rss_bytes()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        fn()
+    finally:
+        stop.set()
+        t.join()
+    peak[0] = max(peak[0], rss_bytes())
+    return peak[0] - base
+
+
+def probe(state_file: str, task: str, method: str, setting: str) -> None:
+    """Subprocess entry: load the subject, run one method once, print its peak RSS growth."""
+    blob = torch.load(state_file, weights_only=False)
+    model, x, y = blob["model"], blob["x"], blob["y"]
+    v0 = blob["v0"]
+    if task == "topk":
+        run, _ = topk_methods(model, x, y, v0, 0)[method]
+        arg: Any = float(setting) if "eigenthings" not in method else int(setting)
+        fn: Callable[[], Any] = lambda: run(arg)  # noqa: E731
+    elif task == "trace":
+        run_t = trace_methods(model, x, y)[method]
+        fn = lambda: run_t(int(setting), 0)  # noqa: E731
+    else:
+        run_d = density_methods(model, x, y)[method]
+        fn = lambda: run_d(0)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grow = peak_growth(fn)
+    print(json.dumps({"peak_rss_growth_bytes": grow}))
+
+
+def measure_memory(state_file: str, task: str, method: str, setting: Any) -> float | None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, __file__, "--probe", state_file, task, method, str(setting)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if p.returncode != 0:
+        return None
+    return float(json.loads(p.stdout.strip().splitlines()[-1])["peak_rss_growth_bytes"]) / 2**20
+
+
+# --- driver ---------------------------------------------------------------------------------------
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else float(a) / float(b)
+
+
+def bench_size(
+    size: str,
+    seeds: int,
+    trace_reps: int,
+    memory: bool,
+    tasks: tuple[str, ...] = ("topk", "trace", "density"),
+    budgets: tuple[int, ...] = (60, 120),
+    prev: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    model, x, y = setup(size)
+    p = n_params(model)
+    if p > 5000:  # no exact trace to measure accuracy against: a few repetitions time the calls
+        seeds, trace_reps = 1, min(trace_reps, 3)
+    print(f"== {size}: {p} parameters, {x.shape[0]} examples", flush=True)
+    res: dict[str, Any] = dict(prev or {})
+    res |= {
+        "n_params": p,
+        "n_examples": int(x.shape[0]),
+        "architecture": f"64-{SIZES[size]}-10 tanh",
+        "seeds": seeds,
+        "trace_reps": trace_reps,
+    }
+    dense = p <= 5000
+    if dense:
+        h = dense_hessian(model, x, y)
+        evals = np.linalg.eigvalsh(h)
+        exact_top = evals[::-1][:K]
+        exact_trace = float(np.trace(h))
+        res["reference"] = "dense Hessian (torch.func jacrev of jacrev), numpy eigvalsh"
+    else:
         op = curvature_operator(model, CE, (x, y))
-        r = power_iteration(op, op.dim, 3, tol=tol, max_iter=20000, seed=seed, return_eigenvectors=False)
-        return np.sort(r.eigenvalues)[::-1], op.n_matvec
+        ref = lanczos(op, op.dim, K, "LA", tol=1e-11, seed=99, return_eigenvectors=False)
+        exact_top = ref.eigenvalues
+        evals, exact_trace = None, None
+        res["reference"] = f"multilens lanczos tol 1e-11 ({ref.n_matvec} HVPs, converged={ref.converged})"
+        if curvlinops is not None:
+            clop, _ = cl_operator(model, x, y)
+            w = eigsh(clop.to_scipy(), k=K, which="LA", tol=1e-11, v0=np.ones(p))[0]
+            res["reference_arpack_agreement"] = rel_err(w, exact_top)
+    res["exact_top"] = [float(v) for v in exact_top]
 
-    return run
+    # 1. top-k
+    topk: dict[str, Any] = {}
+    for s in range(seeds if "topk" in tasks else 0):
+        v0 = np.random.default_rng(100 + s).standard_normal(p)
+        for name, (run, settings) in topk_methods(model, x, y, v0, s).items():
+            topk.setdefault(name, []).append(ladder(run, settings, exact_top))
+            hit = topk[name][-1]["hit"]
+            print(f"  top-{K} seed {s} {name}: {hit and {k: hit[k] for k in ('n_hvp', 'n_hvp_main', 'setting')}}")
+    summary: dict[str, Any] = {}
+    for name, runs in topk.items():
+        hits = [r["hit"] for r in runs]
+        ok = all(h is not None for h in hits)
+        summary[name] = {
+            "reached_all_seeds": ok,
+            "median_n_hvp": float(np.median([h["n_hvp"] for h in hits])) if ok else None,
+            "median_n_hvp_main": float(np.median([h["n_hvp_main"] for h in hits])) if ok else None,
+            "median_n_hvp_check": float(np.median([h["n_hvp_check"] for h in hits])) if ok else None,
+            "median_wall_s": float(np.median([h["wall_s"] for h in hits])) if ok else None,
+            "per_seed": runs,
+        }
+    for anchor in ("ARPACK (curvlinops)", "hessian-eigenthings lanczos"):
+        if anchor in summary:
+            for ours in ("multilens lanczos", "multilens lanczos ncv=20"):
+                a, o = summary[anchor], summary[ours]
+                o[f"hvp_main_ratio_vs {anchor}"] = ratio(o["median_n_hvp_main"], a["median_n_hvp"])
+                o[f"hvp_total_ratio_vs {anchor}"] = ratio(o["median_n_hvp"], a["median_n_hvp"])
+                o[f"wall_ratio_vs {anchor}"] = ratio(o["median_wall_s"], a["median_wall_s"])
+    if "topk" in tasks:
+        res["topk"] = summary
 
+    # 2. trace
+    trace: dict[str, Any] = {}
+    for budget in budgets if "trace" in tasks else ():
+        rows: dict[str, Any] = {}
+        methods = trace_methods(model, x, y)
+        samples: dict[str, dict[str, list]] = {n: {"est": [], "wall": [], "hvp": []} for n in methods}
+        for s in range(trace_reps):  # round robin, so a change in the machine's load hits every method alike
+            for name, run in methods.items():
+                t0 = time.perf_counter()
+                e, n = run(budget, s)
+                samples[name]["wall"].append(time.perf_counter() - t0)
+                samples[name]["est"].append(e)
+                samples[name]["hvp"].append(n)
+        for name, smp in samples.items():
+            ests_a = np.array(smp["est"])
+            row = {
+                "median_wall_s": float(np.median(smp["wall"])),
+                "n_hvp": int(np.median(smp["hvp"])),
+                "mean": float(ests_a.mean()),
+                "sd": float(ests_a.std(ddof=1)) if ests_a.size > 1 else None,
+            }
+            if exact_trace is not None:
+                row["rel_rmse"] = float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace))
+            rows[name] = row
+            print(f"  trace@{budget} {name}: {row}")
+        for ours, anchor in (
+            ("multilens xtrace", "curvlinops xtrace"),
+            ("multilens hutch++", "curvlinops hutchpp"),
+            ("multilens hutch++", "hessian-eigenthings hutch++"),
+            ("multilens xtrace", "curvlinops hutchpp"),
+        ):
+            if anchor in rows:
+                rows[ours][f"wall_ratio_vs {anchor}"] = ratio(
+                    rows[ours]["median_wall_s"], rows[anchor]["median_wall_s"]
+                )
+                if "rel_rmse" in rows[ours]:
+                    rows[ours][f"rmse_ratio_vs {anchor}"] = ratio(rows[ours]["rel_rmse"], rows[anchor]["rel_rmse"])
+        trace[str(budget)] = rows
+    if exact_trace is not None:
+        trace["exact_trace"] = exact_trace
+    if "trace" in tasks:
+        res["trace"] = trace
 
-class _CountHVP:
-    """Wrap pyhessian.hessian.hessian_vector_product to count calls."""
+    # 3. density
+    dens: dict[str, Any] = {}
+    for name, run in density_methods(model, x, y).items() if "density" in tasks else ():
+        t0 = time.perf_counter()
+        grid, d, n = run(0)
+        row = {"wall_s": time.perf_counter() - t0, "n_hvp": n}
+        if evals is not None:
+            row["w1_rel_to_exact"] = w1_to_exact(np.asarray(grid, dtype=np.float64), np.asarray(d, np.float64), evals)
+        dens[name] = row
+        print(f"  density {name}: {row}")
+    for anchor in ("curvlinops papyan2020", "hessian-eigenthings slq"):
+        if anchor in dens and "multilens slq" in dens:
+            dens["multilens slq"][f"wall_ratio_vs {anchor}"] = ratio(
+                dens["multilens slq"]["wall_s"], dens[anchor]["wall_s"]
+            )
+            dens["multilens slq"][f"hvp_ratio_vs {anchor}"] = ratio(
+                dens["multilens slq"]["n_hvp"], dens[anchor]["n_hvp"]
+            )
+    if "density" in tasks:
+        res["density"] = dens
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.orig = pyh_module.hessian_vector_product
-
-    def __enter__(self) -> _CountHVP:
-        def counted(*a: Any, **k: Any) -> Any:
-            self.count += 1
-            return self.orig(*a, **k)
-
-        pyh_module.hessian_vector_product = counted
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pyh_module.hessian_vector_product = self.orig
-
-
-def pyhessian_run(model, x, y, seed: int) -> Callable[[float], tuple[np.ndarray, int]]:
-    def run(tol: float) -> tuple[np.ndarray, int]:
-        m = copy.deepcopy(model)  # PyHessian leaves .grad (with a graph) on the model it is given
-        default = torch.get_default_dtype()
-        with torch.random.fork_rng(devices=[]), _CountHVP() as c:
-            torch.manual_seed(seed)
-            torch.set_default_dtype(torch.float64)  # its random vectors must match the float64 model
-            try:
-                h = pyhessian.hessian(m, CE, data=(x, y), cuda=False)
-                vals, _ = h.eigenvalues(maxIter=20000, tol=tol, top_n=3)
-            finally:
-                torch.set_default_dtype(default)
-        return np.sort(np.array(vals))[::-1], c.count
-
-    return run
-
-
-def pyhessian_trace(model, x, y, budget: int, seed: int) -> float:
-    m = copy.deepcopy(model)
-    default = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.set_default_dtype(torch.float64)
-        try:
-            h = pyhessian.hessian(m, CE, data=(x, y), cuda=False)
-            samples = h.trace(maxIter=budget, tol=0.0)  # tol=0: never stop early, spend the whole budget
-        finally:
-            torch.set_default_dtype(default)
-    assert len(samples) == budget
-    return float(np.mean(samples))
-
-
-def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return float(np.median(vals)) if len(vals) == len(rows) and vals else None
+    # 4. memory
+    if memory:
+        mem: dict[str, Any] = dict(res.get("peak_rss_growth_mib", {}))
+        with tempfile.TemporaryDirectory() as tmp:
+            f = os.path.join(tmp, "subject.pt")
+            torch.save({"model": model, "x": x, "y": y, "v0": np.random.default_rng(100).standard_normal(p)}, f)
+            for name in topk:
+                hit = topk[name][0]["hit"]
+                if hit is not None:
+                    mem[f"topk {name}"] = measure_memory(f, "topk", name, hit["setting"])
+            for name in trace_methods(model, x, y) if "trace" in tasks else ():
+                mem[f"trace@60 {name}"] = measure_memory(f, "trace", name, 60)
+            for name in density_methods(model, x, y) if "density" in tasks else ():
+                mem[f"density {name}"] = measure_memory(f, "density", name, 0)
+        print(f"  peak RSS growth (MiB): {mem}")
+        res["peak_rss_growth_mib"] = mem
+    return res
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--probe":
+        probe(*sys.argv[2:6])
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1k and 100k only, 1 seed, 6 trace reps")
+    ap.add_argument("--merge", action="store_true", help="keep the sizes and tasks already in --out")
+    ap.add_argument("--tasks", default="topk,trace,density")
+    ap.add_argument("--budgets", default="60,120")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trace-reps", type=int, default=20)
-    ap.add_argument("--examples", type=int, default=512)
+    ap.add_argument("--sizes", default="1k,100k,1M")
+    ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "curvature.json"))
-    args = ap.parse_args()
+    a = ap.parse_args()
     torch.set_num_threads(1)
-    warnings.simplefilter("ignore", ConvergenceWarning)  # non-convergence shows as "not reached" below
-    # PyHessian calls backward(create_graph=True) on the model; torch warns about the cycle. Not ours.
-    warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
-
-    model, x, y = setup(args.examples)
+    sizes = a.sizes.split(",")
+    seeds, reps = a.seeds, a.trace_reps
+    if a.quick:
+        sizes = [s for s in sizes if s != "1M"]
+        seeds, reps = 1, 6
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch-internal, on first forward-AD use
-        h = dense_hessian(model, x, y)
-    dense_s = time.perf_counter() - t0
-    evals = np.linalg.eigvalsh(h)
-    exact_top = evals[::-1][:3]
-    exact_trace = float(np.trace(h))
-    dim = h.shape[0]
-    print(
-        f"model: 64-32-10 ReLU MLP, {dim} parameters, {args.examples} examples, float64; dense Hessian {dense_s:.1f} s"
-    )
-    print(f"exact top-3: {exact_top}, trace {exact_trace:.6g}")
-
-    # --- one HVP's cost --------------------------------------------------------------------
-    op = curvature_operator(model, CE, (x, y))
-    v = np.random.default_rng(0).standard_normal(op.dim)
-    op(v)
-    t0 = time.perf_counter()
-    for _ in range(50):
-        op(v)
-    ours_hvp_ms = (time.perf_counter() - t0) / 50 * 1e3
-
-    # --- eigenvalues -------------------------------------------------------------------------
-    tols_ours = [float(10 ** (-k / 2)) for k in range(2, 21)]  # 1e-1 ... 1e-10
-    tols_pyh = [float(10 ** (-k / 2)) for k in range(6, 25)]  # 1e-3 (its default) ... 1e-12
-    methods: dict[str, list[dict[str, Any]]] = {
-        "multilens lanczos": [],
-        "multilens lanczos, no deflation check": [],
-        "multilens power iteration": [],
-        "pyhessian power iteration": [],
-    }
-    for s in range(args.seeds):
-        methods["multilens lanczos"].append(ladder(ours_lanczos(model, x, y, s, True), tols_ours, exact_top))
-        methods["multilens lanczos, no deflation check"].append(
-            ladder(ours_lanczos(model, x, y, s, False), tols_ours, exact_top)
-        )
-        methods["multilens power iteration"].append(ladder(ours_power(model, x, y, s), tols_ours, exact_top))
-        if pyhessian is not None:
-            methods["pyhessian power iteration"].append(ladder(pyhessian_run(model, x, y, s), tols_pyh, exact_top))
-    pyh_default = None
-    if pyhessian is not None:
-        vals, n = pyhessian_run(model, x, y, 0)(1e-3)
-        pyh_default = {"tol": 1e-3, "n_hvp": n, "max_rel_err": rel_err(vals, exact_top)}
-
-    summary = {}
-    for name, rows in methods.items():
-        if not rows:
-            summary[name] = {"measured": False, "note": f"pyhessian not importable ({PYHESSIAN_ERROR})"}
-            continue
-        summary[name] = {
-            "measured": True,
-            "reached_all_seeds": all(r["reached"] for r in rows),
-            "median_n_hvp": median_of(rows, "n_hvp"),
-            "median_wall_s": median_of(rows, "wall_s"),
-            "median_n_hvp_1e-5": median_of(rows, "n_hvp_1e-5"),
-            "median_wall_s_1e-5": median_of(rows, "wall_s_1e-5"),
-            "final_max_rel_err": max(r["max_rel_err"] for r in rows),
-            "per_seed": rows,
-        }
-    base = summary["multilens lanczos"]
-    for target, sfx in ((TARGET, ""), (SECOND_TARGET, "_1e-5")):
-        print(f"\nTop-3 eigenvalues to {target:g} relative error (median over {args.seeds} seeds)")
-        print(f"{'method':42s} {'HVPs':>7s} {'wall s':>8s} {'HVPs / ours':>12s} {'wall / ours':>12s}")
-        for name, srow in summary.items():
-            if not srow["measured"]:
-                print(f"{name:42s} not measured: {srow['note']}")
-                continue
-            nh, wt = srow["median_n_hvp" + sfx], srow["median_wall_s" + sfx]
-            if nh is None:
-                print(
-                    f"{name:42s} did not reach {target:g} on every seed (error floor {srow['final_max_rel_err']:.2g})"
-                )
-                continue
-            srow["hvp_ratio_to_lanczos" + sfx] = nh / base["median_n_hvp" + sfx]
-            srow["wall_ratio_to_lanczos" + sfx] = wt / base["median_wall_s" + sfx]
-            print(
-                f"{name:42s} {nh:7.0f} {wt:8.3f} {srow['hvp_ratio_to_lanczos' + sfx]:12.2f} {srow['wall_ratio_to_lanczos' + sfx]:12.2f}"
-            )
-    if pyh_default:
-        print(
-            f"PyHessian at its default tol=1e-3: {pyh_default['n_hvp']} HVPs, max relative error {pyh_default['max_rel_err']:.2g}"
-        )
-
-    # --- trace at equal budget ------------------------------------------------------------------
-    budgets = [30, 60, 120, 240]
-    trace_rows = []
-    for b in budgets:
-        row: dict[str, Any] = {"budget": b}
-        for name, fn in (("hutch++", hutchpp), ("hutchinson", hutchinson)):
-            ests, cover = [], 0
-            for s in range(args.trace_reps):
-                op = curvature_operator(model, CE, (x, y))
-                r = fn(op, op.dim, b, seed=s)
-                ests.append(r.estimate)
-                cover += int(r.ci_low <= exact_trace <= r.ci_high)
-            ests_a = np.array(ests)
-            row[name] = {
-                "rel_rmse": float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace)),
-                "ci95_coverage": cover / args.trace_reps,
-            }
-        if pyhessian is not None:
-            ests_a = np.array([pyhessian_trace(model, x, y, b, s) for s in range(args.trace_reps)])
-            row["pyhessian"] = {
-                "rel_rmse": float(np.sqrt(np.mean((ests_a - exact_trace) ** 2)) / abs(exact_trace)),
-                "ci95_coverage": None,
-            }
-        else:
-            row["pyhessian"] = None
-        row["rmse_ratio_hutchinson_over_hutchpp"] = row["hutchinson"]["rel_rmse"] / row["hutch++"]["rel_rmse"]
-        trace_rows.append(row)
-    print(f"\nTrace: relative RMSE over {args.trace_reps} seeds at equal HVP budget (exact trace {exact_trace:.6g})")
-    print(
-        f"{'HVPs':>5s} {'Hutch++':>9s} {'Hutchinson':>11s} {'PyHessian':>10s} {'Hutchinson/Hutch++':>19s} {'coverage H++/H':>15s}"
-    )
-    for r in trace_rows:
-        pyh = f"{r['pyhessian']['rel_rmse']:10.4f}" if r["pyhessian"] else f"{'n/a':>10s}"
-        print(
-            f"{r['budget']:5d} {r['hutch++']['rel_rmse']:9.4f} {r['hutchinson']['rel_rmse']:11.4f} {pyh} "
-            f"{r['rmse_ratio_hutchinson_over_hutchpp']:19.2f} {r['hutch++']['ci95_coverage']:7.2f}/{r['hutchinson']['ci95_coverage']:.2f}"
-        )
-
-    out = {
-        "schema_version": 1,
-        "target_relative_error": TARGET,
-        "model": {
-            "architecture": "64-32-10 ReLU MLP",
-            "n_params": dim,
-            "n_examples": args.examples,
-            "dtype": "float64",
+    out: dict[str, Any] = {
+        "schema_version": 2,
+        "benchmark": "curvature numerics vs ARPACK (curvlinops), curvlinops and hessian-eigenthings",
+        "quick": bool(a.quick),
+        "target_rel_err_topk": TARGET,
+        "k": K,
+        "seeds": seeds,
+        "trace_reps": reps,
+        "slq": {"n_vectors": SLQ_VECTORS, "n_iter": SLQ_STEPS},
+        "anchors": {
+            "curvlinops-for-pytorch": CURVLINOPS or f"not measured ({CURVLINOPS_ERROR})",
+            "hessian-eigenthings": EIGENTHINGS or f"not measured ({EIGENTHINGS_ERROR})",
         },
-        "exact": {"top3": [float(v) for v in exact_top], "trace": exact_trace, "dense_hessian_s": dense_s},
-        "hvp_ms": {"multilens": ours_hvp_ms},
-        "eigenvalues": summary,
-        "pyhessian_default_tol": pyh_default,
-        "trace": trace_rows,
         "environment": {
+            "python": platform.python_version(),
             "torch": torch.__version__,
             "numpy": np.__version__,
-            "pyhessian": PYHESSIAN,
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
+            "threads": 1,
             "machine": platform.machine(),
-            "seeds": args.seeds,
-            "trace_reps": args.trace_reps,
         },
+        "sizes": {},
     }
-    atomic_write_json(args.out, out)
-    print(f"\nwrote {args.out}")
+    if a.merge and Path(a.out).exists():
+        out["sizes"] = json.loads(Path(a.out).read_text()).get("sizes", {})
+    tasks = tuple(a.tasks.split(","))
+    budgets = tuple(int(b) for b in a.budgets.split(","))
+    for size in sizes:
+        prev = out["sizes"].get(size)
+        out["sizes"][size] = bench_size(size, seeds, reps, not a.no_memory, tasks, budgets, prev)
+        atomic_write_json(a.out, out)  # each size as soon as it is done
+    out["total_wall_s"] = time.perf_counter() - t0
+    atomic_write_json(a.out, out)
+    print(f"wrote {a.out} in {out['total_wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

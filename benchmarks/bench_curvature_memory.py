@@ -54,18 +54,24 @@ def measure(mode: str, dtype: str) -> dict:
 def main() -> None:
     from multilens.io import atomic_write_json
 
-    res = {f"{m}_{d}": measure(m, d) for m, d in (("train", "float32"), ("train", "float64"), ("hvp", "float64"))}
+    res = {
+        f"{m}_{d}": measure(m, d)
+        for m, d in (("train", "float32"), ("train", "float64"), ("hvp", "float64"), ("hvp", "float32"))
+    }
     for k, v in res.items():
         print(f"{k:14s} peak working memory {v['peak_delta_mb']:8.1f} MB  ({v['n_params']} parameters)")
     r64 = res["hvp_float64"]["peak_delta_mb"] / max(res["train_float64"]["peak_delta_mb"], 1e-9)
     r32 = res["hvp_float64"]["peak_delta_mb"] / max(res["train_float32"]["peak_delta_mb"], 1e-9)
+    r3232 = res["hvp_float32"]["peak_delta_mb"] / max(res["train_float32"]["peak_delta_mb"], 1e-9)
     print(f"HVP (float64) / training step (float64): {r64:.2f}x; / training step (float32): {r32:.2f}x")
+    print(f"HVP (float32) / training step (float32): {r3232:.2f}x")
     atomic_write_json(
         Path(__file__).parent / "results" / "curvature_memory.json",
         {
             "benchmark": "curvature_memory",
             "runs": res,
             "hvp_over_train_same_dtype": r64,
+            "hvp_float32_over_train_float32": r3232,
             "hvp_float64_over_train_float32": r32,
         },
     )

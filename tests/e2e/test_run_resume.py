@@ -91,7 +91,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert max(row[11] for row in after) >= 2, "no interrupted run was retried"  # attempts column
     summary = json.loads((out / "summary.json").read_text())
     data = summary["phases"][0]["result"]["data"]
-    assert data["n_runs"] == len(after) and data["n_executed_now"] == len(after) - len(done_before)
+    sweep = summary["phases"][0]["result"]["provenance"]["sweep"]
+    assert data["n_runs"] == len(after) and sweep["executed_now"] == len(after) - len(done_before)
     for name in ("report.html", "report.md", "manifest.json", "assumptions.md", "risks.md", "checklist.md"):
         assert (out / name).stat().st_size > 0, name
 

@@ -152,3 +152,74 @@ def test_seed_reproducible(indefinite):
     assert a.n_matvec == b.n_matvec
     np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
     assert a.to_dict()["converged"] is True
+
+
+def test_one_lanczos_recurrence_serves_eigenvalues_slq_and_the_check():
+    """Issue 8: one recurrence. Lanczos, the re-check and SLQ all advance krylov.LanczosProcess; a
+    tridiagonalization from the same start gives the same Ritz values as the eigen-solver's basis."""
+    import importlib
+
+    krylov, lanczos_mod, slq = (importlib.import_module(f"multilens.linalg.{m}") for m in ("krylov", "lanczos", "slq"))
+    assert lanczos_mod.LanczosProcess is krylov.LanczosProcess is slq.LanczosProcess
+    lam = np.linspace(1.0, 2.0, 30)
+    a = with_spectrum(lam, 3)
+    mv, dim = dense_matvec(a)
+    from multilens.linalg import tridiagonalize
+
+    tri = tridiagonalize(mv, np.ones(dim), dim)
+    assert tri.invariant and tri.n_matvec == dim
+    t = np.diag(tri.alphas) + np.diag(tri.betas, 1) + np.diag(tri.betas, -1)
+    np.testing.assert_allclose(np.linalg.eigvalsh(t), lam, rtol=1e-12)
+
+
+def arpack_count(a: np.ndarray, k: int, tol: float, v0: np.ndarray) -> tuple[int, np.ndarray]:
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    n = [0]
+
+    def mv(v):
+        n[0] += 1
+        return a @ v
+
+    w = eigsh(LinearOperator(a.shape, matvec=mv, dtype=np.float64), k=k, which="LA", tol=tol, v0=v0)[0]
+    return n[0], np.sort(w)[::-1]
+
+
+@pytest.mark.parametrize(
+    "name,k",
+    [("indefinite", 3), ("cluster", 3), ("flat", 1), ("flat", 6)],
+)
+def test_main_run_needs_no_more_products_than_arpack(indefinite, name, k):
+    """Issue 15: thick-restart Lanczos reaches top-k to 1e-6 of eigh with no more products in its main
+    run than scipy's ARPACK (eigsh, which="LA", same tol and start vector); the residual products and
+    the re-check are counted apart in n_matvec_check."""
+    mats = {
+        "indefinite": indefinite,
+        "cluster": with_spectrum(np.concatenate([1.0 - 0.004 * np.arange(40), np.linspace(-0.5, 0.8, 360)]), 4),
+        "flat": with_spectrum(np.linspace(0.0, 1.0, 500), 3),
+    }
+    a = mats[name]
+    exact = np.linalg.eigvalsh(a)[::-1][:k]
+    v0 = np.random.default_rng(1).standard_normal(a.shape[0])
+    n_arpack, w = arpack_count(a, k, 1e-8, v0)
+    # ncv = ARPACK's max(2k+1, 20): the same memory, so thick restarts happen as ARPACK's restarts do.
+    res = lanczos(*dense_matvec(a), k, "LA", tol=1e-8, v0=v0, seed=0, ncv=max(2 * k + 1, 20))
+    assert res.converged and res.deflation_checked
+    np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-6)
+    np.testing.assert_allclose(w, exact, rtol=1e-6)  # ARPACK reached the same accuracy
+    main = res.n_matvec - res.n_matvec_check
+    assert 0 < res.n_matvec_check < res.n_matvec
+    assert main <= n_arpack, (main, n_arpack)
+    assert res.to_dict()["n_matvec_main"] == main
+    if name != "indefinite":
+        assert res.n_restarts >= 1  # the thick restart was exercised
+
+
+def test_thick_restart_bounds_the_basis(indefinite):
+    """A basis of ncv = 8 vectors forces restarts; the answer is still eigh's."""
+    mv, dim = dense_matvec(indefinite)
+    res = lanczos(mv, dim, 3, "LA", tol=1e-9, seed=4, ncv=8)
+    assert res.converged and res.n_restarts >= 1 and res.ncv == 8
+    np.testing.assert_allclose(res.eigenvalues, np.linalg.eigvalsh(indefinite)[::-1][:3], rtol=1e-8)
+    with pytest.raises(ConfigError, match="`ncv`"):
+        lanczos(mv, dim, 3, ncv=4)

@@ -90,3 +90,17 @@ def test_bad_arguments():
         slq_density(mv, dim, n_vectors=1)
     with pytest.raises(ConfigError, match="`sigma`"):
         slq_density(mv, dim, sigma=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore:SLQ extremes not converged")
+def test_blocking_does_not_change_the_quadrature():
+    """The recurrences advanced 4 at a time (one block product per step) or one at a time give the
+    same nodes and weights; the block products are counted as products."""
+    rng = np.random.default_rng(8)
+    a = spectrum_matrix(np.concatenate([[5.0, 3.0], rng.uniform(-1.0, 1.0, 98)]), 9)
+    mv, dim = dense_matvec(a)
+    r4 = slq_density(mv, dim, n_vectors=4, n_iter=20, seed=3, block_size=4)
+    r1 = slq_density(lambda v: a @ v, dim, n_vectors=4, n_iter=20, seed=3, block_size=1)
+    np.testing.assert_allclose(r4.nodes, r1.nodes, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r4.weights, r1.weights, rtol=0, atol=1e-12)
+    assert r4.n_matvec == r1.n_matvec == 80 and r4.n_blocks == 20 and r1.n_blocks == 0

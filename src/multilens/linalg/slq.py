@@ -13,6 +13,12 @@ The extreme Ritz values converge to the extreme eigenvalues first; their Lanczos
 bounds ``|beta_m * s_{m,j}|`` are reported so a reader can see whether the plotted support is
 the true support. ``dim * sum_j tau_j theta_j`` is Hutchinson's estimate of the trace for that
 vector, so SLQ also gives a trace estimate with a standard error across vectors.
+
+The ``n_vectors`` recurrences are the one Lanczos recurrence of :mod:`multilens.linalg.krylov`,
+advanced ``block_size`` at a time so each step is one block product (on the model side, one
+vectorized pass of Hessian-vector products). SLQ is a fixed budget (``n_vectors`` x ``n_iter``
+products): ``converged`` is None; whether the extreme Ritz values converged is reported apart
+(``extremes_converged``).
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import eigh_tridiagonal
+from scipy.linalg import eigh
 
 from multilens.errors import ConfigError, ConvergenceWarning
-from multilens.linalg.lanczos import tridiagonalize
-from multilens.linalg.operator import check_dim, check_tol, rademacher
+from multilens.linalg.krylov import LanczosProcess
+from multilens.linalg.operator import CountingMatvec, Matmat, check_dim, check_tol, rademacher
 from multilens.seeding import SeedLike, as_generator
+
+_BLOCK_MEMORY = 256 * 2**20  # bytes of Lanczos bases the default block may hold
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,12 @@ class DensityResult:
     note: str = ""
     schema_version: int = 1
 
+    n_blocks: int = 0
+
     @property
-    def converged(self) -> bool:
-        return self.extremes_converged
+    def converged(self) -> None:
+        """None: SLQ spends a fixed budget (see ``extremes_converged`` for the support's convergence)."""
+        return None
 
     def mass_below(self, t: float) -> tuple[float, float]:
         """Fraction of the spectrum below ``t`` (quadrature, unsmoothed) and its stderr across vectors."""
@@ -89,6 +100,8 @@ class DensityResult:
             "residual_min": f(self.residual_min),
             "residual_max": f(self.residual_max),
             "extremes_converged": bool(self.extremes_converged),
+            "converged": None,
+            "budget": "fixed budget: n_vectors x n_iter products",
             "negative_mass": f(neg),
             "negative_mass_stderr": f(neg_se),
             "trace_estimate": f(self.trace_estimate),
@@ -118,12 +131,18 @@ def slq_density(
     n_grid: int = 400,
     tol: float = 1e-6,
     seed: SeedLike = 0,
+    block_size: int | None = None,
+    matmat: Matmat | None = None,
 ) -> DensityResult:
     """Spectral density of ``matvec`` by SLQ with ``n_vectors`` runs of ``n_iter`` Lanczos steps.
 
     ``sigma`` (absolute) or ``sigma_rel`` (a fraction of the measured spectral range
     ``lambda_max - lambda_min``) sets the Gaussian smoothing width. The grid spans
-    ``[lambda_min - 4 sigma, lambda_max + 4 sigma]``.
+    ``[lambda_min - 4 sigma, lambda_max + 4 sigma]``. ``block_size`` recurrences advance together
+    with one block product per step; their bases take ``block_size * n_iter * dim`` float64
+    numbers (default: as many as fit in 256 MB, at least 1, at most ``min(n_vectors, 16)``).
+    ``matmat`` is the block product (default ``matvec.matmat`` when it exists, else column by
+    column).
     """
     dim = check_dim(dim)
     for name, value, lo in (("n_vectors", n_vectors, 2), ("n_iter", n_iter, 2), ("n_grid", n_grid, 16)):
@@ -133,26 +152,35 @@ def slq_density(
     sigma_rel = check_tol("sigma_rel", sigma_rel)
     if sigma is not None:
         sigma = check_tol("sigma", sigma)
-    rng = as_generator(seed)
     m = min(int(n_iter), dim)
+    if block_size is None:
+        # As many recurrences at once as keep their bases within 256 MB (at least one, at most 16).
+        block_size = max(1, min(int(n_vectors), 16, _BLOCK_MEMORY // (8 * (m + 1) * dim)))
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or int(block_size) < 1:
+        raise ConfigError(f"`block_size` must be an int >= 1; got {block_size!r}.")
+    rng = as_generator(seed)
+    op = CountingMatvec(matvec, dim, matmat)
     nodes = np.zeros((n_vectors, m))
     weights = np.zeros((n_vectors, m))
     bounds = np.full((n_vectors, m), np.inf)
     traces = np.zeros(n_vectors)
-    n_mv = 0
     shortest = m
-    for i in range(n_vectors):
-        v = rademacher(rng, (dim,)) / math.sqrt(dim)
-        tri = tridiagonalize(matvec, v, m)
-        n_mv += tri.n_matvec
-        theta, s = eigh_tridiagonal(tri.alphas, tri.betas)
-        j = theta.size
-        shortest = min(shortest, j)
-        # An invariant Krylov space gives fewer nodes, exactly: pad with zero-weight copies.
-        nodes[i, :j], weights[i, :j] = theta, s[0, :] ** 2
-        nodes[i, j:], weights[i, j:] = theta[-1], 0.0
-        bounds[i, :j] = np.abs(tri.last_beta * s[-1, :])
-        traces[i] = dim * float(weights[i] @ nodes[i])
+    starts = rademacher(rng, (n_vectors, dim)) / math.sqrt(dim)
+    for b0 in range(0, n_vectors, int(block_size)):
+        rows = range(b0, min(n_vectors, b0 + int(block_size)))
+        proc = LanczosProcess(op, starts[b0 : rows.stop], m, rng, on_breakdown="stop")
+        while proc.active.any():
+            proc.step()
+        for r, i in enumerate(rows):
+            theta, s = eigh(proc.projected(r))
+            j = theta.size
+            shortest = min(shortest, j)
+            # An invariant Krylov space gives fewer nodes, exactly: pad with zero-weight copies.
+            nodes[i, :j], weights[i, :j] = theta, s[0, :] ** 2
+            nodes[i, j:], weights[i, j:] = theta[-1], 0.0
+            bounds[i, :j] = np.abs(proc.beta[r] * s[-1, :])
+            traces[i] = dim * float(weights[i] @ nodes[i])
+    n_mv = op.count
     hi_i = np.unravel_index(np.argmax(np.where(weights > 0, nodes, -np.inf)), nodes.shape)
     lo_i = np.unravel_index(np.argmin(np.where(weights > 0, nodes, np.inf)), nodes.shape)
     lam_max, lam_min = float(nodes[hi_i]), float(nodes[lo_i])
@@ -196,4 +224,5 @@ def slq_density(
         dim=dim,
         tol=tol,
         note="; ".join(notes),
+        n_blocks=op.n_blocks,
     )

@@ -11,6 +11,13 @@ then restored exactly.
 The objective is the Hessian's: the mean loss over all the data given, ``sum_b (n_b / N) *
 loss_fn(model(x_b), y_b)`` where ``loss_fn`` returns the mean over its batch, so batches of
 different sizes are weighted by their size.
+
+``data`` may be a whole ``torch.utils.data.DataLoader``: with ``stream=True`` its batches are
+not held in memory but re-read, in the loader's (sequential) order, on every pass, so the
+operator is the Hessian of the training loss over the dataset with the memory of one batch. A
+shuffling loader is refused in streaming mode: the mean does not depend on the order, but a
+shuffled order changes the rounding on each pass and draws from torch's global RNG.
+Everything runs on the model's device (its first parameter's), CUDA when the model is there.
 """
 
 from __future__ import annotations
@@ -33,6 +40,17 @@ Mode = Literal["eval", "train"]
 ParamSpec = str | Sequence[str] | None
 
 
+def _check_batch(i: int, b: Any) -> Batch:
+    if not (isinstance(b, (tuple, list)) and len(b) == 2 and all(isinstance(t, torch.Tensor) for t in b)):
+        raise DataError(f"`data[{i}]` must be an (x, y) pair of tensors; got {type(b).__name__}.")
+    x, y = b
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise DataError(f"`data[{i}]` has no examples; every batch needs at least one.")
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise DataError(f"`data[{i}]`: y has {tuple(y.shape)} but x has {x.shape[0]} rows; they must match.")
+    return x, y
+
+
 def as_batches(data: Any) -> list[Batch]:
     """``data`` as a list of (x, y) tensor pairs: one pair, or any iterable of pairs."""
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
@@ -46,17 +64,51 @@ def as_batches(data: Any) -> list[Batch]:
             ) from None
     if not batches:
         raise DataError("`data` is empty; pass at least one (x, y) batch with one example.")
-    out: list[Batch] = []
-    for i, b in enumerate(batches):
-        if not (isinstance(b, (tuple, list)) and len(b) == 2 and all(isinstance(t, torch.Tensor) for t in b)):
-            raise DataError(f"`data[{i}]` must be an (x, y) pair of tensors; got {type(b).__name__}.")
-        x, y = b
-        if x.ndim == 0 or x.shape[0] == 0:
-            raise DataError(f"`data[{i}]` has no examples; every batch needs at least one.")
-        if y.ndim == 0 or y.shape[0] != x.shape[0]:
-            raise DataError(f"`data[{i}]`: y has {tuple(y.shape)} but x has {x.shape[0]} rows; they must match.")
-        out.append((x, y))
-    return out
+    return [_check_batch(i, b) for i, b in enumerate(batches)]
+
+
+class StreamedBatches:
+    """A re-iterable view of a DataLoader (or any re-iterable of batches): read anew on every pass.
+
+    Each pass is checked to yield the same number of batches of the same sizes as the first, so
+    the weights ``n_b / N`` stay those of the data; ``progress(i, n)`` is called after each batch.
+    """
+
+    def __init__(self, data: Any, cast: Callable[[Batch], Batch], progress: Callable[[int, int], None] | None) -> None:
+        sampler = getattr(data, "sampler", None)
+        if sampler is not None and not isinstance(sampler, torch.utils.data.SequentialSampler):
+            raise ConfigError(
+                "`data` is a DataLoader that does not read in sequential order (shuffle=True or a custom "
+                "sampler); for stream=True pass one with shuffle=False: the mean loss does not depend on the "
+                "order, and a shuffled order changes the rounding on each pass and draws from torch's global RNG."
+            )
+        if iter(data) is data:
+            raise ConfigError("`data` is a one-shot iterator; stream=True needs a re-iterable (e.g. a DataLoader).")
+        self.data = data
+        self.cast = cast
+        self.progress = progress
+        self.sizes: list[int] = []
+        for i, b in enumerate(data):
+            x, _ = _check_batch(i, b)
+            self.sizes.append(int(x.shape[0]))
+        if not self.sizes:
+            raise DataError("`data` is empty; pass at least one (x, y) batch with one example.")
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = 0
+        for i, b in enumerate(self.data):
+            x, y = _check_batch(i, b)
+            if i >= len(self.sizes) or int(x.shape[0]) != self.sizes[i]:
+                raise DataError("`data` yielded different batches on a second pass; pass a deterministic loader.")
+            n += 1
+            yield self.cast((x, y))
+            if self.progress is not None:
+                self.progress(n, len(self.sizes))
+        if n != len(self.sizes):
+            raise DataError("`data` yielded fewer batches on a second pass; pass a deterministic loader.")
 
 
 def select_parameters(model: nn.Module, params: ParamSpec = None) -> list[str]:
@@ -122,8 +174,10 @@ class FlatModel:
         data: Any,
         *,
         params: ParamSpec = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = torch.float64,
         mode: Mode = "eval",
+        stream: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         if not callable(loss_fn):
             raise ConfigError(f"`loss_fn` must be a callable loss_fn(output, y) -> scalar; got {loss_fn!r}.")
@@ -131,10 +185,13 @@ class FlatModel:
             raise ConfigError(f"`mode` must be 'eval' or 'train'; got {mode!r}.")
         self.model = model
         self.loss_fn = loss_fn
-        self.dtype = check_dtype(dtype)
-        self.mode: Mode = mode
         self.names = select_parameters(model, params)
         named = dict(model.named_parameters())
+        first = named[self.names[0]]
+        # dtype None: the model's own precision (float32 products for a float32 model).
+        self.dtype = check_dtype(first.dtype if dtype is None else dtype)
+        self.device = first.device
+        self.mode: Mode = mode
         self.shapes = [tuple(named[n].shape) for n in self.names]
         self.numels = [int(named[n].numel()) for n in self.names]
         self.dim = int(sum(self.numels))
@@ -143,16 +200,27 @@ class FlatModel:
         for n, k in zip(self.names, self.numels):
             self.slices[n] = slice(start, start + k)
             start += k
-        cast = lambda t: t.detach().to(self.dtype).clone() if t.is_floating_point() else t.detach().clone()  # noqa: E731
+        dev = self.device
+        cast = lambda t: t.detach().to(dev, self.dtype).clone() if t.is_floating_point() else t.detach().to(dev).clone()  # noqa: E731
         self.fixed = {n: cast(p) for n, p in model.named_parameters() if n not in self.slices}
         self.fixed.update({n: cast(b) for n, b in model.named_buffers()})
-        self.theta0 = torch.cat([named[n].detach().reshape(-1).to(self.dtype) for n in self.names]).clone()
-        batches = as_batches(data)
-        self.batches = [
-            (x.to(self.dtype) if x.is_floating_point() else x, y.to(self.dtype) if y.is_floating_point() else y)
-            for x, y in batches
-        ]
-        sizes = np.array([int(x.shape[0]) for x, _ in self.batches], dtype=np.float64)
+        self.theta0 = torch.cat([named[n].detach().reshape(-1).to(dev, self.dtype) for n in self.names]).clone()
+
+        def cast_batch(b: Batch) -> Batch:
+            x, y = b
+            return (
+                x.to(dev, self.dtype) if x.is_floating_point() else x.to(dev),
+                y.to(dev, self.dtype) if y.is_floating_point() else y.to(dev),
+            )
+
+        self.streamed = bool(stream)
+        self.batches: Sequence[Batch]
+        if stream:
+            self.batches = StreamedBatches(data, cast_batch, progress)
+            sizes = np.array(self.batches.sizes, dtype=np.float64)
+        else:
+            self.batches = [cast_batch(b) for b in as_batches(data)]
+            sizes = np.array([int(x.shape[0]) for x, _ in self.batches], dtype=np.float64)
         self.n_examples = int(sizes.sum())
         self.weights = [float(s / sizes.sum()) for s in sizes]
         value = self.loss(self.theta0)
@@ -172,13 +240,13 @@ class FlatModel:
     def flatten(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
         return torch.cat(
             [
-                (t if t is not None else torch.zeros(k, dtype=self.dtype)).reshape(-1)
+                (t if t is not None else torch.zeros(k, dtype=self.dtype, device=self.device)).reshape(-1)
                 for t, k in zip(tensors, self.numels)
             ]
         )
 
     def to_tensor(self, v: np.ndarray | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(v, dtype=self.dtype)
+        t = torch.as_tensor(v, dtype=self.dtype, device=self.device)
         if t.shape != (self.dim,):
             raise ConfigError(f"`v` must have shape ({self.dim},); got {tuple(t.shape)}.")
         return t
@@ -205,21 +273,21 @@ class FlatModel:
         """Mean loss and its gradient (float64 NumPy) at ``theta``."""
         t = (self.theta0 if theta is None else self.to_tensor(theta)).detach().clone().requires_grad_(True)
         total = 0.0
-        grad = torch.zeros(self.dim, dtype=self.dtype)
+        grad = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         for (x, y), w in zip(self.batches, self.weights):
             loss = self.batch_loss(t, x, y)
             (g,) = torch.autograd.grad(loss, t)
             grad += w * g
             total += w * float(loss.detach())
-        return total, grad.numpy().astype(np.float64)
+        return total, grad.cpu().numpy().astype(np.float64)
 
     def outputs(self, theta: torch.Tensor | np.ndarray | None, x: torch.Tensor) -> torch.Tensor:
         t = self.theta0 if theta is None else self.to_tensor(theta)
         with torch.no_grad():
-            return self.forward(t, x.to(self.dtype) if x.is_floating_point() else x)
+            return self.forward(t, x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device))
 
     def theta0_numpy(self) -> np.ndarray:
-        return self.theta0.numpy().astype(np.float64).copy()
+        return self.theta0.cpu().numpy().astype(np.float64).copy()
 
 
 def parameter_groups(model: nn.Module) -> list[tuple[str, list[str]]]:

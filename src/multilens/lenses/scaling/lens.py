@@ -24,6 +24,7 @@ another part's numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -623,4 +624,8 @@ def measure(subject: Any, settings: Settings, *, seed: int, runtime: Any = None)
         seed,
     )
     data = {"source": runs.source, "n_runs": runs.n_runs, "n_failed": runs.n_failed, "runs": runs.rows()}
-    return finish(LENS, parts, settings, seed, t0, notes=[*sh.notes, *notes], data=json_safe(data))
+    result = finish(LENS, parts, settings, seed, t0, notes=[*sh.notes, *notes], data=json_safe(data))
+    if runs.sweep is None:
+        return result
+    # How this execution got its runs (executed now vs reused from the store) is provenance, not a result.
+    return dataclasses.replace(result, provenance=result.provenance | {"sweep": dict(runs.sweep)})

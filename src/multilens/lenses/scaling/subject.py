@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import dataclasses
 import math
 import tempfile
 import time
@@ -93,6 +94,7 @@ class Runs:
     n_failed: int = 0  # runs of the design that did not finish (not in the table)
     bayes_risk: float | None = None  # a known irreducible loss (e.g. noise variance), if any
     source: str = ""
+    sweep: dict | None = None  # how the bundled sweep ran this time (executed now, reused), for provenance
     data: ScalingData = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -288,5 +290,12 @@ def default_subject(settings: Settings, *, seed: int, runtime: Any = None) -> Ru
     store = getattr(runtime, "store", None) or process_store()
     progress = getattr(runtime, "progress", None)
     seeds = sweep_seeds(seed, settings.seeds)
-    run_sweep(SWEEP, TASK, design(settings), seeds, store, executor or InProcessExecutor(), progress)
-    return runs_from_store(settings, store, seeds)
+    rep = run_sweep(SWEEP, TASK, design(settings), seeds, store, executor or InProcessExecutor(), progress)
+    runs = runs_from_store(settings, store, seeds)
+    sweep = {
+        "total": rep.total,
+        "reused_done": rep.skipped_done,
+        "executed_now": rep.executed,
+        "failed_now": rep.failed,
+    }
+    return dataclasses.replace(runs, sweep=sweep)

@@ -26,6 +26,12 @@ Signatures:
   n_grid=400, tol=1e-6, seed=0, ...) -> DensityResult`` (``grid``, ``density``, ``sigma``);
 * ``per_layer_table(model, loss_fn, data, *, tol=1e-8, n_matvec=60, level=0.95, seed=0, ...)
   -> LayerTable``: top eigenvalue and trace of each layer's diagonal Hessian block;
+* ``hessian_eigenvalues_minibatch(model, loss_fn, loader, k=1, ...) -> MiniBatchEigenResult``: the
+  per-batch top eigenvalues, their spread and mean with an interval (the stochastic mini-batch
+  variant; biased upward relative to the full-data Hessian, by Jensen's inequality);
+* ``stream=True`` on the functions above re-reads a (non-shuffling) DataLoader on every product, so
+  the Hessian is that of the whole training loss without holding its graph in memory;
+  ``dtype=None`` computes products in the model's own dtype with the Krylov work in float64;
 * ``curvature_operator(model, loss_fn, data, *, params=None, kind="hessian"|"gauss_newton", ...)``:
   the matvec itself, for :mod:`multilens.linalg`;
 * ``worst_case_sharpness(model, loss_fn, data, rho, *, adaptive=False, ...)``: SAM/ASAM sharpness.
@@ -40,8 +46,10 @@ of your own through :func:`multilens.lenses.curvature.measure`:
 from multilens.lenses.curvature.api import (
     LayerRow,
     LayerTable,
+    MiniBatchEigenResult,
     hessian_density,
     hessian_eigenvalues,
+    hessian_eigenvalues_minibatch,
     hessian_trace,
     per_layer_table,
 )
@@ -50,6 +58,8 @@ from multilens.lenses.curvature.sharpness import SharpnessResult, worst_case_sha
 from multilens.linalg import DensityResult, EigenResult, TraceResult
 
 __all__ = [
+    "MiniBatchEigenResult",
+    "hessian_eigenvalues_minibatch",
     "CurvatureOperator",
     "DensityResult",
     "EigenResult",

@@ -33,11 +33,13 @@ import importlib
 import math
 import os
 import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, Protocol
 
 from multilens.errors import ConfigError
@@ -142,8 +144,12 @@ def _check_chunk(chunk_size: int | None) -> int | None:
     return chunk_size
 
 
-def _ping(seconds: float) -> int:
-    time.sleep(seconds)
+def _ping(rendezvous: str, n: int, timeout: float = 120.0) -> int:
+    """Hold this worker until ``n`` workers have checked in under ``rendezvous``; return its pid."""
+    Path(rendezvous, str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(rendezvous)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
     return os.getpid()
 
 
@@ -193,9 +199,9 @@ class LocalExecutor:
     def warm(self, task: str | None = None) -> list[int]:
         """Start every worker now (imports done) and return their process ids."""
         pool = self._get_pool(task)
-        # Each worker holds a ping long enough that the pool has to start all of them.
-        futs = [pool.submit(_ping, 0.05) for _ in range(self.workers)]
-        return sorted({f.result() for f in futs})
+        with tempfile.TemporaryDirectory(prefix="multilens-warm-") as d:  # every worker must check in
+            futs = [pool.submit(_ping, d, self.workers) for _ in range(self.workers)]
+            return sorted({f.result() for f in futs})
 
     def map_unordered(self, task: str, specs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
         resolve(task)  # fail fast on a bad task name, in the parent

@@ -6,7 +6,8 @@ exists). Ray rewrites a loopback address to the machine's outward IP unless
 `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (its switch for a single-machine cluster), so that variable is
 set for the head and for the clients. The clients run in subprocesses (Ray's client state and the
 token environment are process-global): one shows the one-line error without and with a wrong token
-and then runs a sweep with ``token=``; one passes the token as ``RAY_AUTH_TOKEN``. Their numbers
+and then runs a sweep with ``token=``; one lets Ray rewrite the loopback address and gets the
+one-line error naming the variable; one passes the token as ``RAY_AUTH_TOKEN``. Their numbers
 must equal the local pool's. The head runs with ``--block`` in its own session and is stopped by
 its process id in a ``finally`` (``ray stop`` would kill every Ray on the machine).
 """
@@ -182,6 +183,19 @@ def test_existing_token_cluster_sweep_matches_local_pool_and_names_the_token(ray
     assert wrong is not None and "rejected the token" in wrong and "RAY_AUTH_TOKEN" in wrong
     assert out["failed"] == 0, out["errors_runs"]
     assert _metrics(tmp_path / "ray_opt.sqlite") == want
+
+    # A client that lets Ray rewrite the loopback address (the default) is told why it cannot connect.
+    code = (
+        "from multilens.errors import ConfigError\n"
+        "from multilens.experiments.executors import make_executor\n"
+        f"try:\n    make_executor('ray', workers=2, address={address!r}, token={token!r}).close()\n"
+        "except ConfigError as e:\n    print('ERROR ' + str(e))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], env=_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1"),
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    err = [ln for ln in p.stdout.splitlines() if ln.startswith("ERROR ")]
+    assert err, p.stdout[-1000:] + p.stderr[-2000:]
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in err[0] and "where nothing listens" in err[0]
 
     # The token in the environment variable, as the CLI user passes it.
     out = _client(

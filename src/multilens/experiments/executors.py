@@ -25,6 +25,10 @@ variable ``RAY_AUTH_TOKEN`` (or ``RAY_AUTH_TOKEN_PATH`` naming a file holding it
 Ray's token mode (``RAY_AUTH_MODE=token``) for this process while the executor is open.
 ``ray get-auth-token`` on the head node prints the cluster's token. A connection refused for a
 missing or wrong token raises a one-line :class:`~multilens.errors.ConfigError` that says so.
+The cluster's workers run the tasks with their own Python: multilens (the same version) must be
+importable there. For a single-machine head on the loopback address Ray needs
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` for the head and the client (else it rewrites 127.0.0.1 to
+the machine's outward address, where a loopback head does not listen).
 """
 
 from __future__ import annotations
@@ -260,6 +264,18 @@ def _listening(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
+def _ray_rewrites(address: str) -> str | None:
+    """The address Ray will really dial for ``address``, if it differs (Ray turns 127.0.0.1 into
+    the machine's outward IP unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        moved = canonicalize_bootstrap_address(address)
+    except Exception:  # a Ray without this private API, or an address Ray itself will reject
+        return None
+    return moved if moved and moved != address else None
+
+
 def _probe_gcs(address: str) -> Exception | None:
     """Ask the cluster's GCS for its id once; return the authentication error, if that is what it is.
 
@@ -316,6 +332,13 @@ class RayExecutor:
                     raise ConfigError(
                         f"`--address {address}`: could not connect to Ray (nothing accepts connections at "
                         f"{hp[0]}:{hp[1]}); check the address and that the cluster is up (`ray status` on its head)."
+                    )
+                moved = _ray_rewrites(address)
+                if moved is not None and (mhp := _host_port(moved)) is not None and not _listening(*mhp):
+                    raise ConfigError(
+                        f"`--address {address}`: could not connect to Ray: Ray rewrites this loopback address to "
+                        f"{moved}, where nothing listens (a head started on 127.0.0.1 only); set "
+                        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in this process's environment, as for the head."
                     )
                 token_sent = self._use_token(token)
                 if hp is not None and _probe_gcs(address) is not None:
@@ -392,6 +415,11 @@ class RayExecutor:
                     results = self._ray.get(r)
                 except Exception as e:
                     err = f"ray task failed: {type(e).__name__}: {e}"
+                    if "failed to import" in str(e):
+                        err = (
+                            "ray task failed: the cluster's workers cannot import the task (multilens must be "
+                            f"installed in the cluster's Python, or on its PYTHONPATH, when its nodes start): {e}"
+                        )
                     results = [(i, {"ok": False, "error": err, "wall_time_s": 0.0}) for i in refs[r]]
                 yield from results
 

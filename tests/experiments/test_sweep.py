@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from multilens.experiments.executors import LocalExecutor, RayExecutor, execute_task
+from multilens.errors import ConfigError
+from multilens.experiments.executors import LocalExecutor, RayExecutor, chunks, execute_task, make_executor
 from multilens.experiments.store import Store
 from multilens.experiments.sweep import run_sweep
 from multilens.lenses.scaling.study import TASK, ScalingConfig, design
@@ -88,3 +90,57 @@ def test_ray_sweep_matches_local(tmp_path):
     finally:
         ray_ex.close()
     assert got == want and len(got) == 4
+
+
+def threads_task(spec: dict) -> dict:
+    """A task that reports the torch thread count it ran with."""
+    return {"metrics": {"threads": torch.get_num_threads()}, "curves": {}}
+
+
+def test_execute_task_in_process_leaves_the_callers_torch_threads_alone():
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        out = execute_task(f"{__name__}:threads_task", {"seed": 0})
+        assert out["ok"] and out["result"]["metrics"]["threads"] == 1  # the workers' setting, for this call
+        assert torch.get_num_threads() == 3  # restored
+        failing = execute_task(TASK, {"seed": 0})  # a task that raises restores it too
+        assert not failing["ok"] and torch.get_num_threads() == 3
+        out = execute_task(f"{__name__}:threads_task", {"seed": 0}, threads=None)
+        assert out["result"]["metrics"]["threads"] == 3 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_chunks_are_strided_and_cover_every_run_once():
+    assert chunks(0, 2) == []
+    assert chunks(10, 2, 3) == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]
+    for n, w, size in ((24, 2, None), (7, 4, None), (5, 1, 10), (24, 2, 1)):
+        cs = chunks(n, w, size)
+        assert sorted(i for c in cs for i in c) == list(range(n))
+        assert max(len(c) for c in cs) - min(len(c) for c in cs) <= 1
+    assert len(chunks(24, 2)) == 8  # about four chunks per worker
+    with pytest.raises(ConfigError, match="chunk_size"):
+        LocalExecutor(workers=1, chunk_size=0)
+    with pytest.raises(ConfigError, match="token"):
+        make_executor("local", 1, token="x")
+
+
+def test_warm_pool_is_reused_across_sweeps_and_chunking_does_not_change_numbers(tmp_path):
+    cfgs = tiny_configs(2)
+    specs = [dict(c, seed=s) for c in cfgs for s in (0, 1)]
+    strip = lambda m: {k: v for k, v in m.items() if not k.endswith("wall_time_s")}  # noqa: E731
+    direct = [strip(execute_task(TASK, sp)["result"]["metrics"]) for sp in specs]
+    for workers, size in ((2, 1), (1, None)):
+        ex = LocalExecutor(workers=workers, chunk_size=size)
+        try:
+            pids = ex.warm(TASK)
+            assert len(pids) == workers
+            for _ in range(2):  # two sweeps through one executor: the same worker processes serve both
+                got = dict(ex.map_unordered(TASK, specs))
+                assert sorted(got) == list(range(len(specs)))
+                assert all(o["ok"] for o in got.values())
+                assert {o["pid"] for o in got.values()} <= set(pids)
+                assert [strip(got[i]["result"]["metrics"]) for i in range(len(specs))] == direct
+        finally:
+            ex.close()

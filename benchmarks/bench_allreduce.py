@@ -115,7 +115,8 @@ def main() -> None:
         "notes": [
             "times are medians over repetitions; each all-reduce follows a barrier, the time is the slowest rank's",
             "busbw = 2(m-1)/m * bytes / t; ratio = busbw / copy bandwidth (bytes / copy time)",
-            "4 processes on fewer than 4 cores are oversubscribed; the machine is shared, so the load average is recorded",
+            "4 processes on fewer than 4 cores are oversubscribed; the machine is shared, "
+            "so the load average is recorded",
             "the copy of 1-4 MB runs largely in cache, 16 MB mostly from DRAM: the copy limit falls with size",
         ],
     }
@@ -126,7 +127,8 @@ def main() -> None:
     for s in SIZES_MB:
         line = f"{s:>4} {copy[str(s)]['algbw_Bps'] / 1e9:>10.2f} "
         line += " ".join(
-            f"{allreduce[str(m)][str(s)]['busbw_Bps'] / 1e9:>18.3f} {allreduce[str(m)][str(s)]['ratio_busbw_to_copy']:>6.3f}"
+            f"{allreduce[str(m)][str(s)]['busbw_Bps'] / 1e9:>18.3f} "
+            f"{allreduce[str(m)][str(s)]['ratio_busbw_to_copy']:>6.3f}"
             for m in WORLDS
         )
         print(line)

@@ -82,11 +82,11 @@ def test_stieltjes_transform_against_quadrature_and_a_large_wishart(rng: np.rand
     for gamma in (0.25, 1.0, 2.5):
         for lam in (0.05, 0.5, 3.0):
             m = th.mp_stieltjes(lam, gamma)
-            quad = th.mp_integral(lambda s: 1.0 / (s + lam), gamma) + th.mp_atom(gamma) / lam
+            quad = th.mp_integral(lambda s, lam=lam: 1.0 / (s + lam), gamma) + th.mp_atom(gamma) / lam
             assert m == pytest.approx(quad, rel=1e-10)
             # m'(z) at z = -lam equals int dF/(s + lam)^2
             dm = th.mp_stieltjes_derivative(lam, gamma)
-            quad2 = th.mp_integral(lambda s: 1.0 / (s + lam) ** 2, gamma) + th.mp_atom(gamma) / lam**2
+            quad2 = th.mp_integral(lambda s, lam=lam: 1.0 / (s + lam) ** 2, gamma) + th.mp_atom(gamma) / lam**2
             assert dm == pytest.approx(quad2, rel=1e-10)
             assert th.mp_integral(np.ones_like, gamma) == pytest.approx(min(1.0, 1.0 / gamma), abs=1e-12)
     # A large sample covariance: (1/d) tr((S + lam)^-1) concentrates at m(-lam) with O(1/n) bias.

@@ -2,8 +2,9 @@
 
 x ~ N(0, I_d); y = teacher(x) + noise_std * eps. The teacher is a one-hidden-layer tanh network
 with weights drawn from ``teacher_seed`` and output weights decaying as k**-decay; its output is
-scaled to unit variance so losses are comparable across widths. The Bayes risk under squared loss is exactly ``noise_std**2``, which
-gives every scaling fit a known floor to compare its estimated L_inf against.
+scaled to unit variance so losses are comparable across widths. The Bayes risk under squared loss
+is exactly ``noise_std**2``, which gives every scaling fit a known floor to compare its estimated
+L_inf against.
 """
 
 from __future__ import annotations

@@ -45,3 +45,22 @@ def test_not_a_database(tmp_path):
     p.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a usable SQLite"):
         Store(p)
+
+
+def test_runs_done_by_other_code_are_stale_and_redone_unless_reused(tmp_path):
+    """Issue 8.9: a cache keyed on config and seed alone would reuse old numbers under new code."""
+    old = {"source_hash": "a" * 16, "git_commit": "old", "version": "0"}
+    new = {"source_hash": "b" * 16, "git_commit": "new", "version": "0"}
+    with Store(tmp_path / "r.sqlite", code=old) as s:
+        s.mark_running("h", 0, "sw", {})
+        s.mark_done("h", 0, {"loss": 0.5}, {}, 1.0)
+        s.put_phase("p", "ph", 0, {"x": 1})
+    with Store(tmp_path / "r.sqlite", code=new) as s:
+        assert s.status("h", 0) == "stale" and s.get_phase("p", "ph", 0) is None
+        s.mark_running("h", 0, "sw", {})  # a stale run may be reclaimed and recomputed
+        s.mark_done("h", 0, {"loss": 0.4}, {}, 1.0)
+        assert s.status("h", 0) == "done" and s.runs()[0].attempts == 2
+    with Store(tmp_path / "r.sqlite", code=old, reuse_stale=True) as s:
+        assert s.status("h", 0) == "done"  # reused on request
+        payload, code = s.get_phase("p", "ph", 0)
+        assert payload == {"x": 1} and code["git_commit"] == "old"

@@ -127,3 +127,30 @@ def test_diagnose_calibration_on_a_users_classifier(tmp_path):
     )
     assert no_holdout.summary["phases"][0]["status"] == "skipped"
     assert "holdout" in no_holdout.summary["phases"][0]["error"]
+
+
+class _DictNet(torch.nn.Module):
+    """A model whose forward returns a dict, as many user models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.body(x), "aux": x.mean(1)}
+
+
+def test_dict_outputs_via_forward_fn_and_float64_models(tmp_path, fast_settings):
+    train, holdout = digits_loaders(n_train=128)
+    net = _DictNet()
+    subject = ml.Subject(net, F.cross_entropy, train=train, holdout=holdout, forward_fn=lambda m, x: m(x)["logits"])
+    rep = ml.diagnose(subject, ("curvature",), seed=0, out=tmp_path / "dict", profile="smoke", settings=fast_settings)
+    assert rep.summary["phases"][0]["status"] == "done", rep.summary["phases"][0]["error"]
+    x, y = next(iter(holdout))
+    net64 = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)).double()
+    sub64 = ml.Subject(net64, F.cross_entropy, train=(x.double(), y), holdout=(x.double(), y))
+    rep64 = ml.diagnose(sub64, ("curvature",), seed=0, out=tmp_path / "f64", profile="smoke", settings=fast_settings)
+    ph = rep64.summary["phases"][0]
+    assert ph["status"] == "done", ph["error"]
+    assert rep64.summary["subject"]["dtype"] == "float64"
+    assert next(net64.parameters()).dtype == torch.float64  # the user's model keeps its dtype

@@ -120,3 +120,20 @@ def test_monitor_writes_tensorboard_scalars_with_interval_ends(tmp_path, fast_se
     assert [s for s, _ in scalars[f"curvature/{name}"]] == [0, 1]
     assert scalars[f"curvature/{name}"][-1][1] == pytest.approx(rec[name]["value"], rel=1e-6)
     assert scalars[f"curvature/{name}.ci_low"][-1][1] == pytest.approx(rec[name]["ci_low"], rel=1e-6)
+
+
+def test_the_plain_pytorch_example_runs(tmp_path, fast_settings):
+    import monitor_plain_pytorch as ex
+
+    orig = ex.ml.Monitor
+
+    def monitor(*a, **kw):
+        return orig(*a, **(kw | {"settings": fast_settings}))
+
+    ex.ml.Monitor = monitor
+    try:
+        rep = ex.main(steps=6, every=3, out=str(tmp_path / "ex"))
+    finally:
+        ex.ml.Monitor = orig
+    assert rep.summary["monitor"]["measurements"] == 2 and rep.paths["report"].is_file()
+    assert rep.summary["monitor"]["events"] == [{"name": "lr_decay", "step": 3}]

@@ -86,7 +86,14 @@ def export_run(
     metrics, params, tags = run_records(summary, manifest)
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    if exp is not None:
+        exp_id = exp.experiment_id
+    else:
+        # Artifacts next to the SQLite file (as `mlflow server` keeps ./mlartifacts), not in the caller's cwd.
+        where = None
+        if tracking_uri.startswith("sqlite:///"):
+            where = (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+        exp_id = client.create_experiment(experiment, artifact_location=where)
     run = client.create_run(exp_id, run_name=run_name or summary.get("title"), tags=tags)
     rid = run.info.run_id
     from mlflow.entities import Metric, Param

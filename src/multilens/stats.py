@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats
 
-from multilens.results import Estimate
+from multilens.results import Check, CheckKind, Estimate
 from multilens.seeding import SeedLike, as_generator
 
 SINGLE_SEED = "single seed: variability over initialisations not measured"
@@ -146,6 +146,22 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> Interval:
     ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
     p = k / n
     return Interval(p, float(ci.low), float(ci.high), math.sqrt(p * (1 - p) / n), n, level, "Clopper-Pearson exact")
+
+
+def check_sign(
+    name: str, ci: Interval, *, positive: bool, what: str, kind: CheckKind = "agreement", severity: str = "error"
+) -> Check:
+    """One criterion: the whole interval (typically of a difference) lies above 0, or below 0."""
+    side = "above" if positive else "below"
+    crit = f"the {ci.level:.0%} interval lies {side} 0"
+    if not ci.ok:
+        reason = f"{what}: no interval ({ci.reason})"
+        return Check(name, None, json_float(ci.estimate), 0.0, None, reason, severity, kind=kind, criterion=crit)
+    ok = ci.low > 0 if positive else ci.high < 0
+    reason = (
+        f"{what}: {ci.estimate:.4g}, interval [{ci.low:.4g}, {ci.high:.4g}] {'lies' if ok else 'does not lie'} {side} 0"
+    )
+    return Check(name, ok, ci.estimate, 0.0, None, reason, severity, kind=kind, criterion=crit)
 
 
 def interval_text(ci: Interval, digits: int = 3) -> str:

@@ -117,3 +117,16 @@ def test_intervals_cover_at_their_nominal_rate():
     assert cp.high == pytest.approx(1 - 0.05 ** (1 / 46), rel=1e-9)  # the k = 0 closed form at 1 - delta = 0.95
     bs = bootstrap_ci(np.mean, rng.normal(0, 1, 200), n_boot=300, seed=1)
     assert bs.ok and bs.low < bs.estimate < bs.high
+
+
+def test_check_sign_needs_the_whole_interval_on_one_side():
+    from multilens.stats import Interval, check_sign
+
+    above = Interval(0.3, 0.1, 0.5, 0.1, 10, 0.95, "t")
+    straddles = Interval(0.3, -0.1, 0.7, 0.2, 10, 0.95, "t")
+    assert check_sign("a", above, positive=True, what="x").passed is True
+    assert check_sign("a", above, positive=False, what="x").passed is False
+    assert check_sign("a", straddles, positive=True, what="x").passed is False
+    none = Interval(0.3, float("nan"), float("nan"), float("nan"), 1, 0.95, "t", reason="single seed")
+    c = check_sign("a", none, positive=True, what="x", severity="info")
+    assert c.passed is None and "single seed" in c.reason and c.severity == "info"

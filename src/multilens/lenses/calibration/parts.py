@@ -26,7 +26,7 @@ from multilens.results import (
     metric_with_interval,
 )
 from multilens.seeding import as_generator, derive_seed
-from multilens.stats import DETERMINISTIC, Interval, bootstrap_ci, clopper_pearson, json_float
+from multilens.stats import DETERMINISTIC, Interval, bootstrap_ci, check_sign, clopper_pearson, json_float
 
 LENS = "calibration"
 SEC = "calibration."
@@ -50,28 +50,6 @@ def _diff_interval(a: Interval, b: Interval, level: float) -> tuple[float, float
 def _paired_diff(stat: Any, y: np.ndarray, pa: np.ndarray, pb: np.ndarray, *, n_boot: int, level: float, seed: int):
     """Percentile bootstrap of stat(y, pa) - stat(y, pb) resampling the same examples for both."""
     return bootstrap_ci(lambda yy, a, b: stat(yy, a) - stat(yy, b), y, pa, pb, n_boot=n_boot, level=level, seed=seed)
-
-
-def _sign_check(name: str, ci: Interval, *, positive: bool, what: str, kind: str = "agreement") -> Check:
-    """The whole interval of a difference lies above (below) 0: one criterion."""
-    crit = f"the {ci.level:.0%} interval of the difference lies {'above' if positive else 'below'} 0"
-    if not ci.ok:
-        return Check(
-            name,
-            None,
-            json_float(ci.estimate),
-            0.0,
-            None,
-            f"{what}: no interval ({ci.reason})",
-            kind=kind,
-            criterion=crit,
-        )
-    ok = ci.low > 0 if positive else ci.high < 0
-    reason = (
-        f"{what}: difference {ci.estimate:.4g}, interval [{ci.low:.4g}, {ci.high:.4g}] "
-        f"{'lies' if ok else 'does not lie'} {'above' if positive else 'below'} 0"
-    )
-    return Check(name, ok, ci.estimate, 0.0, None, reason, kind=kind, criterion=crit)
 
 
 def reliability_figure(key: str, title: str, y: np.ndarray, p: np.ndarray, n_bins: int, level: float):
@@ -418,7 +396,7 @@ def selective_part(subject: Any, s: Any, seed: int) -> Part:
         lambda a, b: M.aurc(a, b) - (1.0 - M.accuracy(a, b)), y, p, n_boot=s.n_boot, level=s.level, seed=bs
     )
     checks = [
-        _sign_check(
+        check_sign(
             "confidence_ranks_errors_first",
             d,
             positive=False,
@@ -588,7 +566,7 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
         d_m = bootstrap_ci(m_fn, tr_y, a.train.logits, b.train.logits, n_boot=s.n_boot, level=lvl, seed=bs)
         estimates.append(d_m.to_estimate("median_train_margin_growth"))
         checks.append(
-            _sign_check(
+            check_sign(
                 "margin_grows_past_interpolation",
                 d_m,
                 positive=True,
@@ -601,7 +579,7 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
             d_sh = _paired_diff(ece_fn, ys, sa, sb, n_boot=s.n_boot, level=lvl, seed=bs)
             estimates.append(d_sh.to_estimate("shift_ece_drift_past_interpolation"))
             checks.append(
-                _sign_check(
+                check_sign(
                     "shift_ece_grows_past_interpolation",
                     d_sh,
                     positive=True,
@@ -619,7 +597,7 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
         ci = Interval(d, lo, hi, math.nan, e_t.n, lvl, "normal interval from two bootstrap SEs")
         estimates += [e_s.to_estimate("last_shift_ece"), e_t.to_estimate("last_test_ece")]
         checks.append(
-            _sign_check(
+            check_sign(
                 "shift_amplifies_miscalibration",
                 ci,
                 positive=True,
@@ -637,7 +615,7 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
             ci2 = Interval(d2, lo2, hi2, math.nan, e_t.n, lvl, "normal interval from two bootstrap SEs")
             estimates.append(e_sts.to_estimate("last_shift_ece_after_temperature"))
             checks.append(
-                _sign_check(
+                check_sign(
                     "temperature_does_not_repair_shift",
                     ci2,
                     positive=True,

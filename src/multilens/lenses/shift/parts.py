@@ -34,32 +34,10 @@ from multilens.results import (
     metric_with_interval,
 )
 from multilens.seeding import as_generator, derive_seed
-from multilens.stats import DETERMINISTIC, Interval, bootstrap_ci, clopper_pearson, json_float, mean_ci
+from multilens.stats import DETERMINISTIC, Interval, bootstrap_ci, check_sign, clopper_pearson, json_float, mean_ci
 
 LENS = "shift"
 SEC = "shift."
-
-
-def _sign_check(name: str, ci: Interval, *, positive: bool, what: str, severity: str = "error") -> Check:
-    crit = f"the {ci.level:.0%} interval lies {'above' if positive else 'below'} 0"
-    if not ci.ok:
-        return Check(
-            name,
-            None,
-            json_float(ci.estimate),
-            0.0,
-            None,
-            f"{what}: no interval ({ci.reason})",
-            severity,
-            kind="agreement",
-            criterion=crit,
-        )
-    ok = ci.low > 0 if positive else ci.high < 0
-    reason = (
-        f"{what}: {ci.estimate:.4g}, interval [{ci.low:.4g}, {ci.high:.4g}] "
-        f"{'lies' if ok else 'does not lie'} {'above' if positive else 'below'} 0"
-    )
-    return Check(name, ok, ci.estimate, 0.0, None, reason, severity, kind="agreement", criterion=crit)
 
 
 def _not_in_subject(part: str, what: str) -> Part:
@@ -803,7 +781,7 @@ def prevalence_part(subject: Any, s: Any, seed: int) -> Part:
         rows.append([prev, e_u.estimate, e_u.low, e_u.high, e_c.estimate, e_c.low, e_c.high])
         if abs(prev - pi_s) > 0.2:
             checks.append(
-                _sign_check(
+                check_sign(
                     f"a17_prior_correction_restores_{prev:g}",
                     gain,
                     positive=True,
@@ -818,7 +796,7 @@ def prevalence_part(subject: Any, s: Any, seed: int) -> Part:
             z = float(sps.norm.ppf(0.5 + lvl / 2))
             ci = Interval(dd, dd - z * se, dd + z * se, se, s.n_test, lvl, "normal, two bootstrap SEs")
             checks.append(
-                _sign_check(
+                check_sign(
                     f"a17_calibration_breaks_at_{prev:g}",
                     ci,
                     positive=True,
@@ -918,7 +896,7 @@ def groups_part(subject: Any, s: Any, seed: int) -> Part:
         gain, yte, res["reweighted"][0], res["erm"][0], gte, n_boot=s.n_boot, level=lvl, seed=derive_seed(seed, "boot")
     )
     checks.append(
-        _sign_check(
+        check_sign(
             "reweighting_improves_worst_group",
             gi,
             positive=True,
@@ -938,7 +916,7 @@ def groups_part(subject: Any, s: Any, seed: int) -> Part:
             seed=derive_seed(seed, "boot"),
         )
         checks.append(
-            _sign_check(
+            check_sign(
                 "group_dro_improves_worst_group",
                 gd,
                 positive=True,

@@ -2,7 +2,9 @@
 
 Each entry names the lens package (which exports ``Settings``, ``default_subject`` and ``measure``,
 see :mod:`multilens.lenses.contract`), what its subject is, what the lens consumes from earlier
-protocol phases and produces for later ones (name -> JSON type), and its key checks (listed as
+protocol phases (``consumes``: required; ``uses``: optional, passed in ``runtime.inputs`` when an
+earlier phase produced it, e.g. the main model the scaling phase recommends) and produces for later
+ones (name -> JSON type), and its key checks (listed as
 "not evaluated" when its phase fails). Adding a lens means adding one entry; one generic protocol
 phase (:class:`multilens.protocol.phase.LensPhase`) is built from it. Entries hold import paths so
 that importing the registry stays cheap.
@@ -25,7 +27,8 @@ class LensEntry:
     title: str  # one line for the report's phase heading
     summary: str  # one line for `multilens lens --help`
     subject: str  # what `measure` accepts (documented for users)
-    consumes: dict[str, type] = field(default_factory=dict)
+    consumes: dict[str, type] = field(default_factory=dict)  # required: the phase is skipped without them
+    uses: dict[str, type] = field(default_factory=dict)  # optional: passed when an earlier phase produced them
     produces: dict[str, type] = field(default_factory=dict)
     key_checks: tuple[str, ...] = ()
 

@@ -47,6 +47,7 @@ class Phase(Protocol):
     name: str
     title: str
     consumes: Mapping[str, type]
+    uses: Mapping[str, type]
     produces: Mapping[str, type]
     key_checks: tuple[str, ...]
 
@@ -68,6 +69,7 @@ class LensPhase:
         self.name = entry.section
         self.title = entry.title
         self.consumes = dict(entry.consumes)
+        self.uses = dict(entry.uses)
         self.produces = dict(entry.produces)
         self.key_checks = tuple(entry.key_checks)
 

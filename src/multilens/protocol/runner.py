@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from multilens.config import config_hash
 from multilens.errors import ConfigError
 from multilens.experiments.store import Store
 from multilens.lenses.registry import get_lens
@@ -90,6 +91,11 @@ def check_handoffs(phases: list[Any]) -> None:
                     f"phase `{ph.name}` declares `{name}` as {_tname(typ)}; hand-offs must be JSON types "
                     f"({', '.join(t.__name__ for t in JSON_TYPES)}) so they can be stored."
                 )
+        for name, typ in ph.uses.items():
+            if name in available and available[name] is not typ:
+                raise ConfigError(
+                    f"phase `{ph.name}` uses `{name}` as {_tname(typ)} but it is produced as {_tname(available[name])}."
+                )
         for name, typ in ph.consumes.items():
             if name not in available:
                 raise ConfigError(
@@ -148,8 +154,17 @@ def run_protocol(
     with Store(out_dir / "results.sqlite", reuse_stale=reuse_stale) as store:
         store.put_meta("run_config", cfg.to_dict())
         for ph in phases:
-            h = cfg.phase_hash(ph.name)
+            inputs = {k: artifacts[k] for k in (*ph.consumes, *ph.uses) if k in artifacts}
+            # The cache key covers the phase's config and the hand-offs it reads: a changed input
+            # (another main model, another lambda_max) recomputes the phase instead of reusing it.
+            h = (
+                cfg.phase_hash(ph.name)
+                if not inputs
+                else config_hash({"phase": cfg.phase_hash(ph.name), "inputs": inputs})
+            )
             cons = {k: _tname(v) for k, v in ph.consumes.items()}
+            cons.update({k: f"{_tname(v)} (optional: {'used' if k in artifacts else 'not available'})"
+                         for k, v in ph.uses.items()})  # fmt: skip
             prod = {k: _tname(v) for k, v in ph.produces.items()}
 
             def record(status: str, error: str | None, wall: float = 0.0, **kw: Any) -> None:

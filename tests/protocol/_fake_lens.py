@@ -36,6 +36,6 @@ def measure(subject: float, settings: Settings, *, seed: int, runtime=None) -> L
         checks=(chk,),
         recommendations=(Recommendation(f"value measured {subject}", ("v positive",)),),
         metrics={"fake.value": subject},
-        outputs={"fake.value": "oops" if settings.wrong_type else subject},
+        outputs={"fake.value": "oops" if settings.wrong_type else subject, "fake.alt": 10.0 * subject},
     )
     return LensResult.from_parts("producer", [part])

@@ -20,7 +20,6 @@ from multilens.experiments.store import Store
 from multilens.io import atomic_write_json, atomic_write_text
 from multilens.protocol import governance
 from multilens.protocol.config import RunConfig
-from multilens.protocol.consistency import evaluate_cross_checks
 from multilens.protocol.runner import run_protocol
 from multilens.provenance import code_identity, environment
 from multilens.results import check_counts
@@ -102,7 +101,7 @@ def finalize(
     from multilens.report import write_report
 
     summary = dict(summary)
-    summary["cross_checks"] = [c.to_dict() for c in evaluate_cross_checks(summary["metrics"])]
+    summary["cross_checks"] = list(summary.get("consistency") or [])  # the policy's [[consistency]] rules
     summary["recommendations"] = [r for ph in summary["phases"] for r in ph.get("recommendations", [])]
     summary["check_counts"] = overall_check_counts(summary)
     summary["headline"] = headline(summary)

@@ -9,6 +9,14 @@ threshold:
 - ``certificate``: slack = u_max - u                               (certified bound vs policy limit)
 - ``threshold``:   the metric itself
 
+A gate's ``action`` is ``stop`` (halt the protocol after its phase), ``warn`` (record a risk) or
+``fallback``: a named, implemented fallback (:class:`Fallback`) runs instead: ``swap`` replaces
+hand-off artifacts by their declared alternatives (a failed L(N, D) fit hands on Approach 2's
+allocation), ``rerun`` reruns the phase with changed settings (a learning rate halved, the
+recommendation restricted to the fitted range) and evaluates the gate again. The report says what
+the fallback changed; when it cannot run or does not make the gate pass, the gate acts as
+``then`` (stop or warn).
+
 Each input is a number or the name of a measured metric (``"metric:curvature.margin"``). With
 ``use = "ci_low"`` (or ``"ci_high"``, or a table per input such as ``use = { m = "ci_low" }``) a
 gate reads the least favourable end of the metric's interval (``<metric>_ci_low``) instead of its
@@ -43,19 +51,59 @@ _INPUTS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """What a failed ``action = "fallback"`` gate does instead of stopping or warning."""
+
+    kind: Literal["swap", "rerun"]
+    name: str = ""  # a short label for the report, e.g. "Approach 2 allocation"
+    replace: dict[str, str] = field(default_factory=dict)  # swap: artifact -> the artifact that replaces it
+    set: dict[str, Any] = field(default_factory=dict)  # rerun: dotted settings keys -> new values
+    scale: dict[str, float] = field(default_factory=dict)  # rerun: dotted numeric settings keys -> factors
+    max_times: int = 1  # rerun: at most this many reruns (each applies `set`/`scale` again)
+    reevaluate: bool = True  # rerun: evaluate the gate after each rerun and stop when it passes
+    then: Literal["stop", "warn"] = "warn"  # the gate's action when the fallback cannot make it pass
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("swap", "rerun"):
+            raise ConfigError(f"fallback `kind` must be 'swap' or 'rerun'; got {self.kind!r}.")
+        if self.kind == "swap" and not self.replace:
+            raise ConfigError('a `swap` fallback needs `replace = { artifact = "replacement artifact" }`.')
+        if self.kind == "rerun" and not (self.set or self.scale):
+            raise ConfigError("a `rerun` fallback needs `set` or `scale` (the settings it changes).")
+        if not isinstance(self.max_times, int) or self.max_times < 1:
+            raise ConfigError(f"fallback `max_times` must be an int >= 1; got {self.max_times!r}.")
+        if self.then not in ("stop", "warn"):
+            raise ConfigError(f"fallback `then` must be 'stop' or 'warn'; got {self.then!r}.")
+        for k, f in self.scale.items():
+            if not (isinstance(f, (int, float)) and f > 0):
+                raise ConfigError(f"fallback `scale.{k}` must be a positive number; got {f!r}.")
+
+
+@dataclass(frozen=True)
 class GateRule:
     name: str
     kind: Kind
     inputs: dict[str, Any]
     op: Literal["<=", ">=", "<", ">"]
     threshold: float
-    action: Literal["stop", "warn"] = "warn"
+    action: Literal["stop", "warn", "fallback"] = "warn"
     phase: str = ""  # evaluated after this phase; "" = after all phases
     tolerance: float = 1e-9
     description: str = ""
     use: Any = "value"  # "value" | "ci_low" | "ci_high" | {input: "ci_low" | "ci_high" | "value"}
+    fallback: Fallback | None = None  # required with action = "fallback"
 
     def __post_init__(self) -> None:
+        if isinstance(self.fallback, dict):
+            object.__setattr__(
+                self, "fallback", from_dict(Fallback, self.fallback, where=f"gate `{self.name}`.fallback")
+            )
+        if self.action == "fallback" and self.fallback is None:
+            raise ConfigError(f'gate `{self.name}`: action = "fallback" needs a [gate.fallback] table.')
+        if self.action != "fallback" and self.fallback is not None:
+            raise ConfigError(f'gate `{self.name}`: a fallback table needs action = "fallback".')
+        if self.action == "fallback" and not self.phase:
+            raise ConfigError(f"gate `{self.name}`: a fallback gate needs the `phase` whose outputs it changes.")
         uses = self.use.values() if isinstance(self.use, dict) else [self.use]
         if any(u not in ("value", "ci_low", "ci_high") for u in uses):
             raise ConfigError(
@@ -79,8 +127,10 @@ class GateRule:
             )
         if self.op not in _OPS:
             raise ConfigError(f"gate `{self.name}`: `op` must be one of {sorted(_OPS)}; got {self.op!r}.")
-        if self.action not in ("stop", "warn"):
-            raise ConfigError(f"gate `{self.name}`: `action` must be 'stop' or 'warn'; got {self.action!r}.")
+        if self.action not in ("stop", "warn", "fallback"):
+            raise ConfigError(
+                f"gate `{self.name}`: `action` must be 'stop', 'warn' or 'fallback'; got {self.action!r}."
+            )
         if not math.isfinite(self.threshold):
             raise ConfigError(f"gate `{self.name}`: `threshold` must be finite; got {self.threshold}.")
         if self.tolerance < 0:
@@ -112,6 +162,7 @@ class GateResult:
     inputs: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False  # not evaluated because its phase did not run (stopped, or not in the run)
     description: str = ""
+    fallback: dict[str, Any] | None = None  # what the fallback did: {name, kind, status, changed, ...}
 
     def to_dict(self) -> dict[str, Any]:
         v = self.value if self.value is not None and math.isfinite(self.value) else None
@@ -129,12 +180,25 @@ class GateResult:
             "inputs": self.inputs,
             "skipped": self.skipped,
             "description": self.description,
+            "fallback": self.fallback,
+            "effective_action": self.effective_action,
         }
 
     @property
+    def effective_action(self) -> str:
+        """stop | warn; a fallback gate acts as ``then`` unless its fallback resolved it."""
+        if self.action != "fallback":
+            return self.action
+        fb = self.fallback or {}
+        return "resolved" if fb.get("status") == "applied" else str(fb.get("then", "warn"))
+
+    @property
     def blocks(self) -> bool:
-        """A stop gate that failed or lacked its inputs (no evidence is no go); skipped gates do not."""
-        return self.action == "stop" and self.passed is not True and not self.skipped
+        """A stop gate that failed or lacked its inputs (no evidence is no go); skipped gates do not.
+
+        A fallback gate blocks only when its fallback could not resolve it and its ``then`` is stop.
+        """
+        return self.effective_action == "stop" and self.passed is not True and not self.skipped
 
 
 class _Missing(Exception):
@@ -234,15 +298,23 @@ def not_evaluated(rule: GateRule, why: str) -> GateResult:
 class Policy:
     gates: tuple[GateRule, ...]
     source: str = ""
+    consistency: tuple[Any, ...] = ()  # multilens.protocol.consistency.ConsistencyRule
+    stress: tuple[Any, ...] = ()  # multilens.protocol.stress.StressRule
 
     def for_phase(self, phase: str) -> list[GateRule]:
         return [g for g in self.gates if g.phase == phase]
 
 
 def policy_from_dict(data: dict[str, Any], source: str = "") -> Policy:
-    unknown = sorted(set(data) - {"gate", "schema_version"})
+    from multilens.protocol.consistency import consistency_rules
+    from multilens.protocol.stress import stress_rules
+
+    unknown = sorted(set(data) - {"gate", "consistency", "stress", "schema_version"})
     if unknown:
-        raise ConfigError(f"policy `{source}`: unknown key `{unknown[0]}`; a policy has [[gate]] tables.")
+        raise ConfigError(
+            f"policy `{source}`: unknown key `{unknown[0]}`; "
+            "a policy has [[gate]], [[consistency]] and [[stress]] tables."
+        )
     gates = data.get("gate", [])
     if not isinstance(gates, list):
         raise ConfigError(f"policy `{source}`: `gate` must be an array of tables ([[gate]]).")
@@ -255,7 +327,12 @@ def policy_from_dict(data: dict[str, Any], source: str = "") -> Policy:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"policy `{source}`: gate name `{dup[0]}` is used twice; names must be unique.")
-    return Policy(tuple(rules), source)
+    return Policy(
+        tuple(rules),
+        source,
+        consistency_rules(data.get("consistency", []), source),
+        stress_rules(data.get("stress", []), source),
+    )
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -77,10 +77,27 @@ def risks(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for g in summary["gates"]:
         if g["passed"] is True or g.get("skipped"):
             continue
-        add(f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}", g["reason"], "observed",
-            "high: release blocked" if g["action"] == "stop" else "medium: release warning",
+        act = g.get("effective_action", g["action"])
+        fb = g.get("fallback") or {}
+        if act == "resolved":
+            changed = "; ".join(f"{c.get('artifact') or c.get('setting')}: {c.get('before')} -> {c.get('after')}"
+                                for c in fb.get("changed", []))  # fmt: skip
+            add(f"gate `{g['name']}` failed; fallback `{fb.get('name')}` applied", f"{g['reason']}; {changed}",
+                "observed", "low: the fallback replaced what the failed gate guards",
+                "see the fallback's changes in the report; the original path stays unvalidated",
+                "mitigated")  # fmt: skip
+            continue
+        add(f"gate `{g['name']}` {'not evaluated' if g['passed'] is None else 'failed'}"
+            + (f" (fallback `{fb.get('name')}` failed: {fb.get('reason')})" if fb else ""), g["reason"], "observed",
+            "high: release blocked" if act == "stop" else "medium: release warning",
             "address the measured cause or change the policy threshold with a written justification",
-            "blocking" if g["action"] == "stop" else "open")  # fmt: skip
+            "blocking" if act == "stop" else "open")  # fmt: skip
+    for t in summary.get("stress", []):
+        if t.get("passed") is False:
+            add(f"stress test `{t['name']}` failed", t["verdict"], "observed",
+                "medium: a decision does not hold under the stress its policy predeclared",
+                f"expected: {t['expected']}; restrict the decision or fix its cause before relying on it",
+                "open")  # fmt: skip
     add("small-model, CPU-only evidence", "always: every lens runs on small models and bundled data",
         "likely", "medium: exponents and thresholds may not transfer to large models",
         "treat fitted laws as hypotheses for the user's own runs; refit with `multilens scaling fit` on them",

@@ -87,6 +87,11 @@ def run(
         "--reuse-stale",
         help="Reuse results cached by other code (marked 'cached from <commit>') instead of recomputing.",
     ),
+    stress: Optional[bool] = typer.Option(
+        None,
+        "--stress/--no-stress",
+        help="Run the policy's stress tests (shift, contention, budget contraction); default: full profile only.",
+    ),
 ) -> None:
     """Run the capstone protocol and write the report and its artifacts into --out.
 
@@ -125,7 +130,15 @@ def run(
                 bar.console.print(f"phase [cyan]{name}[/]: {title}")
 
             summary, paths = run_capstone(
-                cfg, out_dir, executor.value, workers, address, progress, on_phase, reuse_stale=reuse_stale
+                cfg,
+                out_dir,
+                executor.value,
+                workers,
+                address,
+                progress,
+                on_phase,
+                reuse_stale=reuse_stale,
+                stress=stress,
             )
         _print_summary(summary)
         out.print(Text(f"report: {paths['report'].resolve()}"))
@@ -162,6 +175,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         )
     out.print(t)
     _print_gates(summary["gates"])
+    _print_cross(summary)
 
 
 def _print_gates(gates: list[dict[str, Any]]) -> None:
@@ -171,7 +185,21 @@ def _print_gates(gates: list[dict[str, Any]]) -> None:
     for g in gates:
         v = "—" if g["value"] is None else f"{g['value']:.6g}"
         verdict = {True: "[green]pass[/]", False: "[red]fail[/]", None: "[yellow]not evaluated[/]"}[g["passed"]]
-        t.add_row(Text(g["name"]), v, f"{g['op']} {g['threshold']:g}", g["action"], verdict)
+        fb = g.get("fallback") or {}
+        action = g["action"] + (f" -> {fb.get('name')}: {fb.get('status')}" if fb else "")
+        t.add_row(Text(g["name"]), v, f"{g['op']} {g['threshold']:g}", Text(action), verdict)
+    out.print(t)
+
+
+def _print_cross(summary: dict[str, Any]) -> None:
+    t = Table(title="cross-lens consistency (predeclared) and stress tests")
+    for c in ("#", "check", "kind", "verdict"):
+        t.add_column(c)
+    colour = {True: "[green]pass[/]", False: "[red]fail[/]", None: "[yellow]not evaluated[/]"}
+    for c in summary.get("consistency", []):
+        t.add_row(str(c.get("number", "")), Text(c["name"]), c["kind"], colour[c["passed"]])
+    for st in summary.get("stress", []):
+        t.add_row("stress", Text(st["name"]), st["kind"], colour[st["passed"]])
     out.print(t)
 
 

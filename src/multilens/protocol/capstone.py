@@ -131,6 +131,7 @@ def run_capstone(
     progress: Callable[[str, int, int], None] | None = None,
     on_phase: Callable[[str, str], None] | None = None,
     reuse_stale: bool = False,
+    stress: bool | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Run the protocol into ``out_dir`` (locked for this process) and write every artifact.
 
@@ -141,7 +142,9 @@ def run_capstone(
     with RunDirLock(out):
         ex = make_executor(executor, workers, address)
         try:
-            summary = run_protocol(cfg, out, ex, progress=progress, on_phase=on_phase, reuse_stale=reuse_stale)
+            summary = run_protocol(
+                cfg, out, ex, progress=progress, on_phase=on_phase, reuse_stale=reuse_stale, stress=stress
+            )
         finally:
             ex.close()
         summary["executor"] = {"kind": ex.name, "workers": ex.workers}

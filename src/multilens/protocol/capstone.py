@@ -20,6 +20,7 @@ from multilens.experiments.store import Store
 from multilens.io import atomic_write_json, atomic_write_text
 from multilens.protocol import governance
 from multilens.protocol.config import RunConfig
+from multilens.protocol.decision import decision_md, decision_record
 from multilens.protocol.runner import run_protocol
 from multilens.provenance import code_identity, environment
 from multilens.results import check_counts
@@ -32,6 +33,7 @@ ARTIFACTS = {
     "assumptions": "assumptions.md",
     "risks": "risks.md",
     "checklist": "checklist.md",
+    "decision": "decision.md",
     "store": "results.sqlite",
 }
 
@@ -105,6 +107,7 @@ def finalize(
     summary["recommendations"] = [r for ph in summary["phases"] for r in ph.get("recommendations", [])]
     summary["check_counts"] = overall_check_counts(summary)
     summary["headline"] = headline(summary)
+    summary["decision"] = decision_record(summary)
     summary["assumptions"] = governance.assumptions(summary)
     summary["risks"] = governance.risks(summary)
     summary["checklist"] = governance.checklist(summary, manifest, store)
@@ -115,6 +118,7 @@ def finalize(
     atomic_write_text(paths["assumptions"], governance.assumptions_md(summary["assumptions"]))
     atomic_write_text(paths["risks"], governance.risks_md(summary["risks"]))
     atomic_write_text(paths["checklist"], governance.checklist_md(summary["checklist"]))
+    atomic_write_text(paths["decision"], decision_md(summary["decision"], summary["headline"]))
     write_report(out_dir, summary, manifest)
     if store is not None:
         store.put_meta("summary", summary)
@@ -183,6 +187,7 @@ def rerender(out_dir: str | Path) -> dict[str, Path]:
                 "artifacts",
                 "headline",
                 "check_counts",
+                "decision",
             )
         }
         return finalize(out, base, manifest, store)[1]

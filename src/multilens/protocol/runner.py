@@ -32,6 +32,7 @@ from multilens.lenses.registry import get_lens
 from multilens.protocol.config import RunConfig
 from multilens.protocol.consistency import evaluate_consistency
 from multilens.protocol.gates import GateResult, Policy, evaluate_gate, load_policy, not_evaluated
+from multilens.protocol.perturb import recommendation_stability
 from multilens.protocol.phase import LensPhase, PhaseContext, PhaseOutput
 from multilens.protocol.stress import run_stress
 from multilens.results import check_counts
@@ -168,11 +169,17 @@ def rerun_config(cfg: RunConfig, phase: str, fb: Any, gate: str) -> tuple[RunCon
     return new, changed
 
 
-def _summary_of(v: Any) -> Any:
-    """A short form of an artifact for the report (dicts: their scalar entries)."""
+def _summary_of(v: Any, depth: int = 0) -> Any:
+    """A short form of an artifact for the report: scalars, short lists, small nested tables."""
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, list):
+        return [_summary_of(x, depth + 1) for x in v] if len(v) <= 8 and depth < 2 else f"<list of {len(v)}>"
     if isinstance(v, dict):
-        return {k: x for k, x in v.items() if isinstance(x, (int, float, str, bool)) or x is None}
-    return v
+        if depth >= 2:
+            return f"<table of {len(v)}>"
+        return {k: _summary_of(x, depth + 1) for k, x in v.items()}
+    return repr(v)[:80]
 
 
 def run_protocol(
@@ -356,6 +363,7 @@ def run_protocol(
                 for r in policy.stress
             ]  # fmt: skip
         )
+        stability = recommendation_stability(artifacts, metrics, cfg)
         store_counts = store.counts()
     status, failed, blocking = protocol_status(records, gates)
     return {
@@ -377,6 +385,7 @@ def run_protocol(
         "consistency": consistency,
         "stress": stress_results,
         "stress_run": bool(run_stress_tests),
+        "recommendation_stability": stability,
         "store_counts": store_counts,
         "policy": {
             "source": policy.source,

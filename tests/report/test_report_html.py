@@ -190,15 +190,16 @@ def test_broken_figure_shows_a_note_and_the_rest_renders(
     assert f'<div class="plot-note" data-key="{figure["key"]}">Plot not shown: {escape(why)}' in page
     assert escape(figure["title"]) in page
     assert page.count('class="ml-plot"') == 5  # every other figure still drawn
-    for later in ("Robustness", "Cross-lens checks", "Reproducibility checklist", "<details"):
+    for later in ("Robustness", "Cross-lens consistency", "Reproducibility checklist", "<details"):
         assert later in page
     assert page.rstrip().endswith("</html>")
 
 
 def test_sections_and_layout(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
     page = render_html(summary, manifest)
-    order = ["Capstone smoke run", 'id="overview"', 'id="gates"', 'id="phase-0"', 'id="phase-4"', 'id="cross-checks"',
-             'id="recommendations"', 'id="risks"', 'id="checklist"', 'id="artifacts"', 'id="manifest"']  # fmt: skip
+    order = ["Capstone smoke run", 'id="decision"', 'id="overview"', 'id="gates"', 'id="phase-0"', 'id="phase-4"',
+             'id="consistency"', 'id="recommendations"', 'id="risks"', 'id="checklist"', 'id="artifacts"',
+             'id="manifest"']  # fmt: skip
     positions = [page.index(s) for s in order]
     assert positions == sorted(positions)
     assert '<details class="manifest">' in page and "sha256:0f" in page and "multilens run --profile smoke" in page

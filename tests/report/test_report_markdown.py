@@ -61,7 +61,8 @@ def test_same_content_as_html(summary: dict[str, Any], manifest: dict[str, Any])
             assert item["name"].split(" ")[0] in text
         for fig in result.get("figures", []):
             assert f"({fig['key']})" in text  # figures listed, not drawn
-    for heading in ("## Overview", "## Go/no-go gates", "## Phases", "## Cross-lens checks", "## Recommendations",
+    for heading in ("## Decision record", "## Overview", "## Go/no-go gates", "## Phases",
+                    "### Cross-lens consistency (predeclared)", "### Stress tests", "## Recommendations",
                     "## Risk register", "## Reproducibility checklist", "## Artifacts", "## Manifest"):  # fmt: skip
         assert heading in text
     assert "| alpha | 0.301 | [0.27, 0.33] | 95% bootstrap percentile | 0.015 | 200 |" in text

@@ -289,13 +289,20 @@ def render_markdown(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> 
     """The full Markdown report of a protocol run (see the module docstring)."""
     summary, manifest = as_dict(summary), as_dict(manifest)
     phases = [as_dict(p) for p in as_list(summary.get("phases"))]
-    cross = as_list(summary.get("cross_checks"))
+    from multilens.protocol.decision import decision_md
+    from multilens.report.system import system_md
+
     phase_text = "\n\n".join(phase_md(p, i) for i, p in enumerate(phases)) or "_No phases ran._"
+    record = as_dict(summary.get("decision"))
+    decision = decision_md(record).split("\n", 2)[2] if record.get("decisions") else "_No decision record._"
+    decision = decision.replace("\n## ", "\n### ")
+    system = "\n".join(system_md(summary)).replace("\n## ", "\n### ").removeprefix("## ")
     sections = [
+        ("Decision record", decision),
         ("Overview", overview_md(phases)),
         ("Go/no-go gates", gates_md(as_list(summary.get("gates")))),
+        ("The protocol as one system", "### " + system),
         ("Phases", phase_text),
-        ("Cross-lens checks", checks_md(cross) if cross else "_No cross-lens checks._"),
         ("Recommendations", recommendations_md(as_list(summary.get("recommendations")))),
         ("Risk register", risks_md(as_list(summary.get("risks")))),
         ("Reproducibility checklist", checklist_md(as_list(summary.get("checklist")))),

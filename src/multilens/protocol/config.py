@@ -25,8 +25,19 @@ from multilens.lenses.registry import LENSES, by_section, get_lens
 Profile = Literal["smoke", "quick", "full"]
 
 
+# The protocol's order (C.18, C.20): double descent measures the shared family's interpolation
+# threshold, which the scaling fit excludes; scaling recommends N*, D*; allocation trains that model,
+# which curvature, representation, calibration, robustness and compression then measure; implicit
+# bias hands its linear classifier to robustness; the rest follow. Lenses not listed run after these.
+PROTOCOL_ORDER = (
+    "double_descent", "scaling", "allocation", "curvature", "implicit_bias", "spectral_bias", "filters",
+    "representation", "calibration", "robustness", "compression", "stability", "distributed", "shift", "constraints",
+)  # fmt: skip
+
+
 def default_phases() -> tuple[str, ...]:
-    return tuple(e.section for e in LENSES)
+    sections = [e.section for e in LENSES]
+    return tuple([s for s in PROTOCOL_ORDER if s in sections] + [s for s in sections if s not in PROTOCOL_ORDER])
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	@touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/multilens run --profile $(PROFILE) --out $(OUT)  # prints the report's path
+	$(VENV)/bin/multilens run --profile $(PROFILE) --stress --out $(OUT)  # prints the report's path
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check --quiet src tests benchmarks examples tools

@@ -24,7 +24,9 @@ Parts (each its own settings table and random stream ``part_seed(seed, "robustne
 * ``certificate``: the FNR certificate of the critical class (Clopper-Pearson upper bound u);
 * ``training``: clean and robust accuracy along standard and adversarial training (A.8, C.8);
 * ``corruptions``: Gaussian noise, blur and contrast by severity;
-* ``transfer``: PGD crafted on the source model, evaluated on the subject.
+* ``transfer``: PGD crafted on the source model, evaluated on the subject;
+* ``handoff``: PGD on the implicit-bias lens's linear classifier (``runtime.inputs``), against the
+  exact linear reference; not evaluated without the hand-off.
 
 Metrics (gates read only the subject's ``model``, the protocol's main subject): ``w``, ``r_emp``,
 ``omega``, ``lipschitz_stage_<i>``, ``fnr_upper`` and their intervals.
@@ -47,6 +49,7 @@ from multilens.errors import ConfigError
 from multilens.lenses.contract import Runtime, finish, run_parts
 from multilens.lenses.robustness import attacks as A
 from multilens.lenses.robustness.certificate import make_certificate, verify_certificate, write_certificate
+from multilens.lenses.robustness.handoff import handoff_part
 from multilens.lenses.robustness.lipschitz import layers_of, lipschitz_bounds
 from multilens.lenses.robustness.settings import (
     AttacksSettings,
@@ -1213,6 +1216,7 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
             ("training", s.training, lambda ps, ss: training_part(sub, s, ps, seed=ss)),
             ("corruptions", s.corruptions, lambda ps, ss: corruptions_part(sub, ps, seed=ss)),
             ("transfer", s.transfer, lambda ps, ss: transfer_part(sub, s, ps, seed=ss)),
+            ("handoff", s.handoff, lambda ps, ss: handoff_part(runtime.inputs if runtime else None, ps, seed=ss)),
         ],
         seed,
     )

@@ -63,7 +63,7 @@ def test_bad_settings_are_one_line_config_errors(override: dict, message: str) -
 def test_smoke_result_is_json_and_carries_the_curves(smoke: LensResult) -> None:
     d = smoke.to_dict()
     json.dumps(d, allow_nan=False)
-    assert smoke.parts == ("least_squares", "logistic", "optimizers")
+    assert smoke.parts == ("least_squares", "logistic", "optimizers", "handoff")
     data = d["data"]
     curve = data["least_squares"]["curve_instance0"]
     assert len(curve["steps"]) == len(curve["distance_to_pinv"]) == len(curve["predicted"]) > 10
@@ -71,7 +71,7 @@ def test_smoke_result_is_json_and_carries_the_curves(smoke: LensResult) -> None:
     assert len(lg["steps"]) == len(lg["gap_gd_mean"]) == len(lg["gap_predicted_mean"]) == len(lg["gap_ngd_mean"])
     assert {"slope", "intercept", "r2", "slope_predicted"} <= set(lg["per_instance"][0]["fit_inv_log"])
     assert {r["optimizer"] for r in data["optimizers"]["table"]} == set(ib.OptimizersSettings().optimizers)
-    for key in ("implicit_bias.svm_cosine", "implicit_bias.pinv_distance"):
+    for key in ("implicit_bias.svm_cosine", "implicit_bias.pinv_distance", "implicit_bias.margin_fraction_above_eps"):
         assert math.isfinite(smoke.metrics[key])
         assert smoke.metrics[f"{key}_ci_low"] <= smoke.metrics[key] <= smoke.metrics[f"{key}_ci_high"]
 

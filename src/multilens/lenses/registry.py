@@ -95,6 +95,7 @@ LENSES: tuple[LensEntry, ...] = (
         "GD to the pseudoinverse and to the max-margin SVM; optimizers compared at matched budgets",
         "arrays: under-determined least-squares designs (X, y) and linearly separable sets (X, labels in {-1, 1}),"
         " optionally with held-out points (implicit_bias.Subject)",
+        produces={"implicit_bias.linear_classifier": dict},
         key_checks=("ls_converges_to_pinv", "soudry_gap_prediction", "ls_null_component_risk"),
     ),
     LensEntry(
@@ -173,6 +174,7 @@ LENSES: tuple[LensEntry, ...] = (
         "PGD/FGSM/square attacks with sanity checks and an exact linear reference, Lipschitz bounds, "
         "randomized smoothing, an FNR certificate, A.8 along training, corruptions, transfer",
         "a classifier (torch model returning logits), held-out inputs and integer labels, and the valid input box",
+        uses={"implicit_bias.linear_classifier": dict},
         produces={"robustness.lipschitz_stages": list, "robustness.fnr_upper": float},
         key_checks=(
             "linear_linf_box_pgd_matches_exact",

@@ -167,7 +167,7 @@ class Settings:
         base = cls()
         if profile == "smoke":
             return replace(
-                base, width=32, lr=1e-2, max_steps=300, risk_levels=(0.3, 0.03, 0.003), hessian=True,
+                base, width=32, lr=1e-2, max_steps=300, risk_levels=(0.3, 0.03, 0.01, 0.003), hessian=True,
                 metrics=MetricsSettings(n_boot=40), temperature=TemperatureSettings(n_boot=20, variants=("vector",)),
                 selective=SelectiveSettings(n_boot=40), subgroups=SubgroupsSettings(n_boot=40),
                 trajectory=TrajectorySettings(n_boot=40),

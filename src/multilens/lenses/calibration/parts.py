@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from multilens.lenses.calibration import metrics as M
 from multilens.lenses.calibration.api import calibration_metrics, metric_interval
+from multilens.lenses.calibration.curvature_drift import curvature_drift
 from multilens.lenses.calibration.temperature import AffineScaler, fit_temperature
 from multilens.lenses.calibration.trajectory import Checkpoint, Predictions
 from multilens.plots import PALETTE, band_traces, errorbar_trace, figure, line_trace
@@ -665,6 +666,10 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
                 no_interval_reason=f"{len(rows)} checkpoints of one trajectory (single seed)",
             )
         )
+    cd = curvature_drift(traj, probs_of, s, seed=derive_seed(seed, "boot-curvature"))
+    estimates += cd.get("estimates", ())
+    checks += cd.get("checks", ())
+    metrics |= cd.get("metrics", {})
     cols = [
         "step",
         "reason",
@@ -788,11 +793,12 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
         tuple(estimates),
         tuple(checks),
         tuple(figs) + tuple(extra_figs),
-        (table, stable, *extra_tables),
+        (table, stable, *cd.get("tables", ()), *extra_tables),
         tuple(assumptions),
         (),
         metrics,
         data={"checkpoints": len(traj)},
+        notes=tuple(cd.get("notes", ())),
     )
 
 

@@ -18,6 +18,7 @@ Workers run ``python -m multilens.lenses.distributed.worker`` (also under torchr
 from typing import TYPE_CHECKING, Any
 
 from multilens.lenses.distributed.settings import (
+    BatchFloorSettings,
     FaultSettings,
     LocalSgdSettings,
     ModesSettings,
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchFloorSettings",
     "DistributedProblem",
     "FaultSettings",
     "LocalSgdSettings",

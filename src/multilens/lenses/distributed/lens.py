@@ -19,7 +19,9 @@ one :class:`~multilens.results.Part` per part:
   times, fitted on runs held out from the runs they are compared with; a straggler;
 * ``modes``: local SGD, stale and compressed training of the subject: losses, bytes, time to a
   target loss;
-* ``faults``: a worker that dies and one that hangs: detection, exit codes, no orphans.
+* ``faults``: a worker that dies and one that hangs: detection, exit codes, no orphans;
+* ``batch_floor``: the SGD loss floor of m workers at batch b against one process at batch m*b
+  on least squares, each against its exact expectation (:mod:`.batch_floor`).
 
 The subject is a :class:`~multilens.lenses.distributed.subject.DistributedProblem` (an importable
 ``"module:function"`` builder of the model, data and loss; see that module).
@@ -33,6 +35,7 @@ from typing import Any
 
 from multilens.errors import ConfigError
 from multilens.lenses.contract import Runtime, finish, part_seed, run_parts
+from multilens.lenses.distributed.batch_floor import batch_floor_part, batch_floor_tasks
 from multilens.lenses.distributed.common import LENS, available_cores
 from multilens.lenses.distributed.jobs import (
     local_sgd_tasks,
@@ -51,7 +54,7 @@ from multilens.lenses.distributed.subject import DistributedProblem, problem_row
 from multilens.results import LensResult, Part
 from multilens.stats import json_safe
 
-PARTS = ("parity", "noise_floor", "local_sgd", "staleness", "timing", "modes", "faults")
+PARTS = ("parity", "noise_floor", "local_sgd", "staleness", "timing", "modes", "faults", "batch_floor")
 DEFAULT_BUILDER = "multilens.lenses.distributed.subject:digits_mlp"
 
 
@@ -95,6 +98,8 @@ def collect_tasks(subject: DistributedProblem, settings: Settings, seed: int) ->
         tasks += timing_tasks(settings.timing, s["timing"], problem)
     if settings.modes is not None:
         tasks += modes_tasks(settings.modes, s["modes"], problem)
+    if settings.batch_floor is not None:
+        tasks += batch_floor_tasks(settings.batch_floor, s["batch_floor"])
     return tasks
 
 
@@ -160,6 +165,7 @@ def analyze_outputs(
         ("timing", settings.timing, lambda ps, s: _safe(timing_part(ps, s, outputs, cores))),
         ("modes", settings.modes, lambda ps, s: _safe(modes_part(ps, s, outputs))),
         ("faults", settings.faults, lambda ps, s: _safe(faults_part(ps, s, settings, problem))),
+        ("batch_floor", settings.batch_floor, lambda ps, s: _safe(batch_floor_part(ps, s, outputs))),
     ]
     parts, notes = run_parts(LENS, steps, seed)
     data = json_safe({"subject": problem, "launch_timing": dict(launch_info or {}) | {"n_cores": cores}})

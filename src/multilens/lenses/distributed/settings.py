@@ -10,7 +10,8 @@ false`` in TOML, ``--set part=false``) is not run. The part name is the settings
 * ``timing``: compute / idle / communication per step, the ring all-reduce model, speedup, the
   optimal worker count (model fitted on runs held out from the comparison) and a straggler;
 * ``modes``: local SGD, stale and compressed training of the subject, time to a target loss;
-* ``faults``: a worker that dies or hangs: detection, exit codes, no orphaned process.
+* ``faults``: a worker that dies or hangs: detection, exit codes, no orphaned process;
+* ``batch_floor``: the SGD loss floor of m workers at batch b against one process at batch m*b.
 
 Profiles: ``smoke`` (tests: a few seconds per part), ``quick`` (the default) and ``full``.
 """
@@ -126,6 +127,48 @@ class NoiseFloorSettings:
     @property
     def with_delays(self) -> bool:
         return self.delay_workers >= 1 and (bool(self.delay_taus) or self.delay_tau_max > 0)
+
+
+@dataclass(frozen=True)
+class BatchFloorSettings:
+    """m workers at batch b against one process at batch m*b: measured and exact loss floors (least squares)."""
+
+    workers: int = 2  # m
+    batch: int = 4  # b, per worker
+    sampler: str = "global"  # "global": every rank samples all rows; "shards": its own n/m rows
+    n_rows: int = 512
+    dim: int = 8
+    kappa: float = 4.0  # feature variances linspace(1/kappa, 1)
+    noise: float = 0.5  # label noise std
+    eta_l: float = 0.25  # eta * lambda_max(X^T X / n)
+    replicas: int = 64
+    steps: int = 1500
+    burn_in: int = 300
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_int("batch_floor.workers", self.workers, 2)
+        check_int("batch_floor.batch", self.batch, 1)
+        check_choice("batch_floor.sampler", self.sampler, ("global", "shards"))
+        check_int("batch_floor.dim", self.dim, 1)
+        check_int("batch_floor.n_rows", self.n_rows, self.dim + 1)
+        if self.n_rows % self.workers:
+            raise ConfigError(
+                f"`batch_floor.n_rows` must be a multiple of `batch_floor.workers` ({self.workers}); got {self.n_rows}."
+            )
+        check_positive("batch_floor.kappa", self.kappa)
+        if self.kappa < 1.0:
+            raise ConfigError(f"`batch_floor.kappa` must be a number >= 1; got {self.kappa}.")
+        check_positive("batch_floor.noise", self.noise)
+        _step("batch_floor.eta_l", self.eta_l)
+        check_int("batch_floor.replicas", self.replicas, 2)
+        check_int("batch_floor.steps", self.steps, 2)
+        check_int("batch_floor.burn_in", self.burn_in, 0)
+        if self.burn_in >= self.steps - 1:
+            raise ConfigError(
+                f"`batch_floor.burn_in` must be an int < steps - 1 = {self.steps - 1}; got {self.burn_in}."
+            )
+        _unit("batch_floor.level", self.level, open_low=True, open_high=True)
 
 
 @dataclass(frozen=True)
@@ -328,6 +371,7 @@ class Settings:
     timing: TimingSettings | None = TimingSettings()
     modes: ModesSettings | None = ModesSettings()
     faults: FaultSettings | None = FaultSettings()
+    batch_floor: BatchFloorSettings | None = BatchFloorSettings()
 
     def __post_init__(self) -> None:
         check_int("schema_version", self.schema_version, 1)
@@ -372,6 +416,7 @@ class Settings:
                 ),
                 modes=ModesSettings(global_batch=64, steps=16, eval_every=4, local_steps=(4,), compression=("topk",)),
                 faults=FaultSettings(kinds=("exit",), step=3, batch=32),
+                batch_floor=BatchFloorSettings(replicas=16, steps=500, burn_in=150),
             )
         if profile == "full":
             base = cls()

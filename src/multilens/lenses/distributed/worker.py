@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from multilens.io import atomic_write_json
+from multilens.lenses.distributed.batch_floor import ls_batch_floor
 from multilens.lenses.distributed.faults import (
     EXIT_INIT_FAILED,
     EXIT_OK,
@@ -54,6 +55,7 @@ TASKS: dict[str, Callable[[dict[str, Any], TimedComm, TaskContext], dict[str, An
     "comm_sweep": comm_sweep,
     "mlp_parity": mlp_parity,
     "mlp_train": mlp_train,
+    "ls_batch_floor": ls_batch_floor,
 }
 
 

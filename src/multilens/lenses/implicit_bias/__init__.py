@@ -9,7 +9,11 @@ a known closed-form SVM). ``Subject.of(ls=(x, y), separable=(x, labels))`` wraps
 The bundled subject (:func:`default_subject`) draws ``n_instances`` Gaussian designs, planted
 separable problems with a closed-form SVM and teacher-labelled sets with held-out points.
 
-Parts: ``least_squares``, ``logistic``, ``optimizers`` (settings tables of the same names).
+Parts: ``least_squares``, ``logistic``, ``optimizers``, ``handoff`` (settings tables of the same names).
+``handoff`` trains a linear classifier by GD on a binary task (the bundled one: the protocol's
+shared data family) and hands it on as ``implicit_bias.linear_classifier`` with the fraction of
+held-out normalised l-inf margins above eps (``implicit_bias.margin_fraction_above_eps``), which
+the robustness lens's attack must reproduce (consistency 6).
 
     >>> from multilens.lenses import implicit_bias as ib
     >>> s = ib.Settings.for_profile("smoke")
@@ -20,12 +24,17 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
+from multilens.data.family import FamilySpec
 from multilens.lenses.contract import Runtime, finish, run_parts
 from multilens.lenses.implicit_bias import least_squares as _ls
 from multilens.lenses.implicit_bias import logistic as _lg
 from multilens.lenses.implicit_bias import optimizers as _op
+from multilens.lenses.implicit_bias.handoff import handoff_part
 from multilens.lenses.implicit_bias.lens import LENS, least_squares_part, logistic_part, optimizers_part
 from multilens.lenses.implicit_bias.settings import (
+    HandoffSettings,
     LeastSquaresSettings,
     LogisticSettings,
     OptimizersSettings,
@@ -37,6 +46,7 @@ from multilens.seeding import derive_seed
 
 __all__ = [
     "Design",
+    "HandoffSettings",
     "LeastSquaresSettings",
     "LogisticSettings",
     "OptimizersSettings",
@@ -68,7 +78,20 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
     if (o := settings.optimizers) is not None:
         teach = [_op.make_teacher_problem(o.n, o.d, o.margin, o.n_test, s("optimizers", i)) for i in range(k)]
         opt_sets = tuple(Separable(t.x, t.y, t.x_test, t.y_test) for t in teach)
-    return Subject(designs, separable, opt_sets, description="bundled: Gaussian designs, planted and teacher sets")
+    classifier = None
+    if (h := settings.handoff) is not None:
+        fam = FamilySpec()
+        x, lab = fam.binary(h.n_train, derive_seed(seed, LENS, "subject", "handoff"))
+        xt, yt = fam.test()
+        xt, yt = xt[: h.n_test].double().numpy(), np.where(yt[: h.n_test].numpy() == 0, -1.0, 1.0)
+        classifier = Separable(x, lab, xt, yt)
+    return Subject(
+        designs,
+        separable,
+        opt_sets,
+        classifier,
+        description="bundled: Gaussian designs, planted and teacher sets, the shared family (binary)",
+    )
 
 
 def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime | None = None) -> LensResult:
@@ -79,7 +102,7 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
     opt_sets = subject.for_optimizers
     skipped = []
     for name, data in (("least_squares", subject.least_squares), ("logistic", subject.separable),
-                       ("optimizers", opt_sets)):  # fmt: skip
+                       ("optimizers", opt_sets), ("handoff", subject.classifier)):  # fmt: skip
         if getattr(settings, name) is not None and not data:
             skipped.append(f"part `{name}` not run: the subject has no data for it")
     steps = [
@@ -89,6 +112,8 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
          lambda ps, sd: logistic_part(subject.separable, ps, lvl, seed=sd)),
         ("optimizers", settings.optimizers if opt_sets else None,
          lambda ps, sd: optimizers_part(opt_sets, ps, lvl, seed=sd)),
+        ("handoff", settings.handoff if subject.classifier is not None else None,
+         lambda ps, sd: handoff_part(subject.classifier, ps, lvl, seed=sd)),
     ]  # fmt: skip
     parts, notes = run_parts(LENS, steps, seed)
     notes = [n for n in notes if not any(n.startswith(f"part `{s.split('`')[1]}`") for s in skipped)] + skipped

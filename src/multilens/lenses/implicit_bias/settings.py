@@ -148,6 +148,35 @@ class OptimizersSettings:
 
 
 @dataclass(frozen=True)
+class HandoffSettings:
+    """A GD-trained linear classifier handed on to the robustness lens (consistency 6).
+
+    ``n_train``, ``n_test``: the bundled binary task (the protocol's shared data family,
+    :meth:`multilens.data.FamilySpec.binary`; held-out points from its fixed test split).
+    ``eps`` > 0 fixes the l-inf radius; 0 takes the median normalised margin of the correctly
+    classified training points (fixed before the held-out points are used).
+    """
+
+    n_train: int = 400
+    n_test: int = 1000
+    steps: int = 2000
+    lr_fraction: float = 1.0  # eta = fraction / smoothness; GD is stable for fraction < 2
+    eps: float = 0.0
+    newton_tol: float = 1e-3  # GD's relative distance to Newton's minimiser (non-separable data)
+
+    def __post_init__(self) -> None:
+        check_int("handoff.n_train", self.n_train, 4)
+        check_int("handoff.n_test", self.n_test, 2)
+        check_int("handoff.steps", self.steps, 1)
+        check_positive("handoff.lr_fraction", self.lr_fraction)
+        if self.lr_fraction >= 2.0:
+            raise ConfigError(f"`handoff.lr_fraction` must be < 2 (GD diverges at 2/L); got {self.lr_fraction}.")
+        if not self.eps >= 0:
+            raise ConfigError(f"`handoff.eps` must be >= 0 (0: from the training margins); got {self.eps}.")
+        check_positive("handoff.newton_tol", self.newton_tol)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The implicit-bias lens. ``n_instances`` independent problem instances of the bundled task
     (fresh data per instance) give the Student-t intervals; a part set to None is not run."""
@@ -158,6 +187,7 @@ class Settings:
     least_squares: LeastSquaresSettings | None = LeastSquaresSettings()
     logistic: LogisticSettings | None = LogisticSettings()
     optimizers: OptimizersSettings | None = OptimizersSettings()
+    handoff: HandoffSettings | None = HandoffSettings()
 
     def __post_init__(self) -> None:
         check_int("n_instances", self.n_instances, 1)
@@ -182,6 +212,7 @@ class Settings:
                 least_squares=replace(base.least_squares, n=10, d=30, n_test=200),
                 logistic=replace(base.logistic, steps=2000, n=8, n_points=20),
                 optimizers=replace(base.optimizers, n=10, d=20, n_test=200, epochs=200, reseeds=2, n_points=5),
+                handoff=replace(base.handoff, n_train=200, n_test=200, steps=6000),
             )
         return replace(
             base,
@@ -196,4 +227,5 @@ class Settings:
                 init_scales=(0.0, 0.3, 3.0),
                 n_points=20,
             ),
+            handoff=replace(base.handoff, n_train=1000, n_test=4096, steps=5000),
         )

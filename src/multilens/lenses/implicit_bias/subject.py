@@ -8,7 +8,8 @@
   known closed-form SVM ``w_svm`` (the bundled planted problems have one) to check the QP against.
 * :class:`Subject`: one or more of each (independent instances: the intervals are over them). The
   ``least_squares`` part runs on ``least_squares``, the ``logistic`` part on ``separable``, the
-  ``optimizers`` part on ``optimizer_sets`` (``separable`` when None). A part with no data is not run.
+  ``optimizers`` part on ``optimizer_sets`` (``separable`` when None), the ``handoff`` part on
+  ``classifier`` (one binary set, separable or not, with held-out points). A part with no data is not run.
 
 ``Subject.of(ls=(x, y), separable=(x, labels))`` builds a one-instance subject from plain arrays.
 """
@@ -102,6 +103,7 @@ class Subject:
     least_squares: tuple[Design, ...] = ()
     separable: tuple[Separable, ...] = ()
     optimizer_sets: tuple[Separable, ...] | None = None
+    classifier: Separable | None = None  # the handoff part: a binary set with held-out points
     description: str = field(default="user arrays")
 
     def __post_init__(self) -> None:
@@ -109,6 +111,9 @@ class Subject:
             v = getattr(self, name)
             if v is not None:
                 object.__setattr__(self, name, tuple(v))
+        c = self.classifier
+        if c is not None and (not isinstance(c, Separable) or c.x_test is None):
+            raise ValueError("`classifier` must be a Separable with held-out points (`x_test`, `labels_test`).")
 
     @property
     def for_optimizers(self) -> tuple[Separable, ...]:

@@ -24,7 +24,9 @@ Parts (each its own settings table and random stream ``part_seed(seed, "robustne
 * ``certificate``: the FNR certificate of the critical class (Clopper-Pearson upper bound u);
 * ``training``: clean and robust accuracy along standard and adversarial training (A.8, C.8);
 * ``corruptions``: Gaussian noise, blur and contrast by severity;
-* ``transfer``: PGD crafted on the source model, evaluated on the subject.
+* ``transfer``: PGD crafted on the source model, evaluated on the subject;
+* ``handoff``: PGD on the implicit-bias lens's linear classifier (``runtime.inputs``), against the
+  exact linear reference; not evaluated without the hand-off.
 
 Metrics (gates read only the subject's ``model``, the protocol's main subject): ``w``, ``r_emp``,
 ``omega``, ``lipschitz_stage_<i>``, ``fnr_upper`` and their intervals.
@@ -47,6 +49,7 @@ from multilens.errors import ConfigError
 from multilens.lenses.contract import Runtime, finish, run_parts
 from multilens.lenses.robustness import attacks as A
 from multilens.lenses.robustness.certificate import make_certificate, verify_certificate, write_certificate
+from multilens.lenses.robustness.handoff import handoff_part
 from multilens.lenses.robustness.lipschitz import layers_of, lipschitz_bounds
 from multilens.lenses.robustness.settings import (
     AttacksSettings,
@@ -223,7 +226,7 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
     if key not in _SUBJECTS:
         if len(_SUBJECTS) >= 4:
             _SUBJECTS.pop(next(iter(_SUBJECTS)))
-        _SUBJECTS[key] = _build_default_subject(settings, seed=seed)
+        _SUBJECTS[key] = _build_default_subject(settings, seed=seed, executor=getattr(runtime, "executor", None))
     return _SUBJECTS[key]
 
 
@@ -233,39 +236,35 @@ SUBJECT_FIELDS = ("test_fraction", "n_train", "n_holdout", "widths", "epochs", "
 _SUBJECTS: dict[tuple, Subject] = {}
 
 
-def _build_default_subject(settings: Settings, *, seed: int) -> Subject:
+def _build_default_subject(settings: Settings, *, seed: int, executor: Any = None) -> Subject:
+    from multilens.lenses.robustness.population import load_state, member_model, train_population
+
     s = settings
-    xtr, ytr, xte, yte = digits_box(seed, s.test_fraction)
-    if s.n_train:
-        xtr, ytr = xtr[: s.n_train], ytr[: s.n_train]
+    xtr, _, xte, yte = digits_box(seed, s.test_fraction)
     if s.n_holdout:
         xte, yte = xte[: s.n_holdout], yte[: s.n_holdout]
-    lin = mlp(64, (), 10, derive_seed(seed, LENS, "linear"))
-    train_classifier(lin, xtr, ytr, s, seed=derive_seed(seed, LENS, "train_linear"))
-    std = mlp(64, s.widths, 10, derive_seed(seed, LENS, "mlp"))
-    c_std = train_classifier(std, xtr, ytr, s, seed=derive_seed(seed, LENS, "train_mlp"), n_checkpoints=s.checkpoints)
-    adv = mlp(64, s.widths, 10, derive_seed(seed, LENS, "mlp"))  # the same initialisation
-    c_adv = train_classifier(
-        adv,
-        xtr,
-        ytr,
-        s,
-        seed=derive_seed(seed, LENS, "train_mlp"),
-        adv_eps=s.at_eps,
-        n_checkpoints=s.checkpoints,
-        family="adversarial",
-    )
-    c_tr: tuple[Checkpoint, ...] = ()
-    if s.trades_beta > 0:
-        tr = mlp(64, s.widths, 10, derive_seed(seed, LENS, "mlp"))
-        c_tr = train_classifier(tr, xtr, ytr, s, seed=derive_seed(seed, LENS, "train_mlp"), adv_eps=s.at_eps,
-                                n_checkpoints=s.checkpoints, family="trades", trades_beta=s.trades_beta)  # fmt: skip
-    src = mlp(64, s.widths, 10, derive_seed(seed, LENS, "source"))
-    train_classifier(src, xtr, ytr, s, seed=derive_seed(seed, LENS, "train_source"))
+    n_train = min(int(xtr.shape[0]), s.n_train) if s.n_train else int(xtr.shape[0])
+    fields = {f: (list(v) if isinstance(v, tuple) else v) for f in SUBJECT_FIELDS if (v := getattr(s, f)) is not None}
+    roles = ["linear", "mlp", "mlp_at", *(["trades"] if s.trades_beta > 0 else []), "source"]
+    # every member is a pure task of its spec: through runtime.executor when there is one (identical numbers)
+    results = dict(zip(roles, train_population([{"role": r, "seed": seed, "fields": fields} for r in roles], executor)))
+
+    def model_of(role: str) -> nn.Module:
+        return load_state(member_model(role, fields, seed), results[role]["state"])
+
+    def ckpts_of(role: str) -> tuple[Checkpoint, ...]:
+        return tuple(
+            Checkpoint(c["family"], int(c["epoch"]), load_state(member_model(role, fields, seed), c["state"]))
+            for c in results[role]["checkpoints"]
+        )
+
+    lin, std, adv, src = model_of("linear"), model_of("mlp"), model_of("mlp_at"), model_of("source")
+    c_std, c_adv = ckpts_of("mlp"), ckpts_of("mlp_at")
+    c_tr = ckpts_of("trades") if "trades" in results else ()
     main = {"mlp": std, "mlp_at": adv, "linear": lin}[s.main]
     info = {
         "task": "sklearn digits, pixels / 16 in [0, 1]",
-        "n_train": int(xtr.shape[0]),
+        "n_train": n_train,
         "n_holdout": int(xte.shape[0]),
         "main": s.main,
         "widths": list(s.widths),
@@ -1213,6 +1212,7 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
             ("training", s.training, lambda ps, ss: training_part(sub, s, ps, seed=ss)),
             ("corruptions", s.corruptions, lambda ps, ss: corruptions_part(sub, ps, seed=ss)),
             ("transfer", s.transfer, lambda ps, ss: transfer_part(sub, s, ps, seed=ss)),
+            ("handoff", s.handoff, lambda ps, ss: handoff_part(runtime.inputs if runtime else None, ps, seed=ss)),
         ],
         seed,
     )

@@ -88,6 +88,20 @@ class LinearReferenceSettings:
 
 
 @dataclass(frozen=True)
+class HandoffSettings:
+    """PGD on the implicit-bias lens's handed-on linear classifier (runs only when the input is present)."""
+
+    steps: int = 20
+    restarts: int = 1
+    max_count_diff: int = 0  # |PGD - exact linear reference| in examples (sanity)
+
+    def __post_init__(self) -> None:
+        check_int("handoff.steps", self.steps, 2)
+        check_int("handoff.restarts", self.restarts, 1)
+        check_int("handoff.max_count_diff", self.max_count_diff, 0)
+
+
+@dataclass(frozen=True)
 class LipschitzSettings:
     """Per-stage l-2 Lipschitz upper bounds (power iteration) and attack-found lower bounds."""
 
@@ -218,6 +232,7 @@ class Settings:
     training: TrainingSettings | None = TrainingSettings()
     corruptions: CorruptionsSettings | None = CorruptionsSettings()
     transfer: TransferSettings | None = TransferSettings()
+    handoff: HandoffSettings | None = HandoffSettings()
 
     def __post_init__(self) -> None:
         check_open_unit("test_fraction", self.test_fraction)

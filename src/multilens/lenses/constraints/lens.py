@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multilens import stats
+from multilens import plots, stats
 from multilens.errors import ConfigError
 from multilens.lenses.constraints import pareto as pf
 from multilens.lenses.constraints.core import (
@@ -44,6 +44,7 @@ from multilens.lenses.constraints.core import (
     RateConstraint,
     TrainSettings,
     dp_gap_constraint,
+    ece_constraint,
     fnr_constraint,
     infeasible_qp,
     logits_of,
@@ -138,7 +139,7 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
             bce,
             t.train(),
             t.test(),
-            (dp_gap_constraint(settings.dp_bound, tau),),
+            (dp_gap_constraint(settings.dp_bound, tau), ece_constraint(settings.ece_bound, settings.ece_bins)),
         ),
     ]
     info = {"tabular": t.name, "tabular_base_rate_gap_exact": t.base_rate_gap}
@@ -166,12 +167,17 @@ def _predictions(model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return (logits_of(model.eval(), x) > 0).numpy().astype(float)
 
 
+def _probabilities(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(logits_of(model.eval(), x)).double().numpy()
+
+
 def _rate_ci(c: RateConstraint, model, data: Batch, n_boot: int, level: float, seed: int) -> stats.Interval:
     x, y, g = data
     if c.true_from_predictions is None:
         v = c.true(model, x, y, g)
         return stats.Interval(v, math.nan, math.nan, math.nan, 1, level, "exact", 0, stats.DETERMINISTIC)
-    pred = _predictions(model, x)
+    pred = _probabilities(model, x) if c.uses_probabilities else _predictions(model, x)
     return stats.bootstrap_ci(
         lambda p, yy, gg: c.true_from_predictions(p, yy, gg),
         pred,
@@ -186,13 +192,16 @@ def _rate_ci(c: RateConstraint, model, data: Batch, n_boot: int, level: float, s
 def _excess_ci(cons, model, data: Batch, n_boot: int, level: float, seed: int) -> stats.Interval:
     """max_k (true_k - b_k) with a bootstrap interval (all constraints on the same resamples)."""
     x, y, g = data
-    pred = _predictions(model, x)
+    pred, prob = _predictions(model, x), _probabilities(model, x)
     fns = [c for c in cons if c.true_from_predictions is not None]
     if not fns:
         v = max(c.true(model, x, y, g) - c.bound for c in cons)
         return stats.Interval(v, math.nan, math.nan, math.nan, 1, level, "exact", 0, stats.DETERMINISTIC)
-    stat = lambda p, yy, gg: max(c.true_from_predictions(p, yy, gg) - c.bound for c in fns)  # noqa: E731
-    return stats.bootstrap_ci(stat, pred, y.numpy(), g.numpy(), n_boot=n_boot, level=level, seed=seed)
+
+    def stat(p, q, yy, gg):
+        return max(c.true_from_predictions(q if c.uses_probabilities else p, yy, gg) - c.bound for c in fns)
+
+    return stats.bootstrap_ci(stat, pred, prob, y.numpy(), g.numpy(), n_boot=n_boot, level=level, seed=seed)
 
 
 def _fit(task: Task, ts: TrainSettings, seed: int) -> tuple[Any, str | None]:
@@ -204,13 +213,73 @@ def _fit(task: Task, ts: TrainSettings, seed: int) -> tuple[Any, str | None]:
         return None, str(e)
 
 
+HISTORY_COLUMNS = [
+    "task",
+    "method",
+    "step",
+    "constraint",
+    "bound",
+    "lambda",
+    *[
+        f"{split} {kind}{suffix}"
+        for split in ("train", "held-out")
+        for kind in ("proxy", "true")
+        for suffix in ("", " ci low", " ci high")
+    ],
+]
+
+
+def _history_rows(task: Task, meth: str, history: list[dict]) -> list[list]:
+    rows = []
+    for h in history:
+        for k, c in enumerate(task.constraints):
+            row = [task.name, meth, h["step"], c.name, c.bound, h["lambdas"][k] if h["lambdas"] else None]
+            for split in ("train", "holdout"):
+                for kind in ("proxy", "true"):
+                    key = f"{split}.{kind}.{c.name}"
+                    lo, hi = h.get(f"{key}_ci", [None, None])
+                    row += [h.get(key), lo, hi]
+            rows.append(row)
+    return rows
+
+
+def _history_figure(task: Task, c: RateConstraint, history: list[dict], level: float) -> Any:
+    steps = [h["step"] for h in history]
+    traces: list = []
+    for i, (key, label) in enumerate(
+        (("train.proxy", "train proxy"), ("train.true", "train true"), ("holdout.true", "held-out true"))
+    ):
+        k = f"{key}.{c.name}"
+        ci = [h.get(f"{k}_ci", [None, None]) for h in history]
+        color = plots.PALETTE[i]
+        traces += plots.band_traces(steps, [v[0] for v in ci], [v[1] for v in ci], label, color=color)
+        traces.append(plots.line_trace(steps, [h[k] for h in history], label, color=color))
+    traces.append(plots.curve_trace(steps, [c.bound] * len(steps), "bound", color="#444444"))
+    return plots.figure(
+        f"history_{task.name}_{c.name}",
+        f"{task.name}, {c.name}: proxy vs true vs held-out over the primal-dual run",
+        traces,
+        xlabel="step",
+        ylabel=c.name,
+        caption=f"Shaded: {100 * level:g}% percentile-bootstrap intervals over resampled rows at each evaluation.",
+    )
+
+
 def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int, level: float) -> Part:
     if not subject.tasks:
         raise ConfigError("the `held_out` part needs at least one Task in the subject.")
     ests, checks, rows, hist_rows, metrics, notes = [], [], [], [], {}, []
     base = TrainSettings(
-        steps=ps.steps, lr=ps.lr, dual_lr=ps.dual_lr, rho=ps.rho, batch_size=ps.batch_size, eval_every=ps.eval_every
+        steps=ps.steps,
+        lr=ps.lr,
+        dual_lr=ps.dual_lr,
+        rho=ps.rho,
+        batch_size=ps.batch_size,
+        eval_every=ps.eval_every,
+        eval_n_boot=ps.history_n_boot,
+        level=level,
     )
+    figures = []
     for ti, task in enumerate(subject.tasks):
         main = ti == 0
         methods = (["given"] if subject.info.get("user_model") else []) + ["unconstrained", "gda"]
@@ -245,9 +314,13 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
                 xt, yt, gt = task.train
                 with torch.no_grad():
                     proxy = float(c.proxy(fit.model, xt, yt, gt))
+                e_ho_c = ho.to_estimate(f"holdout_true.{tag}.{c.name}")
+                if c.uses_probabilities and meth == "gda" and f"constraints.holdout_{c.name}" not in metrics:
+                    metrics |= metric_with_interval(f"constraints.holdout_{c.name}", e_ho_c)
+                    metrics |= metric_with_interval(f"constraints.train_{c.name}", tr.to_estimate("train"))
                 ests += [
                     tr.to_estimate(f"train_true.{tag}.{c.name}"),
-                    ho.to_estimate(f"holdout_true.{tag}.{c.name}"),
+                    e_ho_c,
                     Estimate(
                         f"proxy_minus_true.{tag}.{c.name}",
                         proxy - tr.estimate,
@@ -312,20 +385,12 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
                     metrics |= metric_with_interval("constraints.held_out_violation", e_ho)
                     metrics |= metric_with_interval("constraints.train_violation", e_tr)
                     metrics["constraints.holdout_accuracy"] = acc.estimate
-                    for h in fit.history:
-                        hist_rows.append(
-                            [
-                                h["step"],
-                                *h["lambdas"],
-                                *[h[f"train.proxy.{c.name}"] for c in task.constraints],
-                                *[h[f"train.true.{c.name}"] for c in task.constraints],
-                                *[h[f"holdout.true.{c.name}"] for c in task.constraints],
-                            ]
-                        )
+            hist_rows += _history_rows(task, meth, fit.history)
+            if meth == "gda" and (main or any(c.uses_probabilities for c in task.constraints)):
+                figures += [_history_figure(task, c, fit.history, level) for c in task.constraints]
             if main and meth == "alm":
                 metrics |= metric_with_interval("constraints.held_out_violation_alm", e_ho)
     main = subject.tasks[0]
-    cn = [c.name for c in main.constraints]
     tables = (
         Table(
             "rates",
@@ -345,15 +410,11 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
             rows,
         ),
         Table(
-            "gda_history",
-            f"{main.name}: primal-dual run, every evaluation",
-            [
-                "step",
-                *[f"lambda {n}" for n in cn],
-                *[f"train proxy {n}" for n in cn],
-                *[f"train true {n}" for n in cn],
-                *[f"held-out true {n}" for n in cn],
-            ],
+            "constraint_history",
+            "Every evaluation of every constrained run: proxy and true (hard-prediction; binned for ECE) values on "
+            f"train and held-out data with {100 * level:g}% percentile-bootstrap intervals ({ps.history_n_boot} "
+            "resamples of the rows)",
+            HISTORY_COLUMNS,
             hist_rows,
         ),
     )
@@ -381,6 +442,7 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
         estimates=tuple(ests),
         checks=tuple(checks),
         tables=tables,
+        figures=tuple(figures),
         metrics=metrics,
         assumptions=assumptions,
         recommendations=recs,

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from multilens import plots, stats
-from multilens.errors import ConfigError
+from multilens.errors import ConfigError, MultilensError
 from multilens.lenses.constraints import pareto as pf
 from multilens.lenses.constraints.core import (
     QP,
@@ -106,6 +106,9 @@ class ConstrainedSubject:
     qp: QP | None = None
     population_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # how an executor's worker reloads ``population_data`` (JSON, e.g. {"kind": "digits", "seed": 3}); without it
+    # the data travel in the task specs as lists
+    population_source: dict[str, Any] | None = None
 
 
 def bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -158,7 +161,13 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
         info["digits_base_rate_gap"] = dg.base_rate_gap
     d = load_digits_split(seed)
     qp = random_qp(settings.qp_d, settings.qp_m, part_seed(seed, LENS, "qp"))
-    return ConstrainedSubject(tuple(tasks), qp, (d.x_train, d.y_train, d.x_test, d.y_test), info)
+    return ConstrainedSubject(
+        tuple(tasks),
+        qp,
+        (d.x_train, d.y_train, d.x_test, d.y_test),
+        info,
+        population_source={"kind": "digits", "seed": int(seed)},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- held_out
@@ -806,7 +815,84 @@ def _front_analysis(
     return ests, checks, metrics, cols
 
 
-def pareto_part(subject: ConstrainedSubject, ps: ParetoSettings, *, seed: int, level: float) -> Part:
+POPULATION_TASK = "multilens.lenses.constraints.lens:population_task"
+
+
+def _population_data(d: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    if d["kind"] == "digits":
+        from multilens.data.digits import load_digits_split
+
+        s = load_digits_split(int(d["seed"]))
+        return s.x_train, s.y_train, s.x_test, s.y_test
+    if d["kind"] == "arrays":
+        dt = getattr(torch, d.get("dtype", "float32"))
+        return (
+            torch.tensor(d["x_train"], dtype=dt),
+            torch.tensor(d["y_train"], dtype=torch.long),
+            torch.tensor(d["x_test"], dtype=dt),
+            torch.tensor(d["y_test"], dtype=torch.long),
+        )
+    raise ConfigError(f"population data `kind` must be 'digits' or 'arrays'; got {d['kind']!r}.")
+
+
+def population_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """One (width, adversarial-training eps) model of the Pareto population, trained and then unit-pruned at
+    each kept fraction: per-example clean, PGD and shifted correctness, forward FLOPs and the weights (JSON).
+    A pure function of ``spec`` (the same numbers in any process)."""
+    from multilens.models.mlp import MLPSpec, build_mlp
+
+    xtr, ytr, xte, yte = _population_data(spec["data"])
+    w, eps, s = int(spec["width"]), float(spec["adv_eps"]), int(spec["seed"])
+    gshift = torch_generator(int(spec["shift_seed"]))
+    x_shift = xte + float(spec["shift_noise"]) * torch.randn(xte.shape, generator=gshift, dtype=xte.dtype)
+    base = _train_mc(
+        build_mlp(MLPSpec(xtr.shape[1], (w,), int(spec["n_classes"])), s), xtr, ytr, spec["epochs"], eps, s
+    )
+    out = []
+    for keep in spec["keep_units"]:
+        m = prune_units(base, keep) if keep < 1.0 else base
+        with torch.no_grad():
+            correct = (m(xte).argmax(-1) == yte).tolist()
+            shifted = (m(x_shift).argmax(-1) == yte).tolist()
+        robust = pgd_correct(m, xte, yte, float(spec["pgd_eps"]), int(spec["pgd_steps"])).tolist()
+        hidden = next(layer for layer in m if isinstance(layer, nn.Linear)).out_features
+        out.append(
+            {
+                "config": f"w{w}_adv{eps:g}_keep{keep:g}",
+                "hidden": int(hidden),
+                "correct": correct,
+                "robust": robust,
+                "shifted": shifted,
+                "flops": _forward_flops(m),
+                "state": {k: v.tolist() for k, v in m.state_dict().items()},
+            }
+        )
+    return {"models": out}
+
+
+def _run_population(specs: list[dict[str, Any]], runtime: Runtime | None) -> list[dict[str, Any]]:
+    """The population tasks through ``runtime.executor`` when there is one, else in process on one torch
+    thread (a worker's setting, so the numbers are identical either way); results in spec order."""
+    from multilens.experiments.executors import execute_task
+
+    executor = runtime.executor if runtime is not None else None
+    if executor is None:
+        pairs = [(i, execute_task(POPULATION_TASK, s, threads=1)) for i, s in enumerate(specs)]
+    else:
+        pairs = list(executor.map_unordered(POPULATION_TASK, specs))
+    out: list[Any] = [None] * len(specs)
+    for i, res in pairs:
+        if not res.get("ok"):
+            first = str(res.get("error", "")).splitlines()[0] if res.get("error") else "unknown error"
+            raise MultilensError(f"pareto population run {i} (width {specs[i]['width']}, adv eps "
+                                 f"{specs[i]['adv_eps']:g}) failed: {first}")  # fmt: skip
+        out[i] = res["result"]
+    return out
+
+
+def pareto_part(
+    subject: ConstrainedSubject, ps: ParetoSettings, *, seed: int, level: float, runtime: Runtime | None = None
+) -> Part:
     """Two fronts over the same population: (accuracy, PGD accuracy, -FLOPs), reproducible, and
     (accuracy, PGD accuracy, -measured latency), whose names carry ``latency_front.`` (timing-dependent)."""
     from multilens.models.mlp import MLPSpec, build_mlp
@@ -815,22 +901,41 @@ def pareto_part(subject: ConstrainedSubject, ps: ParetoSettings, *, seed: int, l
         raise ConfigError("the `pareto` part needs `population_data=(x_train, y_train, x_test, y_test)`.")
     xtr, ytr, xte, yte = subject.population_data
     n_cls = int(max(int(ytr.max()), int(yte.max())) + 1)
+    if subject.population_source is not None:
+        data: dict[str, Any] = dict(subject.population_source)
+    else:
+        names = ("x_train", "y_train", "x_test", "y_test")
+        data = {"kind": "arrays", "dtype": str(xtr.dtype).removeprefix("torch.")}
+        data |= {k: v.tolist() for k, v in zip(names, subject.population_data)}
+    specs = [
+        {
+            "width": int(w),
+            "adv_eps": float(eps),
+            "keep_units": [float(k) for k in ps.keep_units],
+            "epochs": ps.epochs,
+            "seed": part_seed(seed, LENS, f"pareto.{w}.{eps}"),
+            "pgd_eps": ps.pgd_eps,
+            "pgd_steps": ps.pgd_steps,
+            "shift_noise": ps.shift_noise,
+            "shift_seed": part_seed(seed, LENS, "pareto.shift"),
+            "n_classes": n_cls,
+            "data": data,
+        }
+        for w in ps.widths
+        for eps in ps.adv_eps
+    ]
+    outcomes = _run_population(specs, runtime)
     configs, models, correct, robust, shifted, flops = [], [], [], [], [], []
-    gshift = torch_generator(part_seed(seed, LENS, "pareto.shift"))
-    x_shift = xte + ps.shift_noise * torch.randn(xte.shape, generator=gshift)
-    for w in ps.widths:
-        for eps in ps.adv_eps:
-            s = part_seed(seed, LENS, f"pareto.{w}.{eps}")
-            base = _train_mc(build_mlp(MLPSpec(xtr.shape[1], (w,), n_cls), s), xtr, ytr, ps.epochs, eps, s)
-            for keep in ps.keep_units:
-                m = prune_units(base, keep) if keep < 1.0 else base
-                with torch.no_grad():
-                    correct.append((m(xte).argmax(-1) == yte).numpy())
-                    shifted.append((m(x_shift).argmax(-1) == yte).numpy())
-                robust.append(pgd_correct(m, xte, yte, ps.pgd_eps, ps.pgd_steps))
-                flops.append(_forward_flops(m))
-                models.append(m)
-                configs.append(f"w{w}_adv{eps:g}_keep{keep:g}")
+    for out in outcomes:
+        for r in out["models"]:
+            m = build_mlp(MLPSpec(xtr.shape[1], (r["hidden"],), n_cls), 0)
+            m.load_state_dict({k: torch.tensor(v, dtype=xtr.dtype) for k, v in r["state"].items()})
+            models.append(m.eval())
+            configs.append(r["config"])
+            correct.append(np.asarray(r["correct"], bool))
+            robust.append(np.asarray(r["robust"], bool))
+            shifted.append(np.asarray(r["shifted"], bool))
+            flops.append(int(r["flops"]))
     # Latency: round-robin over the population so load drift on a shared machine hits every model alike.
     xt = xte[: ps.timing_batch]
     times = [[] for _ in models]
@@ -931,7 +1036,7 @@ def measure(
             ("duality", settings.duality, lambda ps, s: duality_part(subject, ps, seed=s)),
             ("rate", settings.rate, lambda ps, s: rate_part(subject, ps, seed=s, level=lv)),
             ("infeasibility", settings.infeasibility, lambda ps, s: infeasibility_part(subject, ps, seed=s)),
-            ("pareto", settings.pareto, lambda ps, s: pareto_part(subject, ps, seed=s, level=lv)),
+            ("pareto", settings.pareto, lambda ps, s: pareto_part(subject, ps, seed=s, level=lv, runtime=runtime)),
         ],
         seed,
     )

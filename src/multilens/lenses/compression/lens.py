@@ -20,6 +20,13 @@ Parts:
   loses to magnitude pruning (``svd_loses_on_high_rank_noise``).
 * ``curvature``: top Hessian eigenvalue and trace (multilens.curvature) and per-layer condition
   numbers of the main model before and after compression.
+* ``scaling_shift`` (:mod:`~multilens.lenses.compression.scaling_shift`): power-law fits of held-out
+  loss in stored weights for the dense, SVD and magnitude families over the subject's models, with
+  paired bootstrap intervals; ``scaling_exponent_overlap.*`` (agreement, info).
+* ``jump_bound`` (:mod:`~multilens.lenses.compression.jump_bound`): the training-loss jump right after
+  SVD truncation of the main model against g . delta + 1/2 lambda_max ||delta||^2 (||delta||^2 the
+  tail energy; lambda_max handed on as ``curvature.lambda_max`` or computed);
+  ``loss_jump_quadratic_bound`` (bound, with bound_ratio).
 """
 
 from __future__ import annotations

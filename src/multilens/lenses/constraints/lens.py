@@ -9,9 +9,12 @@ multiclass ``(x_train, y_train, x_test, y_test)`` set for the ``pareto`` populat
 Parts and their checks:
 
 * ``held_out``: unconstrained, primal-dual (GDA) and augmented-Lagrangian training; the true
-  (hard-prediction) rates beside their proxies at every evaluation, on train and held-out data,
-  with bootstrap intervals. ``held_out_violation`` (bound): the main task's worst held-out excess
-  over its bound must stay <= ``slack``; a constraint met on train and violated on held-out fails.
+  (hard-prediction; binned for the ECE) values beside their proxies at EVERY evaluation, on train and
+  held-out data, each with a percentile-bootstrap interval over resampled rows (table
+  ``constraint_history``, figures ``history_<task>_<constraint>``). ``held_out_violation`` (bound): the
+  main task's worst held-out excess over its bound at the end must stay <= ``slack``; a constraint met on
+  train and violated on held-out fails. Constraints: DP gap, FNR on a slice, ECE (soft-binned proxy,
+  binned true value: :func:`~multilens.lenses.constraints.core.ece_constraint`), a parameter budget.
 * ``duality`` (THM-DUALITY, A.7): ``duality_gap`` (agreement with 0) and ``shadow_prices``
   (dp*/db_k from exact re-solves at b_k +- h against -lambda_k from the primal-dual run; agreement).
 * ``rate`` (B.10): ``rate_1_over_sqrt_T``: the fitted log-log slope of objective gap + violation of
@@ -19,8 +22,10 @@ Parts and their checks:
 * ``infeasibility`` (WE-11): ``infeasibility_alarm``: the alarm fires on the infeasible QP and the
   infeasible DP bound, and not on the feasible problems (agreement).
 * ``pareto`` (A.18): accuracy, PGD robustness and timed latency of a width x adversarial-training x
-  unit-pruning population; non-domination probabilities, hypervolume with interval, scalarization
-  vs epsilon-constraint, unsupported points named; the front re-checked under input noise.
+  unit-pruning population (trained by :func:`population_task` on JSON specs, through
+  ``runtime.executor`` when there is one: the same numbers either way; latency is timed here);
+  non-domination probabilities, hypervolume with interval, scalarization vs epsilon-constraint,
+  unsupported points named; the front re-checked under input noise.
 """
 
 from __future__ import annotations

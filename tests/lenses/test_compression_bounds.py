@@ -117,3 +117,13 @@ def test_scaling_shift_on_a_user_family_of_models() -> None:
         lo, hi = r.metrics[f"compression.alpha_{fam}_ci_low"], r.metrics[f"compression.alpha_{fam}_ci_high"]
         dlo, dhi = r.metrics["compression.alpha_dense_ci_low"], r.metrics["compression.alpha_dense_ci_high"]
         assert c.passed == (lo <= dhi and dlo <= hi)
+
+
+def test_jump_bound_batches_shrink_to_fit_small_data() -> None:
+    lin, x, y = _whitened_problem()  # 256 rows: a batch of 512 becomes two batches of 128
+    subject = CompressionSubject((("lin", lin),), _sq_loss, (x, y), (x, y))
+    st = _only(Settings.for_profile("smoke"), jump_bound=JumpBoundSettings(batch_size=512))
+    r = measure(subject, st, seed=0, runtime=Runtime(inputs={"curvature.lambda_max": 2.0}))
+    assert any("2 batches of 128" in n for n in r.notes)
+    est = next(e for e in r.estimates if e.name == "loss_jump")
+    assert est.n == 2 and r.check("loss_jump_quadratic_bound").bound_ratio == pytest.approx(1.0, rel=1e-9)

@@ -153,14 +153,15 @@ def jump_bound_part(subject: Any, ps: JumpBoundSettings, *, seed: int, level: fl
     if given is not None and not (isinstance(given, (int, float)) and math.isfinite(given)):
         given = None
     ranks = _budget_ranks(model, ps.keep_fraction)
+    batch = min(ps.batch_size, max(1, x.shape[0] // 2))  # at least two batches for the interval
     jb = quadratic_jump_bound(
-        model, subject.loss_fn, (x, y), ranks, batch_size=ps.batch_size, lambda_max=given, seed=seed, tol=ps.tol
+        model, subject.loss_fn, (x, y), ranks, batch_size=batch, lambda_max=given, seed=seed, tol=ps.tol
     )
     ci = stats.mean_ci(jb.batch_jumps, level, unit="training batches")
     e_jump = ci.to_estimate(
         "loss_jump", note=f"mean training loss after - before rank truncation (full-data jump {jb.jump:.6g})"
     )
-    n_rows = len(jb.batch_jumps) * ps.batch_size
+    n_rows = len(jb.batch_jumps) * batch
     det = stats.DETERMINISTIC
     ests = [
         e_jump,
@@ -233,7 +234,9 @@ def jump_bound_part(subject: Any, ps: JumpBoundSettings, *, seed: int, level: fl
         tables=(table,),
         metrics=metrics,
         assumptions=(assumption,),
-        notes=(f"truncation ranks {rank_note}; lambda_max {jb.lambda_source}",),
+        notes=(
+            f"truncation ranks {rank_note}; {len(jb.batch_jumps)} batches of {batch}; lambda_max {jb.lambda_source}",
+        ),
     )
 
 

@@ -2,7 +2,12 @@
 
 A :class:`RateConstraint` is ``c(model, x, y, g) <= bound`` given twice: ``proxy`` (differentiable,
 on probabilities, used for training) and ``true`` (the hard-prediction rate that matters). The
-trainers measure both, on the training and the held-out data, at every evaluation.
+trainers measure both, on the training and the held-out data, at every evaluation (with
+``TrainSettings.eval_n_boot`` > 0 also their percentile-bootstrap intervals over resampled rows,
+drawn from their own seeded streams so the training trajectory does not change). Built-in
+constraints: :func:`dp_gap_constraint`, :func:`fnr_constraint`, :func:`ece_constraint` (expected
+calibration error of P(y = 1 | x): true = equal-width binned ECE, proxy = soft-binned ECE with Gaussian
+bin memberships, see :func:`soft_binned_ece`), :func:`param_budget_constraint`.
 
 * :func:`train_constrained` with ``method="gda"``: Lagrangian gradient descent-ascent (Arrow-Hurwicz;
   Cotter et al. 2019 for rate constraints with proxies): Adam on L(theta, lambda) = loss +

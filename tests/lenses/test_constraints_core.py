@@ -15,12 +15,15 @@ from multilens.lenses.constraints.core import (
     QP,
     InfeasibleConstraints,
     TrainSettings,
+    binned_ece,
     dp_gap_constraint,
+    ece_constraint,
     fnr_constraint,
     infeasible_qp,
     param_budget_constraint,
     qp_dual_value,
     qp_primal_dual,
+    soft_binned_ece,
     solve_qp_exact,
     train_constrained,
 )
@@ -146,3 +149,61 @@ def test_random_qp_has_its_designed_kkt_point() -> None:
     assert np.all(s.lambdas[:3] >= 0.5) and np.all(s.lambdas[3:] == 0.0)
     np.testing.assert_allclose(qp.a[:3] @ s.x, qp.b[:3], atol=1e-10)
     assert qp_dual_value(qp, s.lambdas) == pytest.approx(s.value, abs=1e-9)
+
+
+# p and y of six rows; 10 equal-width bins: bin 0 {0.05}, bin 1 {0.15, 0.12}, bin 5 {0.55}, bin 9 {0.95, 0.91}.
+# ECE = (|0 - 0.05| + |(1 - 0.15) + (0 - 0.12)| + |1 - 0.55| + |(1 - 0.95) + (0 - 0.91)|) / 6 = 2.09 / 6.
+ECE_P = np.array([0.05, 0.15, 0.12, 0.55, 0.95, 0.91])
+ECE_Y = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+
+
+def test_binned_ece_against_a_hand_computation() -> None:
+    assert binned_ece(ECE_P, ECE_Y, 10) == pytest.approx(2.09 / 6, abs=1e-12)
+    # two bins: [0, 0.5) holds rows 0-2 (residual sum 0.68), [0.5, 1] rows 3-5 (residual sum -0.41)
+    assert binned_ece(ECE_P, ECE_Y, 2) == pytest.approx((0.68 + 0.41) / 6, abs=1e-12)
+    assert binned_ece(np.array([1.0, 0.0]), np.array([1.0, 0.0]), 10) == 0.0  # p = 1 falls in the last bin
+
+
+def test_ece_constraint_true_value_proxy_limit_and_gradient() -> None:
+    logits = torch.logit(torch.tensor(ECE_P, dtype=torch.float64))
+    model = nn.Linear(1, 1, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.zero_()
+    x, y, g = logits.reshape(-1, 1), torch.tensor(ECE_Y), torch.zeros(6, dtype=torch.long)
+    c = ece_constraint(0.05, n_bins=10, smoothing=0.5)
+    assert c.true(model, x, y, g) == pytest.approx(2.09 / 6, abs=1e-12)
+    assert c.true_from_predictions(ECE_P, ECE_Y, None) == pytest.approx(2.09 / 6, abs=1e-12)
+    # the soft bins sharpen into the hard ones as the smoothing goes to 0 (no row sits on a bin edge)
+    sharp = soft_binned_ece(torch.tensor(ECE_P), torch.tensor(ECE_Y), 10, smoothing=0.02)
+    assert float(sharp) == pytest.approx(2.09 / 6, abs=1e-9)
+    # soft bins with one sign of residual in every bin give |mean(y - p)| exactly
+    same_sign = soft_binned_ece(
+        torch.tensor([0.2, 0.4, 0.7], dtype=torch.float64), torch.ones(3, dtype=torch.float64), 10, 0.5
+    )
+    assert float(same_sign) == pytest.approx((0.8 + 0.6 + 0.3) / 3, abs=1e-12)
+    loss = c.proxy(model, x, y, g)
+    loss.backward()
+    assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
+    assert float(model.weight.grad.abs().sum()) > 0
+
+
+def test_every_evaluation_carries_intervals_and_leaves_the_trajectory_alone() -> None:
+    t = make_group_task(n_train=600, n_test=600, seed=4)
+    cons = (dp_gap_constraint(0.05, 0.3), ece_constraint(0.05))
+    base = TrainSettings(steps=120, eval_every=30)
+    plain = train_constrained(logistic_model(t.d_in, 0), bce, t.train(), cons, base, seed=0, holdout=t.test())
+    boot = TrainSettings(steps=120, eval_every=30, eval_n_boot=40)
+    fit = train_constrained(logistic_model(t.d_in, 0), bce, t.train(), cons, boot, seed=0, holdout=t.test())
+    assert [h["step"] for h in fit.history] == [30, 60, 90, 120]
+    np.testing.assert_array_equal(plain.lambdas, fit.lambdas)  # the resamples draw from their own streams
+    for h, h0 in zip(fit.history, plain.history):
+        for split in ("train", "holdout"):
+            for kind in ("proxy", "true"):
+                for c in cons:
+                    key = f"{split}.{kind}.{c.name}"
+                    assert h[key] == h0[key]
+                    lo, hi = h[f"{key}_ci"]
+                    assert lo <= hi and lo >= 0.0
+    # the true DP gap on held-out data at the last evaluation equals the rate recomputed from the model
+    assert fit.history[-1]["holdout.true.dp_gap"] == pytest.approx(cons[0].true(fit.model, *t.test()), abs=1e-12)

@@ -190,7 +190,13 @@ LENSES: tuple[LensEntry, ...] = (
         "per-layer SVD spectra, Eckart-Young, tail energy vs excess loss, pruning at matched counts and retraining",
         "CompressionSubject(models=((name, model), ...), loss_fn, train=(x, y), holdout=(x, y)): trained torch models "
         "(nn.Linear layers are compressed, others left alone), their mean loss and data; or a multilens.Subject",
-        key_checks=("eckart_young_whitened", "tail_energy_predicts_excess_loss", "svd_loses_on_high_rank_noise"),
+        uses={"curvature.lambda_max": float},
+        key_checks=(
+            "eckart_young_whitened",
+            "tail_energy_predicts_excess_loss",
+            "svd_loses_on_high_rank_noise",
+            "loss_jump_quadratic_bound",
+        ),
     ),
     LensEntry(
         "constraints",

@@ -3,8 +3,10 @@
 from multilens.lenses.compression.lens import (
     CompressionSubject,
     CurvatureSettings,
+    JumpBoundSettings,
     LoraSettings,
     PruningSettings,
+    ScalingShiftSettings,
     Settings,
     SpectraSettings,
     TailEnergySettings,
@@ -20,6 +22,8 @@ __all__ = [
     "Settings",
     "SpectraSettings",
     "TailEnergySettings",
+    "ScalingShiftSettings",
+    "JumpBoundSettings",
     "default_subject",
     "measure",
 ]

@@ -20,6 +20,13 @@ Parts:
   loses to magnitude pruning (``svd_loses_on_high_rank_noise``).
 * ``curvature``: top Hessian eigenvalue and trace (multilens.curvature) and per-layer condition
   numbers of the main model before and after compression.
+* ``scaling_shift`` (:mod:`~multilens.lenses.compression.scaling_shift`): power-law fits of held-out
+  loss in stored weights for the dense, SVD and magnitude families over the subject's models, with
+  paired bootstrap intervals; ``scaling_exponent_overlap.*`` (agreement, info).
+* ``jump_bound`` (:mod:`~multilens.lenses.compression.jump_bound`): the training-loss jump right after
+  SVD truncation of the main model against g . delta + 1/2 lambda_max ||delta||^2 (||delta||^2 the
+  tail energy; lambda_max handed on as ``curvature.lambda_max`` or computed);
+  ``loss_jump_quadratic_bound`` (bound, with bound_ratio).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from torch import nn
 
 from multilens import stats
 from multilens.errors import ConfigError
+from multilens.lenses.compression.jump_bound import JumpBoundSettings, jump_bound_part
 from multilens.lenses.compression.ops import (
     apply_masks,
     count_weights,
@@ -48,6 +56,7 @@ from multilens.lenses.compression.ops import (
     skipped_layers,
     svd_truncate,
 )
+from multilens.lenses.compression.scaling_shift import ScalingShiftSettings, scaling_shift_part
 from multilens.lenses.contract import Runtime, finish, part_seed, run_parts
 from multilens.results import Check, Estimate, LensResult, Part, Table, check_within, metric_with_interval
 from multilens.seeding import torch_generator
@@ -176,6 +185,8 @@ class Settings:
     pruning: PruningSettings | None = PruningSettings()
     curvature: CurvatureSettings | None = CurvatureSettings()
     lora: LoraSettings | None = LoraSettings()
+    scaling_shift: ScalingShiftSettings | None = ScalingShiftSettings()
+    jump_bound: JumpBoundSettings | None = JumpBoundSettings()
 
     def __post_init__(self) -> None:
         check_int("schema_version", self.schema_version, 1)
@@ -199,6 +210,7 @@ class Settings:
                 pruning=PruningSettings(retrain_steps=20, n_seeds=2),
                 curvature=CurvatureSettings(n_examples=64, n_matvec=9),
                 lora=LoraSettings(ranks=(1, 4, 16), steps=30, n_seeds=2, n_boot=100),
+                scaling_shift=ScalingShiftSettings(retrain_steps=20, n_seeds=2, n_boot=100),
             )
         if profile == "full":
             return replace(
@@ -787,6 +799,7 @@ def measure(
     subject: CompressionSubject, settings: Settings, *, seed: int, runtime: Runtime | None = None
 ) -> LensResult:
     t0 = time.perf_counter()
+    inputs = dict(runtime.inputs) if runtime is not None else {}
     kf = settings.pruning.keep_fraction if settings.pruning is not None else PruningSettings().keep_fraction
     parts, notes = run_parts(
         LENS,
@@ -800,6 +813,16 @@ def measure(
             ("pruning", settings.pruning, lambda ps, s: pruning_part(subject, ps, seed=s, level=settings.level)),
             ("curvature", settings.curvature, lambda ps, s: curvature_part(subject, ps, seed=s, keep_fraction=kf)),
             ("lora", settings.lora, lambda ps, s: lora_part(subject, ps, seed=s, level=settings.level)),
+            (
+                "scaling_shift",
+                settings.scaling_shift,
+                lambda ps, s: scaling_shift_part(subject, ps, seed=s, level=settings.level),
+            ),
+            (
+                "jump_bound",
+                settings.jump_bound,
+                lambda ps, s: jump_bound_part(subject, ps, seed=s, level=settings.level, inputs=inputs),
+            ),
         ],
         seed,
     )

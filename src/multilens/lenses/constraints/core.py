@@ -2,7 +2,12 @@
 
 A :class:`RateConstraint` is ``c(model, x, y, g) <= bound`` given twice: ``proxy`` (differentiable,
 on probabilities, used for training) and ``true`` (the hard-prediction rate that matters). The
-trainers measure both, on the training and the held-out data, at every evaluation.
+trainers measure both, on the training and the held-out data, at every evaluation (with
+``TrainSettings.eval_n_boot`` > 0 also their percentile-bootstrap intervals over resampled rows,
+drawn from their own seeded streams so the training trajectory does not change). Built-in
+constraints: :func:`dp_gap_constraint`, :func:`fnr_constraint`, :func:`ece_constraint` (expected
+calibration error of P(y = 1 | x): true = equal-width binned ECE, proxy = soft-binned ECE with Gaussian
+bin memberships, see :func:`soft_binned_ece`), :func:`param_budget_constraint`.
 
 * :func:`train_constrained` with ``method="gda"``: Lagrangian gradient descent-ascent (Arrow-Hurwicz;
   Cotter et al. 2019 for rate constraints with proxies): Adam on L(theta, lambda) = loss +
@@ -35,7 +40,7 @@ import torch
 from torch import nn
 
 from multilens.errors import ConfigError, MultilensError
-from multilens.seeding import as_generator, torch_generator
+from multilens.seeding import as_generator, derive_seed, torch_generator
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x, y in {0,1} (float), g in {0,1} (int)
 
@@ -56,6 +61,10 @@ class RateConstraint:
     bound: float
     # the true value from hard predictions pred (0/1 numpy) with y, g: for bootstrap intervals
     true_from_predictions: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = None
+    # True: ``true_from_predictions`` receives the probabilities sigmoid(logit) instead of 0/1 predictions
+    uses_probabilities: bool = False
+    # the proxy as a function of the logits (logits, y, g): lets the evaluation bootstrap skip the forward passes
+    proxy_from_logits: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -71,19 +80,22 @@ def _dp_pred(pred: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
 def dp_gap_constraint(bound: float, temperature: float = 1.0) -> RateConstraint:
     """|P(yhat=1 | g=1) - P(yhat=1 | g=0)| <= bound; proxy on sigmoid(logit / temperature) (sharper as T -> 0)."""
 
-    def proxy(model, x, y, g):
-        p = torch.sigmoid(logits_of(model, x) / temperature)
+    def from_logits(z, y, g):
+        p = torch.sigmoid(z / temperature)
         m1, m0 = g == 1, g == 0
         if not (bool(m1.any()) and bool(m0.any())):
             return p.sum() * 0.0
         return (p[m1].mean() - p[m0].mean()).abs()
+
+    def proxy(model, x, y, g):
+        return from_logits(logits_of(model, x), y, g)
 
     def true(model, x, y, g):
         with torch.no_grad():
             pred = (logits_of(model, x) > 0).numpy().astype(float)
         return _dp_pred(pred, y.numpy(), g.numpy())
 
-    return RateConstraint("dp_gap", proxy, true, float(bound), _dp_pred)
+    return RateConstraint("dp_gap", proxy, true, float(bound), _dp_pred, proxy_from_logits=from_logits)
 
 
 def fnr_constraint(bound: float, group: int = 1, temperature: float = 1.0) -> RateConstraint:
@@ -92,10 +104,13 @@ def fnr_constraint(bound: float, group: int = 1, temperature: float = 1.0) -> Ra
     def sel(y, g):
         return (y > 0.5) & (g == group)
 
-    def proxy(model, x, y, g):
-        p = torch.sigmoid(logits_of(model, x) / temperature)
+    def from_logits(z, y, g):
+        p = torch.sigmoid(z / temperature)
         m = sel(y, g)
         return (1.0 - p[m]).mean() if bool(m.any()) else p.sum() * 0.0
+
+    def proxy(model, x, y, g):
+        return from_logits(logits_of(model, x), y, g)
 
     def from_pred(pred, y, g):
         m = (y > 0.5) & (g == group)
@@ -106,7 +121,7 @@ def fnr_constraint(bound: float, group: int = 1, temperature: float = 1.0) -> Ra
             pred = (logits_of(model, x) > 0).numpy().astype(float)
         return from_pred(pred, y.numpy(), g.numpy())
 
-    return RateConstraint(f"fnr_g{group}", proxy, true, float(bound), from_pred)
+    return RateConstraint(f"fnr_g{group}", proxy, true, float(bound), from_pred, proxy_from_logits=from_logits)
 
 
 def param_budget_constraint(budget: float, tau: float = 1e-2) -> RateConstraint:
@@ -124,6 +139,51 @@ def param_budget_constraint(budget: float, tau: float = 1e-2) -> RateConstraint:
     return RateConstraint("param_budget", proxy, true, float(budget))
 
 
+def binned_ece(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """ECE of the positive-class probability with ``n_bins`` equal-width bins [k/B, (k+1)/B) (the last closed):
+    sum_b (n_b / n) |mean_b(y) - mean_b(p)| = (1/n) sum_b |sum_{i in b} (y_i - p_i)|."""
+    p, y = np.asarray(p, np.float64).reshape(-1), np.asarray(y, np.float64).reshape(-1)
+    if p.size == 0:
+        return math.nan
+    idx = np.minimum(np.floor(p * n_bins).astype(np.int64), n_bins - 1)
+    return float(np.abs(np.bincount(idx, weights=y - p, minlength=n_bins)).sum() / p.size)
+
+
+def soft_binned_ece(p: torch.Tensor, y: torch.Tensor, n_bins: int = 10, smoothing: float = 0.5) -> torch.Tensor:
+    """Differentiable proxy of :func:`binned_ece`: soft bin memberships w_ib = softmax_b(-(p_i - c_b)^2 / (2 s^2))
+    around the bin centres c_b = (b + 1/2) / B with width s = ``smoothing`` / B, then
+    (1/n) sum_b |sum_i w_ib (y_i - p_i)|. As ``smoothing`` -> 0 the memberships become the equal-width bins
+    (nearest centre) and the proxy becomes the binned ECE."""
+    c = (torch.arange(n_bins, dtype=p.dtype) + 0.5) / n_bins
+    s = smoothing / n_bins
+    w = torch.softmax(-((p.reshape(-1, 1) - c) ** 2) / (2 * s * s), dim=1)
+    return (w * (y.reshape(-1, 1) - p.reshape(-1, 1))).sum(0).abs().sum() / max(p.numel(), 1)
+
+
+def ece_constraint(bound: float, n_bins: int = 10, smoothing: float = 0.5) -> RateConstraint:
+    """Expected calibration error of P(y = 1 | x) = sigmoid(logit) <= bound. True: the binned ECE with ``n_bins``
+    equal-width bins (:func:`binned_ece`); proxy: the soft-binned ECE (:func:`soft_binned_ece`), on the same
+    probabilities (no temperature: the calibration of the model's own probabilities is what is constrained)."""
+
+    def from_logits(z, y, g):
+        return soft_binned_ece(torch.sigmoid(z), y, n_bins, smoothing)
+
+    def proxy(model, x, y, g):
+        return from_logits(logits_of(model, x), y, g)
+
+    def from_probs(p, y, g):
+        return binned_ece(p, y, n_bins)
+
+    def true(model, x, y, g):
+        with torch.no_grad():
+            p = torch.sigmoid(logits_of(model, x)).double().numpy()
+        return binned_ece(p, y.numpy(), n_bins)
+
+    return RateConstraint(
+        "ece", proxy, true, float(bound), from_probs, uses_probabilities=True, proxy_from_logits=from_logits
+    )
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     method: str = "gda"  # "gda" | "alm" | "unconstrained"
@@ -136,10 +196,14 @@ class TrainSettings:
     eval_every: int = 50
     alarm_violation: float = 0.02
     alarm: bool = True
+    eval_n_boot: int = 0  # > 0: percentile-bootstrap intervals of every proxy and true value at every evaluation
+    level: float = 0.95
 
     def __post_init__(self) -> None:
         if self.method not in ("gda", "alm", "unconstrained"):
             raise ConfigError(f"`method` must be one of 'gda', 'alm', 'unconstrained'; got {self.method!r}.")
+        if isinstance(self.eval_n_boot, bool) or not isinstance(self.eval_n_boot, int) or self.eval_n_boot < 0:
+            raise ConfigError(f"`eval_n_boot` must be an int >= 0; got {self.eval_n_boot!r}.")
 
 
 @dataclass(frozen=True)
@@ -150,7 +214,12 @@ class ConstrainedFit:
     n_steps: int = 0
 
 
-def _evaluate(model, loss_fn, constraints, data: Batch, tag: str) -> dict:
+def _evaluate(
+    model, loss_fn, constraints, data: Batch, tag: str, boot: list[torch.Tensor] | None = None, level: float = 0.95
+) -> dict:
+    """Loss, accuracy, every proxy and true value on ``data``; with ``boot`` (row-index resamples) also their
+    percentile-bootstrap intervals ``<key>_ci = [low, high]`` (proxy and true re-evaluated on each resample;
+    the same resamples for every constraint and every evaluation)."""
     x, y, g = data
     with torch.no_grad():
         z = logits_of(model, x)
@@ -158,7 +227,29 @@ def _evaluate(model, loss_fn, constraints, data: Batch, tag: str) -> dict:
         for c in constraints:
             out[f"{tag}.proxy.{c.name}"] = float(c.proxy(model, x, y, g))
             out[f"{tag}.true.{c.name}"] = float(c.true(model, x, y, g))
+        if boot:
+            q = [(1 - level) / 2, (1 + level) / 2]
+            yn, gn = y.numpy(), g.numpy()
+            hard, prob = (z > 0).double().numpy(), torch.sigmoid(z).double().numpy()
+            for c in constraints:
+                if c.proxy_from_logits is not None:  # the same values as c.proxy on the resampled rows
+                    pv = np.array([float(c.proxy_from_logits(z[i], y[i], g[i])) for i in boot])
+                else:
+                    pv = np.array([float(c.proxy(model, x[i], y[i], g[i])) for i in boot])
+                if c.true_from_predictions is not None:
+                    a = prob if c.uses_probabilities else hard
+                    tv = np.array([c.true_from_predictions(a[i], yn[i], gn[i]) for i in (b.numpy() for b in boot)])
+                else:
+                    tv = np.array([float(c.true(model, x[i], y[i], g[i])) for i in boot])
+                for kind, v in (("proxy", pv), ("true", tv)):
+                    v = v[np.isfinite(v)]
+                    out[f"{tag}.{kind}.{c.name}_ci"] = np.quantile(v, q).tolist() if v.size >= 2 else [None, None]
     return out
+
+
+def _boot_indices(n: int, n_boot: int, seed: int) -> list[torch.Tensor]:
+    gen = torch_generator(seed)
+    return [torch.randint(0, n, (n,), generator=gen) for _ in range(n_boot)]
 
 
 def _alarm(history: list[dict], constraints, threshold: float, dual_rate: float, step: int, steps: int) -> str | None:
@@ -205,6 +296,15 @@ def train_constrained(
     x, y, g = train
     n = x.shape[0]
     history: list[dict] = []
+    # bootstrap resamples for the evaluation intervals: their own streams, so they never move the training draws
+    boot_tr = (
+        _boot_indices(n, ts.eval_n_boot, derive_seed(seed, "eval_boot.train")) if ts.eval_n_boot and cons else None
+    )
+    boot_ho = (
+        _boot_indices(holdout[0].shape[0], ts.eval_n_boot, derive_seed(seed, "eval_boot.holdout"))
+        if ts.eval_n_boot and cons and holdout is not None
+        else None
+    )
     for step in range(1, ts.steps + 1):
         idx = torch.randint(0, n, (min(ts.batch_size, n),), generator=gen)
         xb, yb, gb = x[idx], y[idx], g[idx]
@@ -227,9 +327,9 @@ def train_constrained(
             lam = np.maximum(0.0, lam + ts.rho * full)
         if step % ts.eval_every == 0 or step == ts.steps:
             m.eval()
-            h = {"step": step, "lambdas": lam.tolist()} | _evaluate(m, loss_fn, cons, train, "train")
+            h = {"step": step, "lambdas": lam.tolist()} | _evaluate(m, loss_fn, cons, train, "train", boot_tr, ts.level)
             if holdout is not None:
-                h |= _evaluate(m, loss_fn, cons, holdout, "holdout")
+                h |= _evaluate(m, loss_fn, cons, holdout, "holdout", boot_ho, ts.level)
             history.append(h)
             m.train()
             if ts.alarm and cons:

@@ -9,9 +9,12 @@ multiclass ``(x_train, y_train, x_test, y_test)`` set for the ``pareto`` populat
 Parts and their checks:
 
 * ``held_out``: unconstrained, primal-dual (GDA) and augmented-Lagrangian training; the true
-  (hard-prediction) rates beside their proxies at every evaluation, on train and held-out data,
-  with bootstrap intervals. ``held_out_violation`` (bound): the main task's worst held-out excess
-  over its bound must stay <= ``slack``; a constraint met on train and violated on held-out fails.
+  (hard-prediction; binned for the ECE) values beside their proxies at EVERY evaluation, on train and
+  held-out data, each with a percentile-bootstrap interval over resampled rows (table
+  ``constraint_history``, figures ``history_<task>_<constraint>``). ``held_out_violation`` (bound): the
+  main task's worst held-out excess over its bound at the end must stay <= ``slack``; a constraint met on
+  train and violated on held-out fails. Constraints: DP gap, FNR on a slice, ECE (soft-binned proxy,
+  binned true value: :func:`~multilens.lenses.constraints.core.ece_constraint`), a parameter budget.
 * ``duality`` (THM-DUALITY, A.7): ``duality_gap`` (agreement with 0) and ``shadow_prices``
   (dp*/db_k from exact re-solves at b_k +- h against -lambda_k from the primal-dual run; agreement).
 * ``rate`` (B.10): ``rate_1_over_sqrt_T``: the fitted log-log slope of objective gap + violation of
@@ -19,8 +22,10 @@ Parts and their checks:
 * ``infeasibility`` (WE-11): ``infeasibility_alarm``: the alarm fires on the infeasible QP and the
   infeasible DP bound, and not on the feasible problems (agreement).
 * ``pareto`` (A.18): accuracy, PGD robustness and timed latency of a width x adversarial-training x
-  unit-pruning population; non-domination probabilities, hypervolume with interval, scalarization
-  vs epsilon-constraint, unsupported points named; the front re-checked under input noise.
+  unit-pruning population (trained by :func:`population_task` on JSON specs, through
+  ``runtime.executor`` when there is one: the same numbers either way; latency is timed here);
+  non-domination probabilities, hypervolume with interval, scalarization vs epsilon-constraint,
+  unsupported points named; the front re-checked under input noise.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from multilens import stats
-from multilens.errors import ConfigError
+from multilens import plots, stats
+from multilens.errors import ConfigError, MultilensError
 from multilens.lenses.constraints import pareto as pf
 from multilens.lenses.constraints.core import (
     QP,
@@ -44,6 +49,7 @@ from multilens.lenses.constraints.core import (
     RateConstraint,
     TrainSettings,
     dp_gap_constraint,
+    ece_constraint,
     fnr_constraint,
     infeasible_qp,
     logits_of,
@@ -105,6 +111,9 @@ class ConstrainedSubject:
     qp: QP | None = None
     population_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # how an executor's worker reloads ``population_data`` (JSON, e.g. {"kind": "digits", "seed": 3}); without it
+    # the data travel in the task specs as lists
+    population_source: dict[str, Any] | None = None
 
 
 def bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -138,7 +147,7 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
             bce,
             t.train(),
             t.test(),
-            (dp_gap_constraint(settings.dp_bound, tau),),
+            (dp_gap_constraint(settings.dp_bound, tau), ece_constraint(settings.ece_bound, settings.ece_bins)),
         ),
     ]
     info = {"tabular": t.name, "tabular_base_rate_gap_exact": t.base_rate_gap}
@@ -157,7 +166,13 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
         info["digits_base_rate_gap"] = dg.base_rate_gap
     d = load_digits_split(seed)
     qp = random_qp(settings.qp_d, settings.qp_m, part_seed(seed, LENS, "qp"))
-    return ConstrainedSubject(tuple(tasks), qp, (d.x_train, d.y_train, d.x_test, d.y_test), info)
+    return ConstrainedSubject(
+        tuple(tasks),
+        qp,
+        (d.x_train, d.y_train, d.x_test, d.y_test),
+        info,
+        population_source={"kind": "digits", "seed": int(seed)},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- held_out
@@ -166,12 +181,17 @@ def _predictions(model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return (logits_of(model.eval(), x) > 0).numpy().astype(float)
 
 
+def _probabilities(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(logits_of(model.eval(), x)).double().numpy()
+
+
 def _rate_ci(c: RateConstraint, model, data: Batch, n_boot: int, level: float, seed: int) -> stats.Interval:
     x, y, g = data
     if c.true_from_predictions is None:
         v = c.true(model, x, y, g)
         return stats.Interval(v, math.nan, math.nan, math.nan, 1, level, "exact", 0, stats.DETERMINISTIC)
-    pred = _predictions(model, x)
+    pred = _probabilities(model, x) if c.uses_probabilities else _predictions(model, x)
     return stats.bootstrap_ci(
         lambda p, yy, gg: c.true_from_predictions(p, yy, gg),
         pred,
@@ -186,13 +206,16 @@ def _rate_ci(c: RateConstraint, model, data: Batch, n_boot: int, level: float, s
 def _excess_ci(cons, model, data: Batch, n_boot: int, level: float, seed: int) -> stats.Interval:
     """max_k (true_k - b_k) with a bootstrap interval (all constraints on the same resamples)."""
     x, y, g = data
-    pred = _predictions(model, x)
+    pred, prob = _predictions(model, x), _probabilities(model, x)
     fns = [c for c in cons if c.true_from_predictions is not None]
     if not fns:
         v = max(c.true(model, x, y, g) - c.bound for c in cons)
         return stats.Interval(v, math.nan, math.nan, math.nan, 1, level, "exact", 0, stats.DETERMINISTIC)
-    stat = lambda p, yy, gg: max(c.true_from_predictions(p, yy, gg) - c.bound for c in fns)  # noqa: E731
-    return stats.bootstrap_ci(stat, pred, y.numpy(), g.numpy(), n_boot=n_boot, level=level, seed=seed)
+
+    def stat(p, q, yy, gg):
+        return max(c.true_from_predictions(q if c.uses_probabilities else p, yy, gg) - c.bound for c in fns)
+
+    return stats.bootstrap_ci(stat, pred, prob, y.numpy(), g.numpy(), n_boot=n_boot, level=level, seed=seed)
 
 
 def _fit(task: Task, ts: TrainSettings, seed: int) -> tuple[Any, str | None]:
@@ -204,13 +227,73 @@ def _fit(task: Task, ts: TrainSettings, seed: int) -> tuple[Any, str | None]:
         return None, str(e)
 
 
+HISTORY_COLUMNS = [
+    "task",
+    "method",
+    "step",
+    "constraint",
+    "bound",
+    "lambda",
+    *[
+        f"{split} {kind}{suffix}"
+        for split in ("train", "held-out")
+        for kind in ("proxy", "true")
+        for suffix in ("", " ci low", " ci high")
+    ],
+]
+
+
+def _history_rows(task: Task, meth: str, history: list[dict]) -> list[list]:
+    rows = []
+    for h in history:
+        for k, c in enumerate(task.constraints):
+            row = [task.name, meth, h["step"], c.name, c.bound, h["lambdas"][k] if h["lambdas"] else None]
+            for split in ("train", "holdout"):
+                for kind in ("proxy", "true"):
+                    key = f"{split}.{kind}.{c.name}"
+                    lo, hi = h.get(f"{key}_ci", [None, None])
+                    row += [h.get(key), lo, hi]
+            rows.append(row)
+    return rows
+
+
+def _history_figure(task: Task, c: RateConstraint, history: list[dict], level: float) -> Any:
+    steps = [h["step"] for h in history]
+    traces: list = []
+    for i, (key, label) in enumerate(
+        (("train.proxy", "train proxy"), ("train.true", "train true"), ("holdout.true", "held-out true"))
+    ):
+        k = f"{key}.{c.name}"
+        ci = [h.get(f"{k}_ci", [None, None]) for h in history]
+        color = plots.PALETTE[i]
+        traces += plots.band_traces(steps, [v[0] for v in ci], [v[1] for v in ci], label, color=color)
+        traces.append(plots.line_trace(steps, [h[k] for h in history], label, color=color))
+    traces.append(plots.curve_trace(steps, [c.bound] * len(steps), "bound", color="#444444"))
+    return plots.figure(
+        f"history_{task.name}_{c.name}",
+        f"{task.name}, {c.name}: proxy vs true vs held-out over the primal-dual run",
+        traces,
+        xlabel="step",
+        ylabel=c.name,
+        caption=f"Shaded: {100 * level:g}% percentile-bootstrap intervals over resampled rows at each evaluation.",
+    )
+
+
 def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int, level: float) -> Part:
     if not subject.tasks:
         raise ConfigError("the `held_out` part needs at least one Task in the subject.")
     ests, checks, rows, hist_rows, metrics, notes = [], [], [], [], {}, []
     base = TrainSettings(
-        steps=ps.steps, lr=ps.lr, dual_lr=ps.dual_lr, rho=ps.rho, batch_size=ps.batch_size, eval_every=ps.eval_every
+        steps=ps.steps,
+        lr=ps.lr,
+        dual_lr=ps.dual_lr,
+        rho=ps.rho,
+        batch_size=ps.batch_size,
+        eval_every=ps.eval_every,
+        eval_n_boot=ps.history_n_boot,
+        level=level,
     )
+    figures = []
     for ti, task in enumerate(subject.tasks):
         main = ti == 0
         methods = (["given"] if subject.info.get("user_model") else []) + ["unconstrained", "gda"]
@@ -245,9 +328,13 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
                 xt, yt, gt = task.train
                 with torch.no_grad():
                     proxy = float(c.proxy(fit.model, xt, yt, gt))
+                e_ho_c = ho.to_estimate(f"holdout_true.{tag}.{c.name}")
+                if c.uses_probabilities and meth == "gda" and f"constraints.holdout_{c.name}" not in metrics:
+                    metrics |= metric_with_interval(f"constraints.holdout_{c.name}", e_ho_c)
+                    metrics |= metric_with_interval(f"constraints.train_{c.name}", tr.to_estimate("train"))
                 ests += [
                     tr.to_estimate(f"train_true.{tag}.{c.name}"),
-                    ho.to_estimate(f"holdout_true.{tag}.{c.name}"),
+                    e_ho_c,
                     Estimate(
                         f"proxy_minus_true.{tag}.{c.name}",
                         proxy - tr.estimate,
@@ -312,20 +399,12 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
                     metrics |= metric_with_interval("constraints.held_out_violation", e_ho)
                     metrics |= metric_with_interval("constraints.train_violation", e_tr)
                     metrics["constraints.holdout_accuracy"] = acc.estimate
-                    for h in fit.history:
-                        hist_rows.append(
-                            [
-                                h["step"],
-                                *h["lambdas"],
-                                *[h[f"train.proxy.{c.name}"] for c in task.constraints],
-                                *[h[f"train.true.{c.name}"] for c in task.constraints],
-                                *[h[f"holdout.true.{c.name}"] for c in task.constraints],
-                            ]
-                        )
+            hist_rows += _history_rows(task, meth, fit.history)
+            if meth == "gda" and (main or any(c.uses_probabilities for c in task.constraints)):
+                figures += [_history_figure(task, c, fit.history, level) for c in task.constraints]
             if main and meth == "alm":
                 metrics |= metric_with_interval("constraints.held_out_violation_alm", e_ho)
     main = subject.tasks[0]
-    cn = [c.name for c in main.constraints]
     tables = (
         Table(
             "rates",
@@ -345,15 +424,11 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
             rows,
         ),
         Table(
-            "gda_history",
-            f"{main.name}: primal-dual run, every evaluation",
-            [
-                "step",
-                *[f"lambda {n}" for n in cn],
-                *[f"train proxy {n}" for n in cn],
-                *[f"train true {n}" for n in cn],
-                *[f"held-out true {n}" for n in cn],
-            ],
+            "constraint_history",
+            "Every evaluation of every constrained run: proxy and true (hard-prediction; binned for ECE) values on "
+            f"train and held-out data with {100 * level:g}% percentile-bootstrap intervals ({ps.history_n_boot} "
+            "resamples of the rows)",
+            HISTORY_COLUMNS,
             hist_rows,
         ),
     )
@@ -381,6 +456,7 @@ def held_out_part(subject: ConstrainedSubject, ps: HeldOutSettings, *, seed: int
         estimates=tuple(ests),
         checks=tuple(checks),
         tables=tables,
+        figures=tuple(figures),
         metrics=metrics,
         assumptions=assumptions,
         recommendations=recs,
@@ -744,7 +820,84 @@ def _front_analysis(
     return ests, checks, metrics, cols
 
 
-def pareto_part(subject: ConstrainedSubject, ps: ParetoSettings, *, seed: int, level: float) -> Part:
+POPULATION_TASK = "multilens.lenses.constraints.lens:population_task"
+
+
+def _population_data(d: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    if d["kind"] == "digits":
+        from multilens.data.digits import load_digits_split
+
+        s = load_digits_split(int(d["seed"]))
+        return s.x_train, s.y_train, s.x_test, s.y_test
+    if d["kind"] == "arrays":
+        dt = getattr(torch, d.get("dtype", "float32"))
+        return (
+            torch.tensor(d["x_train"], dtype=dt),
+            torch.tensor(d["y_train"], dtype=torch.long),
+            torch.tensor(d["x_test"], dtype=dt),
+            torch.tensor(d["y_test"], dtype=torch.long),
+        )
+    raise ConfigError(f"population data `kind` must be 'digits' or 'arrays'; got {d['kind']!r}.")
+
+
+def population_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """One (width, adversarial-training eps) model of the Pareto population, trained and then unit-pruned at
+    each kept fraction: per-example clean, PGD and shifted correctness, forward FLOPs and the weights (JSON).
+    A pure function of ``spec`` (the same numbers in any process)."""
+    from multilens.models.mlp import MLPSpec, build_mlp
+
+    xtr, ytr, xte, yte = _population_data(spec["data"])
+    w, eps, s = int(spec["width"]), float(spec["adv_eps"]), int(spec["seed"])
+    gshift = torch_generator(int(spec["shift_seed"]))
+    x_shift = xte + float(spec["shift_noise"]) * torch.randn(xte.shape, generator=gshift, dtype=xte.dtype)
+    base = _train_mc(
+        build_mlp(MLPSpec(xtr.shape[1], (w,), int(spec["n_classes"])), s), xtr, ytr, spec["epochs"], eps, s
+    )
+    out = []
+    for keep in spec["keep_units"]:
+        m = prune_units(base, keep) if keep < 1.0 else base
+        with torch.no_grad():
+            correct = (m(xte).argmax(-1) == yte).tolist()
+            shifted = (m(x_shift).argmax(-1) == yte).tolist()
+        robust = pgd_correct(m, xte, yte, float(spec["pgd_eps"]), int(spec["pgd_steps"])).tolist()
+        hidden = next(layer for layer in m if isinstance(layer, nn.Linear)).out_features
+        out.append(
+            {
+                "config": f"w{w}_adv{eps:g}_keep{keep:g}",
+                "hidden": int(hidden),
+                "correct": correct,
+                "robust": robust,
+                "shifted": shifted,
+                "flops": _forward_flops(m),
+                "state": {k: v.tolist() for k, v in m.state_dict().items()},
+            }
+        )
+    return {"models": out}
+
+
+def _run_population(specs: list[dict[str, Any]], runtime: Runtime | None) -> list[dict[str, Any]]:
+    """The population tasks through ``runtime.executor`` when there is one, else in process on one torch
+    thread (a worker's setting, so the numbers are identical either way); results in spec order."""
+    from multilens.experiments.executors import execute_task
+
+    executor = runtime.executor if runtime is not None else None
+    if executor is None:
+        pairs = [(i, execute_task(POPULATION_TASK, s, threads=1)) for i, s in enumerate(specs)]
+    else:
+        pairs = list(executor.map_unordered(POPULATION_TASK, specs))
+    out: list[Any] = [None] * len(specs)
+    for i, res in pairs:
+        if not res.get("ok"):
+            first = str(res.get("error", "")).splitlines()[0] if res.get("error") else "unknown error"
+            raise MultilensError(f"pareto population run {i} (width {specs[i]['width']}, adv eps "
+                                 f"{specs[i]['adv_eps']:g}) failed: {first}")  # fmt: skip
+        out[i] = res["result"]
+    return out
+
+
+def pareto_part(
+    subject: ConstrainedSubject, ps: ParetoSettings, *, seed: int, level: float, runtime: Runtime | None = None
+) -> Part:
     """Two fronts over the same population: (accuracy, PGD accuracy, -FLOPs), reproducible, and
     (accuracy, PGD accuracy, -measured latency), whose names carry ``latency_front.`` (timing-dependent)."""
     from multilens.models.mlp import MLPSpec, build_mlp
@@ -753,22 +906,41 @@ def pareto_part(subject: ConstrainedSubject, ps: ParetoSettings, *, seed: int, l
         raise ConfigError("the `pareto` part needs `population_data=(x_train, y_train, x_test, y_test)`.")
     xtr, ytr, xte, yte = subject.population_data
     n_cls = int(max(int(ytr.max()), int(yte.max())) + 1)
+    if subject.population_source is not None:
+        data: dict[str, Any] = dict(subject.population_source)
+    else:
+        names = ("x_train", "y_train", "x_test", "y_test")
+        data = {"kind": "arrays", "dtype": str(xtr.dtype).removeprefix("torch.")}
+        data |= {k: v.tolist() for k, v in zip(names, subject.population_data)}
+    specs = [
+        {
+            "width": int(w),
+            "adv_eps": float(eps),
+            "keep_units": [float(k) for k in ps.keep_units],
+            "epochs": ps.epochs,
+            "seed": part_seed(seed, LENS, f"pareto.{w}.{eps}"),
+            "pgd_eps": ps.pgd_eps,
+            "pgd_steps": ps.pgd_steps,
+            "shift_noise": ps.shift_noise,
+            "shift_seed": part_seed(seed, LENS, "pareto.shift"),
+            "n_classes": n_cls,
+            "data": data,
+        }
+        for w in ps.widths
+        for eps in ps.adv_eps
+    ]
+    outcomes = _run_population(specs, runtime)
     configs, models, correct, robust, shifted, flops = [], [], [], [], [], []
-    gshift = torch_generator(part_seed(seed, LENS, "pareto.shift"))
-    x_shift = xte + ps.shift_noise * torch.randn(xte.shape, generator=gshift)
-    for w in ps.widths:
-        for eps in ps.adv_eps:
-            s = part_seed(seed, LENS, f"pareto.{w}.{eps}")
-            base = _train_mc(build_mlp(MLPSpec(xtr.shape[1], (w,), n_cls), s), xtr, ytr, ps.epochs, eps, s)
-            for keep in ps.keep_units:
-                m = prune_units(base, keep) if keep < 1.0 else base
-                with torch.no_grad():
-                    correct.append((m(xte).argmax(-1) == yte).numpy())
-                    shifted.append((m(x_shift).argmax(-1) == yte).numpy())
-                robust.append(pgd_correct(m, xte, yte, ps.pgd_eps, ps.pgd_steps))
-                flops.append(_forward_flops(m))
-                models.append(m)
-                configs.append(f"w{w}_adv{eps:g}_keep{keep:g}")
+    for out in outcomes:
+        for r in out["models"]:
+            m = build_mlp(MLPSpec(xtr.shape[1], (r["hidden"],), n_cls), 0)
+            m.load_state_dict({k: torch.tensor(v, dtype=xtr.dtype) for k, v in r["state"].items()})
+            models.append(m.eval())
+            configs.append(r["config"])
+            correct.append(np.asarray(r["correct"], bool))
+            robust.append(np.asarray(r["robust"], bool))
+            shifted.append(np.asarray(r["shifted"], bool))
+            flops.append(int(r["flops"]))
     # Latency: round-robin over the population so load drift on a shared machine hits every model alike.
     xt = xte[: ps.timing_batch]
     times = [[] for _ in models]
@@ -869,7 +1041,7 @@ def measure(
             ("duality", settings.duality, lambda ps, s: duality_part(subject, ps, seed=s)),
             ("rate", settings.rate, lambda ps, s: rate_part(subject, ps, seed=s, level=lv)),
             ("infeasibility", settings.infeasibility, lambda ps, s: infeasibility_part(subject, ps, seed=s)),
-            ("pareto", settings.pareto, lambda ps, s: pareto_part(subject, ps, seed=s, level=lv)),
+            ("pareto", settings.pareto, lambda ps, s: pareto_part(subject, ps, seed=s, level=lv, runtime=runtime)),
         ],
         seed,
     )

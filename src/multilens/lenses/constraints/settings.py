@@ -27,6 +27,7 @@ class HeldOutSettings:
     eval_every: int = 50
     slack: float = 0.02
     n_boot: int = 300
+    history_n_boot: int = 100  # bootstrap resamples of the intervals at every evaluation
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 1)
@@ -37,6 +38,7 @@ class HeldOutSettings:
         check_int("eval_every", self.eval_every, 1)
         _num("slack", self.slack, 0.0, 1.0)
         check_int("n_boot", self.n_boot, 50)
+        check_int("history_n_boot", self.history_n_boot, 10)
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class Settings:
     """The default subject: a generated tabular task (``n_train``/``n_test`` rows, ``d`` features plus the
     group, base-rate disparity ``disparity``) with logistic regression (main) and an MLP of width
     ``mlp_width``, and digits ("digit >= 5") with a synthetic group; constraints DP gap <= ``dp_bound`` and
-    (main task) FNR on group 1 <= ``fnr_bound``, proxies on sigmoid(logit / ``proxy_temperature``); a
+    (main task) FNR on group 1 <= ``fnr_bound``, proxies on sigmoid(logit / ``proxy_temperature``); on the MLP
+    also ECE <= ``ece_bound`` (binned, ``ece_bins`` equal-width bins; soft-binned proxy on sigmoid(logit)); a
     convex QP with ``qp_d`` variables and ``qp_m`` constraints. ``level``: interval level.
     ``group_column``: on a user's multilens.Subject, the input column holding the group attribute
     (0/1); without it the lens does not apply to that subject."""
@@ -159,6 +162,8 @@ class Settings:
     digits: bool = True
     dp_bound: float = 0.05
     fnr_bound: float = 0.35
+    ece_bound: float = 0.05
+    ece_bins: int = 10
     proxy_temperature: float = 0.3
     qp_d: int = 6
     qp_m: int = 5
@@ -181,6 +186,8 @@ class Settings:
             raise ConfigError(f"`digits` must be true or false; got {self.digits!r}.")
         check_open_unit("dp_bound", self.dp_bound)
         check_open_unit("fnr_bound", self.fnr_bound)
+        check_open_unit("ece_bound", self.ece_bound)
+        check_int("ece_bins", self.ece_bins, 2)
         check_positive("proxy_temperature", self.proxy_temperature)
         check_int("qp_d", self.qp_d, 1)
         check_int("qp_m", self.qp_m, 1, 12)
@@ -198,7 +205,7 @@ class Settings:
                 n_train=600,
                 n_test=600,
                 digits=False,
-                held_out=HeldOutSettings(steps=150, eval_every=30, n_boot=60),
+                held_out=HeldOutSettings(steps=150, eval_every=30, n_boot=60, history_n_boot=20),
                 duality=DualitySettings(steps=6000),
                 rate=RateSettings(horizons=(50, 200, 800), n_seeds=3),
                 infeasibility=InfeasibilitySettings(qp_steps=1000, steps=200),

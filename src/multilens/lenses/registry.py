@@ -52,6 +52,19 @@ LENSES: tuple[LensEntry, ...] = (
         key_checks=("extrapolation_within_interval", "approach2_vs_approach3", "lnd_fit_quality"),
     ),
     LensEntry(
+        "allocation",
+        "allocation",
+        "multilens.lenses.allocation",
+        "Allocation: the compute-optimal model the scaling law recommends, trained and compared with the law",
+        "trains the scaling law's compute-optimal allocation (and its +-10% budgets) and compares the realised "
+        "losses with the law's predictions; saves the main model for the model-facing lenses",
+        "an allocation (allocation.Allocation or the scaling phase's dict: width, d, lr, recipe, family[, "
+        "predicted_loss(_ci), plus10, minus10, law])",
+        uses={"scaling.allocation": dict},
+        produces={"allocation.model_path": str},
+        key_checks=("law_prediction_at_optimum", "budget_change_as_predicted", "realised_loss_above_bayes_risk"),
+    ),
+    LensEntry(
         "curvature",
         "curvature",
         "multilens.lenses.curvature",

@@ -72,7 +72,13 @@ LENSES: tuple[LensEntry, ...] = (
         "Hessian spectra, trace, density, sharpness, invariances, landscape slices, edge of stability",
         "Subject(model, loss_fn, data[, eval_data]): a torch model, its mean loss loss_fn(outputs, targets) and data "
         "(an (x, y) pair of tensors, a list of batches or a DataLoader); the Hessian is that of the mean loss",
-        produces={"curvature.margin": float, "curvature.kappa": float},
+        uses={"allocation.model_path": str},
+        produces={
+            "curvature.margin": float,
+            "curvature.kappa": float,
+            "curvature.lambda_max": float,
+            "curvature.lr_max": float,
+        },
         key_checks=(
             "lanczos_eigenvalue_1_vs_dense",
             "slq_lambda_max_vs_dense",
@@ -138,6 +144,7 @@ LENSES: tuple[LensEntry, ...] = (
         "calibration metrics with intervals, temperature scaling, risk-coverage, subgroups, drift past interpolation",
         "predictions: validation and test labels with logits or probabilities (optional groups, shifted test "
         "predictions, a trajectory of checkpoints)",
+        uses={"allocation.model_path": str},
         key_checks=("temperature_transfers_to_test", "debiased_error_zero_when_calibrated"),
     ),
     LensEntry(
@@ -158,6 +165,7 @@ LENSES: tuple[LensEntry, ...] = (
         "covariance spectra (PR, RankMe, MP null), class/domain subspaces, probes, collapse checks, SSL collapse",
         "arrays (train/held-out representations with labels, optional domains and checkpoints) or a torch model "
         "and the module whose output is the representation (RepresentationSubject.from_model)",
+        uses={"allocation.model_path": str},
         key_checks=(
             "main_probe_above_chance",
             "main_rank_above_complete_collapse",
@@ -186,6 +194,7 @@ LENSES: tuple[LensEntry, ...] = (
         "PGD/FGSM/square attacks with sanity checks and an exact linear reference, Lipschitz bounds, "
         "randomized smoothing, an FNR certificate, A.8 along training, corruptions, transfer",
         "a classifier (torch model returning logits), held-out inputs and integer labels, and the valid input box",
+        uses={"allocation.model_path": str},
         produces={"robustness.lipschitz_stages": list, "robustness.fnr_upper": float},
         key_checks=(
             "linear_linf_box_pgd_matches_exact",
@@ -201,6 +210,7 @@ LENSES: tuple[LensEntry, ...] = (
         "per-layer SVD spectra, Eckart-Young, tail energy vs excess loss, pruning at matched counts and retraining",
         "CompressionSubject(models=((name, model), ...), loss_fn, train=(x, y), holdout=(x, y)): trained torch models "
         "(nn.Linear layers are compressed, others left alone), their mean loss and data; or a multilens.Subject",
+        uses={"allocation.model_path": str, "curvature.lr_max": float},
         key_checks=("eckart_young_whitened", "tail_energy_predicts_excess_loss", "svd_loses_on_high_rank_noise"),
     ),
     LensEntry(

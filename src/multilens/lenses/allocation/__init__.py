@@ -18,7 +18,7 @@ from multilens.lenses.allocation.lens import (
     measure,
     settings_allocation,
 )
-from multilens.lenses.allocation.model_io import describe, load_main_model, main_subject, save_main_model
+from multilens.lenses.allocation.model_io import describe, load_main_model, main_subject, read_spec, save_main_model
 
 __all__ = [
     "INPUT",
@@ -35,6 +35,7 @@ __all__ = [
     "load_main_model",
     "main_subject",
     "measure",
+    "read_spec",
     "save_main_model",
     "settings_allocation",
 ]

@@ -404,10 +404,15 @@ def _loss(r: dict[str, Any] | None, key: str = "test_loss") -> float:
 
 
 def model_folder(runtime: Runtime | None, spec: dict[str, Any]) -> Path:
-    """``runtime.out_dir/main_model``; without an out_dir a temp folder named by the spec's hash (reproducible)."""
-    if runtime is not None and runtime.out_dir is not None:
-        return Path(runtime.out_dir) / "main_model"
+    """``<out_dir>/main_model/<key>`` (a temp folder instead of out_dir when there is none).
+
+    ``key`` is a hash of the training spec, which fixes the weights bit for bit: the same spec gives the same
+    path (reproducible results) and another model another path (so a later phase's cache, keyed by the path it
+    reads, never serves results of a different model).
+    """
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    if runtime is not None and runtime.out_dir is not None:
+        return Path(runtime.out_dir).resolve() / "main_model" / key
     return Path(tempfile.gettempdir()) / "multilens-main-models" / key
 
 

@@ -217,8 +217,22 @@ def mlp(d_in: int, widths: tuple[int, ...], d_out: int, seed: int) -> nn.Sequent
     return build_mlp(MLPSpec(d_in, tuple(widths), d_out, "relu"), seed)
 
 
+MAIN_MODEL_N_TRAIN = 2048  # the linear reference of the main model is fitted on its first N training examples
+
+
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> Subject:
-    """Digits in [0, 1]: linear, MLP, PGD-trained MLP, a second MLP (transfer source), checkpoints."""
+    """The main model (``allocation.model_path``) on the family's test split in the box [-1, 1] when an earlier phase
+    saved one (through the adapter: a linear reference fitted on its training examples; no checkpoints, no transfer
+    source); else digits in [0, 1]: linear, MLP, PGD-trained MLP, a second MLP (transfer source), checkpoints."""
+    path = (runtime.inputs if runtime is not None else {}).get("allocation.model_path")
+    if path:
+        from dataclasses import replace as _replace
+
+        from multilens.lenses.allocation import describe, main_subject
+        from multilens.lenses.robustness.adapter import from_subject
+
+        subj, _ = from_subject(main_subject(path, n_train=MAIN_MODEL_N_TRAIN), settings)
+        return _replace(subj, info=dict(subj.info) | {"main_model": describe(path)})
     key = (seed, *(getattr(settings, f) for f in SUBJECT_FIELDS))
     if key not in _SUBJECTS:
         if len(_SUBJECTS) >= 4:

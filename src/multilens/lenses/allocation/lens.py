@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from multilens import stats
+from multilens import plots, stats
 from multilens.data.family import FamilySpec
 from multilens.errors import ConfigError
 from multilens.lenses.allocation import train as T
@@ -565,9 +565,17 @@ def realised_part(subject: Allocation, main: MainRuns, ps: RealisedSettings, *, 
                 rests_on=("law_prediction_at_optimum",),
             )
         )
+    traces = [plots.errorbar_trace([1.0], [ci.estimate], [ci.low], [ci.high], "realised (mean over seeds)")]
+    if p.predicted_loss is not None:
+        lo, hi = pred_int
+        traces.append(plots.errorbar_trace([1.0], [p.predicted_loss], [lo], [hi], "law's prediction",
+                                           color=plots.PALETTE[1]))  # fmt: skip
+    fig = plots.figure("allocation.realised", "Loss at the allocation: realised vs the law", traces,
+                       xlabel="budget / allocation budget", ylabel="held-out cross-entropy",
+                       caption="95% intervals: realised over run seeds; predicted as handed on.")  # fmt: skip
     notes = tuple(f"failed training: {e}" for e in main.errors)
-    return Part("realised", tuple(ests), tuple(checks), tables=(table,), assumptions=tuple(assumptions),
-                recommendations=tuple(recs), metrics=metrics, notes=notes)  # fmt: skip
+    return Part("realised", tuple(ests), tuple(checks), figures=(fig,), tables=(table,),
+                assumptions=tuple(assumptions), recommendations=tuple(recs), metrics=metrics, notes=notes)  # fmt: skip
 
 
 def budget_response_part(subject: Allocation, ps: BudgetResponseSettings, split: str, runtime: Runtime | None, *,
@@ -624,9 +632,21 @@ def budget_response_part(subject: Allocation, ps: BudgetResponseSettings, split:
         "Hoffmann et al. 2022; the law handed on by the scaling phase",
         checked_by=("budget_change_as_predicted",),
     )
+    cp, cm = stats.mean_ci(lp, ps.level), stats.mean_ci(lm, ps.level)
+    xs = [0.9, 1.1]
+    traces = [plots.errorbar_trace(xs, [cm.estimate, cp.estimate], [cm.low, cp.low], [cm.high, cp.high],
+                                   "measured (mean over seeds)", mode="lines+markers")]  # fmt: skip
+    if pp.predicted_loss is not None and pm.predicted_loss is not None:
+        lo = [(q.predicted_loss_ci or (q.predicted_loss,) * 2)[0] for q in (pm, pp)]
+        hi = [(q.predicted_loss_ci or (q.predicted_loss,) * 2)[1] for q in (pm, pp)]
+        traces.append(plots.errorbar_trace(xs, [pm.predicted_loss, pp.predicted_loss], lo, hi, "law's prediction",
+                                           mode="lines+markers", color=plots.PALETTE[1]))  # fmt: skip
+    fig = plots.figure("allocation.budget_response", "Loss at 0.9x and 1.1x the budget: measured vs the law", traces,
+                       xlabel="budget / allocation budget", ylabel="held-out cross-entropy",
+                       caption="The measured change is paired by run seed (its interval: estimates).")  # fmt: skip
     notes = tuple(f"failed training: {e}" for e in errors)
-    return Part("budget_response", tuple(ests), (chk,), tables=(table,), assumptions=(assumption,), metrics=metrics,
-                notes=notes)  # fmt: skip
+    return Part("budget_response", tuple(ests), (chk,), figures=(fig,), tables=(table,), assumptions=(assumption,),
+                metrics=metrics, notes=notes)  # fmt: skip
 
 
 def generalization_part(main: MainRuns, ps: GeneralizationSettings, *, seed: int) -> Part:

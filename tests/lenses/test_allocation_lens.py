@@ -185,3 +185,26 @@ def test_law_at_trained_size_is_the_law() -> None:
     assert n == 16 * 8 + 8 + 8 * 2 + 2
     assert a.law_at(a.main) == pytest.approx(0.2 + 1.0 / n**0.3 + 2.0 / 512**0.3, rel=1e-15)
     assert math.isfinite(a.law_at(a.plus))
+
+
+def test_prediction_at_the_trained_size_is_compared_when_handed_on(smoke: Settings, tmp_path: Path) -> None:
+    """With predicted_loss_at_recipe (the law at the integer width and rounded D) the check uses it, not N*, D*."""
+    alloc = tiny_allocation(3.0, (2.9, 3.1), 0.65, 0.67) | {
+        "predicted_loss_at_recipe": 0.66,
+        "predicted_loss_at_recipe_ci": [0.0, 5.0],  # wide enough to overlap any realised interval
+    }
+    s = replace(smoke, generalization=None, budget_response=None)
+    r = measure(alloc, s, seed=2, runtime=Runtime(out_dir=tmp_path))
+    c = r.check("law_prediction_at_optimum")
+    assert c.passed is True and "predicted_loss_at_recipe" in c.reason and c.expected == 2.5
+    assert r.metrics["allocation.predicted_loss"] == 3.0 and r.metrics["allocation.predicted_loss_at_recipe"] == 0.66
+
+
+def test_a_failed_hand_off_falls_back_to_the_settings(smoke: Settings) -> None:
+    failed = {"method": "approach3", "ok": False, "note": "no compute-optimal allocation: alpha < 0", "width": None,
+              "d": None, "lr": None, "predicted_loss": None}  # fmt: skip
+    got = default_subject(smoke, seed=0, runtime=Runtime(inputs={"scaling.allocation": failed}))
+    assert got.main.width == smoke.width and got.main.predicted_loss is None and "alpha < 0" in got.source
+    other = tiny_allocation(0.66, (0.62, 0.70), 0.65, 0.67) | {"family": None}
+    got = default_subject(smoke, seed=0, runtime=Runtime(inputs={"scaling.allocation": other}))
+    assert got.main.width == 8 and got.main.predicted_loss is None and got.plus is None and got.law is None

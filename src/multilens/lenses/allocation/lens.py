@@ -200,6 +200,16 @@ class Point:
     budget: float | None = None
     predicted_loss: float | None = None
     predicted_loss_ci: tuple[float, float] | None = None
+    at_recipe: float | None = None  # the law at the integer width's N and the rounded D actually trained
+    at_recipe_ci: tuple[float, float] | None = None
+
+    @property
+    def prediction(self) -> tuple[float | None, tuple[float, float] | None, str]:
+        """(value, interval, what) of the prediction the trained model is compared with: the law at the trained
+        (N, D) when handed on (``predicted_loss_at_recipe``), else at the optimum (``predicted_loss``)."""
+        if self.at_recipe is not None:
+            return self.at_recipe, self.at_recipe_ci, "predicted_loss_at_recipe (the law at the trained N and D)"
+        return self.predicted_loss, self.predicted_loss_ci, "predicted_loss (the law at N*, D*)"
 
     @classmethod
     def from_dict(cls, a: dict[str, Any], where: str, lr: float | None = None) -> Point:
@@ -221,6 +231,8 @@ class Point:
             _opt_float(a.get("budget"), f"{where}.budget"),
             _opt_float(a.get("predicted_loss"), f"{where}.predicted_loss"),
             _ci_pair(a.get("predicted_loss_ci"), f"{where}.predicted_loss_ci"),
+            _opt_float(a.get("predicted_loss_at_recipe"), f"{where}.predicted_loss_at_recipe"),
+            _ci_pair(a.get("predicted_loss_at_recipe_ci"), f"{where}.predicted_loss_at_recipe_ci"),
         )
 
 
@@ -280,7 +292,8 @@ class Allocation:
         law = a.get("law")
         law_f = {k: float(law[k]) for k in ("E", "A", "B", "alpha", "beta") if k in law} if law else None
         known = {"width", "d", "lr", "recipe", "family", "plus10", "minus10", "law", "method", "budget",
-                 "predicted_loss", "predicted_loss_ci", "predicted_change_ci", "predicted_change_method"}  # fmt: skip
+                 "predicted_loss", "predicted_loss_ci", "predicted_change_ci", "predicted_change_method",
+                 "predicted_loss_at_recipe", "predicted_loss_at_recipe_ci"}  # fmt: skip
         extra = {k: v for k, v in a.items() if k not in known}
         return cls(
             main,
@@ -361,9 +374,21 @@ def settings_allocation(settings: Settings) -> Allocation:
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> Allocation:
     """The scaling phase's ``scaling.allocation`` when handed on; else the settings' fixed allocation."""
     inputs = runtime.inputs if runtime is not None else {}
-    if inputs and inputs.get(INPUT) is not None:
-        return Allocation.from_dict(dict(inputs[INPUT]), source="scaling.allocation (the scaling phase)")
-    return settings_allocation(settings)
+    a = inputs.get(INPUT) if inputs else None
+    if a is None:
+        return settings_allocation(settings)
+    if a.get("ok") is False or a.get("width") is None or a.get("d") is None:
+        why = a.get("note") or "no width/d in it"
+        return replace(
+            settings_allocation(settings), source=f"settings (the scaling phase handed on no allocation: {why})"
+        )
+    if a.get("family") is None:  # the sweep did not run on the shared family: its law says nothing about it
+        keep = {k: v for k, v in a.items() if not k.startswith("predicted") and k not in ("plus10", "minus10", "law")}
+        return Allocation.from_dict(
+            keep | {"family": FamilySpec().to_dict()},
+            source="scaling.allocation (sweep not on the shared family: law predictions dropped)",
+        )
+    return Allocation.from_dict(dict(a), source="scaling.allocation (the scaling phase)")
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -486,13 +511,11 @@ def _interval(ci: stats.Interval) -> tuple[float, float] | None:
     return (ci.low, ci.high) if ci.ok else None
 
 
-def _pred_estimate(name: str, p: Point, note: str) -> Estimate:
-    if p.predicted_loss_ci is not None:
-        lo, hi = p.predicted_loss_ci
-        return Estimate(name, p.predicted_loss, lo, hi, method="the scaling phase's prediction interval (input)",
+def _pred_estimate(name: str, value: float, ci: tuple[float, float] | None, note: str) -> Estimate:
+    if ci is not None:
+        return Estimate(name, value, ci[0], ci[1], method="the scaling phase's prediction interval (input)",
                         note=note)  # fmt: skip
-    return Estimate(name, p.predicted_loss, note=note,
-                    no_interval_reason="the scaling phase handed on no prediction interval")  # fmt: skip
+    return Estimate(name, value, note=note, no_interval_reason="the scaling phase handed on no prediction interval")
 
 
 # ----------------------------------------------------------------------------------------------- parts
@@ -506,25 +529,30 @@ def realised_part(subject: Allocation, main: MainRuns, ps: RealisedSettings, *, 
     p = subject.main
     checks: list[Check] = []
     if p.predicted_loss is not None:
-        e_pred = _pred_estimate("predicted_loss", p, f"the law's prediction at the allocation ({subject.method})")
+        note = f"the law's prediction at the compute-optimal N*, D* ({subject.method})"
+        e_pred = _pred_estimate("predicted_loss", p.predicted_loss, p.predicted_loss_ci, note)
         ests.append(e_pred)
         metrics |= metric_with_interval("allocation.predicted_loss", e_pred)
+    if p.at_recipe is not None:
+        note = f"the law's prediction at the trained width's N = {subject.n_params(p)} and D = {p.d}"
+        e_rec = _pred_estimate("predicted_loss_at_recipe", p.at_recipe, p.at_recipe_ci, note)
+        ests.append(e_rec)
+        metrics |= metric_with_interval("allocation.predicted_loss_at_recipe", e_rec)
+    pv, pci, pwhat = p.prediction
     law_val = subject.law_at(p)
     if law_val is not None:
         note = f"E + A/N^alpha + B/D^beta at the trained N = {subject.n_params(p)} parameters, D = {p.d}"
         why = "point value of the handed-on law (no covariance handed on)"
         ests.append(Estimate("law_at_trained_size", law_val, note=note, no_interval_reason=why))
-    pred_int = p.predicted_loss_ci or ((p.predicted_loss, p.predicted_loss) if p.predicted_loss is not None else None)
+    pred_int = pci or ((pv, pv) if pv is not None else None)
     unavailable = (
         "no law prediction in the subject (the allocation was built from the settings, not by a scaling phase)"
-        if p.predicted_loss is None
+        if pv is None
         else f"the realised loss has no interval ({ci.reason})"
     )
-    checks.append(
-        check_overlap(
-            "law_prediction_at_optimum", _interval(ci), pred_int, what="loss at the allocation", unavailable=unavailable
-        )  # fmt: skip
-    )
+    chk = check_overlap("law_prediction_at_optimum", _interval(ci), pred_int, what="loss at the allocation",
+                        unavailable=unavailable)  # fmt: skip
+    checks.append(replace(chk, reason=f"{chk.reason}; prediction: {pwhat}") if pv is not None else chk)
     # Gibbs: E[CE(q(x), y)] = E[H(p(.|x))] + E[KL(p || q)] >= E[H(p(.|x))] on the same test inputs.
     fam = subject.family
     xt, _ = T.split_of(fam, main.spec0["split"])
@@ -566,9 +594,9 @@ def realised_part(subject: Allocation, main: MainRuns, ps: RealisedSettings, *, 
             )
         )
     traces = [plots.errorbar_trace([1.0], [ci.estimate], [ci.low], [ci.high], "realised (mean over seeds)")]
-    if p.predicted_loss is not None:
+    if pv is not None:
         lo, hi = pred_int
-        traces.append(plots.errorbar_trace([1.0], [p.predicted_loss], [lo], [hi], "law's prediction",
+        traces.append(plots.errorbar_trace([1.0], [pv], [lo], [hi], "law's prediction",
                                            color=plots.PALETTE[1]))  # fmt: skip
     fig = plots.figure("allocation.realised", "Loss at the allocation: realised vs the law", traces,
                        xlabel="budget / allocation budget", ylabel="held-out cross-entropy",
@@ -598,23 +626,21 @@ def budget_response_part(subject: Allocation, ps: BudgetResponseSettings, split:
     pp, pm = subject.plus, subject.minus
     pred_int = None
     unavailable = "no law prediction at the +-10% budgets in the subject"
-    if pp.predicted_loss is not None and pm.predicted_loss is not None:
-        change = pp.predicted_loss - pm.predicted_loss
+    (vp, cip, wp), (vm, cim, _) = pp.prediction, pm.prediction
+    if vp is not None and vm is not None:
+        change = vp - vm
         if subject.predicted_change_ci is not None:
             pred_int = subject.predicted_change_ci
             how = subject.predicted_change_method or "the interval handed on by the scaling phase"
-        elif pp.predicted_loss_ci is not None and pm.predicted_loss_ci is not None:
-            pred_int = (
-                pp.predicted_loss_ci[0] - pm.predicted_loss_ci[1],
-                pp.predicted_loss_ci[1] - pm.predicted_loss_ci[0],
-            )
+        elif cip is not None and cim is not None:
+            pred_int = (cip[0] - cim[1], cip[1] - cim[0])
             how = ("difference of the two prediction intervals [lo+ - hi-, hi+ - lo-]: conservative (ignores their "
                    "positive correlation through the one law fit; coverage >= 90% by Bonferroni)")  # fmt: skip
         else:
             pred_int = (change, change)
             how = "point prediction (no prediction intervals handed on)"
         e_pred = Estimate("loss_change_predicted", change, pred_int[0], pred_int[1], method=how,
-                          note="the law's L(1.1 C) - L(0.9 C) from its predictions at the two allocations")  # fmt: skip
+                          note=f"L(1.1 C) - L(0.9 C) from the law's predictions at both budgets: {wp}")  # fmt: skip
         if pred_int[0] == pred_int[1]:
             e_pred = replace(e_pred, ci_low=None, ci_high=None, no_interval_reason=how)
         ests.append(e_pred)
@@ -623,7 +649,7 @@ def budget_response_part(subject: Allocation, ps: BudgetResponseSettings, split:
         unavailable = f"the measured change has no interval ({ci.reason})"
     chk = check_overlap("budget_change_as_predicted", _interval(ci), pred_int,
                         what="loss change L(1.1C) - L(0.9C)", unavailable=unavailable)  # fmt: skip
-    rows = [[lab, p.width, p.d, p.budget, p.predicted_loss, float(np.nanmean(v)) if np.isfinite(v).any() else None]
+    rows = [[lab, p.width, p.d, p.budget, p.prediction[0], float(np.nanmean(v)) if np.isfinite(v).any() else None]
             for lab, p, v in (("+10%", pp, lp), ("-10%", pm, lm))]  # fmt: skip
     table = Table("allocation.budget_response", "The allocations at 1.1x and 0.9x the budget",
                   ["budget", "width", "D", "C", "predicted loss", "measured loss (mean over seeds)"], rows)  # fmt: skip
@@ -636,10 +662,10 @@ def budget_response_part(subject: Allocation, ps: BudgetResponseSettings, split:
     xs = [0.9, 1.1]
     traces = [plots.errorbar_trace(xs, [cm.estimate, cp.estimate], [cm.low, cp.low], [cm.high, cp.high],
                                    "measured (mean over seeds)", mode="lines+markers")]  # fmt: skip
-    if pp.predicted_loss is not None and pm.predicted_loss is not None:
-        lo = [(q.predicted_loss_ci or (q.predicted_loss,) * 2)[0] for q in (pm, pp)]
-        hi = [(q.predicted_loss_ci or (q.predicted_loss,) * 2)[1] for q in (pm, pp)]
-        traces.append(plots.errorbar_trace(xs, [pm.predicted_loss, pp.predicted_loss], lo, hi, "law's prediction",
+    if vp is not None and vm is not None:
+        lo = [(c or (v, v))[0] for v, c in ((vm, cim), (vp, cip))]
+        hi = [(c or (v, v))[1] for v, c in ((vm, cim), (vp, cip))]
+        traces.append(plots.errorbar_trace(xs, [vm, vp], lo, hi, "law's prediction",
                                            mode="lines+markers", color=plots.PALETTE[1]))  # fmt: skip
     fig = plots.figure("allocation.budget_response", "Loss at 0.9x and 1.1x the budget: measured vs the law", traces,
                        xlabel="budget / allocation budget", ylabel="held-out cross-entropy",

@@ -95,6 +95,14 @@ def test_numbers_equal_a_direct_training(result_and_dir, smoke: Settings) -> Non
     assert r.estimate("realised_loss").value == pytest.approx(np.mean([o["test_loss"] for o in outs]), abs=1e-12)
     gaps = [o["test_loss"] - o["train_loss"] for o in outs]
     assert r.metrics["allocation.gen_gap"] == pytest.approx(np.mean(gaps), abs=1e-12)
+    # Its interval: t_(k-1) x sqrt(se_seeds^2 + se_split^2), the fixed split's error being sd / sqrt(n_test).
+    from scipy import stats as sps
+
+    k = len(gaps)
+    se = math.hypot(np.std(gaps, ddof=1) / math.sqrt(k), np.mean([o["test_loss_sd"] for o in outs]) / math.sqrt(512))
+    half = sps.t.ppf(0.975, k - 1) * se
+    assert r.metrics["allocation.gen_gap_ci_high"] == pytest.approx(np.mean(gaps) + half, rel=1e-9)
+    assert r.metrics["allocation.gen_gap_ci_low"] == pytest.approx(np.mean(gaps) - half, rel=1e-9)
     # The realised loss lies above the Bayes CE floor of the test inputs, computed here from the teacher.
     fam = FamilySpec.from_dict(FAMILY)
     p = torch.softmax(fam.logits(fam.test()[0]).double(), 1)

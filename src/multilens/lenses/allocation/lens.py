@@ -681,8 +681,20 @@ def generalization_part(main: MainRuns, ps: GeneralizationSettings, *, seed: int
     gap = te - tr
     n_eval = next((r["n_train_eval"] for r in main.runs if r), 0)
     ci = stats.mean_ci(gap, ps.level)
-    est = ci.to_estimate("gen_gap", note=f"held-out loss - loss on the model's own first {n_eval} training examples "
-                         "(one pass: each was seen once)")  # fmt: skip
+    # The held-out split is one fixed sample shared by every seed: its sampling error does not average out over
+    # seeds, so it is added to the seeds' standard error (the interval is then t_(k-1) x the combined error).
+    sds = [r["test_loss_sd"] for r in main.runs if r and r.get("test_loss_sd") is not None]
+    n_test = next((r["n_test"] for r in main.runs if r), 0)
+    note = f"held-out loss - loss on the model's own first {n_eval} training examples (one pass: each was seen once)"
+    if ci.ok and sds and n_test > 1:
+        se_split = float(np.mean(sds)) / math.sqrt(n_test)
+        se = math.hypot(ci.stderr, se_split)
+        q = (ci.high - ci.estimate) / ci.stderr if ci.stderr > 0 else 0.0
+        est = Estimate("gen_gap", ci.estimate, ci.estimate - q * se, ci.estimate + q * se, se, ps.level,
+                       f"{ci.method}, standard error combined with the fixed split's sampling error "
+                       f"({se_split:.3g} = sd / sqrt({n_test}))", ci.n, note=note, n_dropped=ci.n_dropped)  # fmt: skip
+    else:
+        est = ci.to_estimate("gen_gap", note=note)
     ests = [est, stats.mean_ci(tr, ps.level).to_estimate("train_loss"),
             stats.mean_ci(te, ps.level).to_estimate("heldout_loss")]  # fmt: skip
     metrics = metric_with_interval("allocation.gen_gap", est)

@@ -91,6 +91,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     model, tr, (x, y) = trained_model(spec)
     xt, yt = split_of(family, spec.get("split", "test"))
     ev = evaluate(model, xt, yt, "ce")
+    with torch.no_grad():  # per-example losses on the fixed split: their spread is the split's sampling error
+        per = torch.nn.functional.cross_entropy(model(xt), yt, reduction="none").double()
     m = int(spec.get("max_train_eval", 0) or 0)
     own = evaluate(model, x[:m] if m else x, y[:m] if m else y, "ce")
     fin = lambda v: v if math.isfinite(v) else None  # noqa: E731
@@ -104,6 +106,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "diverged": bool(tr.diverged),
         "test_loss": None if tr.diverged else fin(ev["loss"]),
         "test_accuracy": None if tr.diverged else fin(ev["accuracy"]),
+        "test_loss_sd": None if tr.diverged else fin(float(per.std())),
+        "n_test": int(xt.shape[0]),
         "train_loss": None if tr.diverged else fin(own["loss"]),
         "train_accuracy": None if tr.diverged else fin(own["accuracy"]),
         "n_train_eval": int(m or x.shape[0]),

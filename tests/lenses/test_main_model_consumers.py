@@ -68,6 +68,7 @@ def test_representation_is_the_last_hidden_layer(path: str) -> None:
     assert subj.z_test.shape == (FAMILY["n_test"], 8) and not subj.ssl and not subj.checkpoints
     r = R.measure(subj, s, seed=0)
     assert r.notes[0].startswith("subject: main model") and path in r.notes[0]
+    assert "collapse_bound" not in r.parts and "spectrum" in r.parts  # the adapter's switches for a user model
     assert "representation.probe_accuracy" in r.metrics or any(k.startswith("representation.") for k in r.metrics)
 
 
@@ -101,6 +102,9 @@ def test_robustness_in_the_box(path: str) -> None:
     r = B.measure(subj, s, seed=0)
     assert "main model" in r.notes[0] and r.data["subject"]["main_model"]["path"] == path
     assert r.check("lipschitz_lower_le_upper_end_to_end").passed is True
+    # The 2-class family has no class 3 (the digits' critical class): the certificate is for class 1.
+    assert s.certificate.critical_class == 3 and "robustness.fnr_upper" in r.outputs
+    assert any("certificate is for class 1" in n for n in r.notes)
 
 
 def test_compression_and_the_retraining_lr_ratio(path: str) -> None:

@@ -830,6 +830,16 @@ def measure(
     subject: RepresentationSubject, settings: Settings, *, seed: int, runtime: Runtime | None = None
 ) -> LensResult:
     t0 = time.perf_counter()
+    off_notes = []
+    if "(allocation.model_path = " in subject.name:  # the main model: the adapter's part switches for a user model
+        from multilens.lenses.representation.adapter import OFF_FOR_USER_MODELS
+
+        off = [p for p in OFF_FOR_USER_MODELS if getattr(settings, p, None) is not None]
+        settings = replace(settings, **{p: None for p in off})
+        if off:
+            off_notes.append(
+                f"main model: parts {', '.join(off)} study bundled subjects and are off (as for any model)"
+            )
     parts, notes = run_parts(
         LENS,
         [
@@ -842,5 +852,5 @@ def measure(
         ],
         seed,
     )
-    notes.insert(0, f"subject: {subject.name}")
+    notes[0:0] = [f"subject: {subject.name}", *off_notes]
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": subject.name})

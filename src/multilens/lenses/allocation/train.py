@@ -93,6 +93,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     ev = evaluate(model, xt, yt, "ce")
     with torch.no_grad():  # per-example losses on the fixed split: their spread is the split's sampling error
         per = torch.nn.functional.cross_entropy(model(xt), yt, reduction="none").double()
+        # Paired with the Bayes predictor (the teacher's softmax) on the same labels: E[per - bayes | x] = KL >= 0.
+        excess = per - torch.nn.functional.cross_entropy(family.logits(xt).double(), yt, reduction="none")
     m = int(spec.get("max_train_eval", 0) or 0)
     own = evaluate(model, x[:m] if m else x, y[:m] if m else y, "ce")
     fin = lambda v: v if math.isfinite(v) else None  # noqa: E731
@@ -108,6 +110,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "test_accuracy": None if tr.diverged else fin(ev["accuracy"]),
         "test_loss_sd": None if tr.diverged else fin(float(per.std())),
         "n_test": int(xt.shape[0]),
+        "excess_over_bayes": None if tr.diverged else fin(float(excess.mean())),
+        "excess_over_bayes_sd": None if tr.diverged else fin(float(excess.std())),
         "train_loss": None if tr.diverged else fin(own["loss"]),
         "train_accuracy": None if tr.diverged else fin(own["accuracy"]),
         "n_train_eval": int(m or x.shape[0]),

@@ -93,16 +93,21 @@ def test_numbers_equal_a_direct_training(result_and_dir, smoke: Settings) -> Non
     assert len(seeds) == smoke.seeds and seeds[0] == spec0["seed"]
     outs = [T.train_one(dict(spec0, seed=s)) for s in seeds]
     assert r.estimate("realised_loss").value == pytest.approx(np.mean([o["test_loss"] for o in outs]), abs=1e-12)
-    gaps = [o["test_loss"] - o["train_loss"] for o in outs]
+    gaps = [o["population_loss"] - o["train_loss"] for o in outs]
+    assert all(o["n_population"] == smoke.generalization.n_population for o in outs)
     assert r.metrics["allocation.gen_gap"] == pytest.approx(np.mean(gaps), abs=1e-12)
-    # Its interval: t_(k-1) x sqrt(se_seeds^2 + se_split^2), the fixed split's error being sd / sqrt(n_test).
+    # The gap against the fixed split: t_(k-1) x sqrt(se_seeds^2 + se_split^2), se_split = sd / sqrt(n_test).
     from scipy import stats as sps
 
+    split_gaps = [o["test_loss"] - o["train_loss"] for o in outs]
     k = len(gaps)
-    se = math.hypot(np.std(gaps, ddof=1) / math.sqrt(k), np.mean([o["test_loss_sd"] for o in outs]) / math.sqrt(512))
+    se = math.hypot(
+        np.std(split_gaps, ddof=1) / math.sqrt(k), np.mean([o["test_loss_sd"] for o in outs]) / math.sqrt(512)
+    )
     half = sps.t.ppf(0.975, k - 1) * se
-    assert r.metrics["allocation.gen_gap_ci_high"] == pytest.approx(np.mean(gaps) + half, rel=1e-9)
-    assert r.metrics["allocation.gen_gap_ci_low"] == pytest.approx(np.mean(gaps) - half, rel=1e-9)
+    e = r.estimate("gen_gap_heldout_split")
+    assert e.value == pytest.approx(np.mean(split_gaps), abs=1e-12)
+    assert (e.ci_low, e.ci_high) == (pytest.approx(e.value - half, rel=1e-9), pytest.approx(e.value + half, rel=1e-9))
     # The excess over the Bayes predictor: the model's held-out CE minus the teacher's on the same labels.
     fam = FamilySpec.from_dict(FAMILY)
     xt, yt = fam.test()

@@ -12,11 +12,14 @@ The spec::
 
     {"width": int, "depth": int, "activation": "relu", "d": int, "seed": int,
      "family": FamilySpec.to_dict(), "train": {"optimizer", "lr", "batch_size", "schedule"},
-     "split": "test" | "val", "max_train_eval": int (0: all d), "return_weights": bool}
+     "split": "test" | "val", "max_train_eval": int (0: all d), "n_population": int (0: none),
+     "return_weights": bool}
 
 The result holds the held-out loss and accuracy, the loss on the model's own training examples
-(evaluated after training, in eval mode), the step count and, when ``return_weights``, the
-trained weights as base64 float32 bytes (bit-exact through JSON, :func:`weights_from_json`).
+(evaluated after training, in eval mode), the loss on ``n_population`` fresh examples of the family
+(a stream no run trains on: the population loss for the generalization gap), the step count and,
+when ``return_weights``, the trained weights as base64 float32 bytes (bit-exact through JSON:
+:func:`weights_from_json`).
 """
 
 from __future__ import annotations
@@ -97,6 +100,10 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         excess = per - torch.nn.functional.cross_entropy(family.logits(xt).double(), yt, reduction="none")
     m = int(spec.get("max_train_eval", 0) or 0)
     own = evaluate(model, x[:m] if m else x, y[:m] if m else y, "ce")
+    n_pop = int(spec.get("n_population", 0) or 0)
+    if n_pop:  # a fresh sample of the family (a stream no run trains on): the population loss, for the gap
+        xp, yp = family.train(n_pop, derive_seed(int(spec["seed"]), "allocation-population"))
+        pop = evaluate(model, xp, yp, "ce")["loss"]
     fin = lambda v: v if math.isfinite(v) else None  # noqa: E731
     out: dict[str, Any] = {
         "seed": int(spec["seed"]),
@@ -115,6 +122,8 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "train_loss": None if tr.diverged else fin(own["loss"]),
         "train_accuracy": None if tr.diverged else fin(own["accuracy"]),
         "n_train_eval": int(m or x.shape[0]),
+        "population_loss": (None if tr.diverged else fin(pop)) if n_pop else None,
+        "n_population": n_pop,
         "last_batch_loss": fin(tr.final_train_loss),
         "train_wall_time_s": time.perf_counter() - t0,
     }

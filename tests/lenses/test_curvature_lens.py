@@ -186,7 +186,14 @@ def test_gate_metrics_and_outputs(smoke):
     assert m["curvature.margin"] == res.outputs["curvature.margin"] == res.estimate("margin").value
     assert m["curvature.margin_ci_low"] <= m["curvature.margin"] <= m["curvature.margin_ci_high"]
     assert m["curvature.lanczos_converged"] == 1.0
-    assert set(get_lens("curvature").produces) == {"curvature.margin", "curvature.kappa"}
+    assert set(get_lens("curvature").produces) == {
+        "curvature.margin",
+        "curvature.kappa",
+        "curvature.lambda_max",
+        "curvature.lr_max",
+    }
+    assert m["curvature.lambda_max"] == res.outputs["curvature.lambda_max"] == m["curvature.kappa"]
+    assert res.outputs["curvature.lr_max"] == 2.0 / m["curvature.lambda_max_ci_high"] == m["curvature.lr_max"]
 
 
 @pytest.mark.slow

@@ -52,6 +52,19 @@ LENSES: tuple[LensEntry, ...] = (
         key_checks=("extrapolation_within_interval", "approach2_vs_approach3", "lnd_fit_quality"),
     ),
     LensEntry(
+        "allocation",
+        "allocation",
+        "multilens.lenses.allocation",
+        "Allocation: the compute-optimal model the scaling law recommends, trained and compared with the law",
+        "trains the scaling law's compute-optimal allocation (and its +-10% budgets) and compares the realised "
+        "losses with the law's predictions; saves the main model for the model-facing lenses",
+        "an allocation (allocation.Allocation or the scaling phase's dict: width, d, lr, recipe, family[, "
+        "predicted_loss(_ci), plus10, minus10, law])",
+        uses={"scaling.allocation": dict},
+        produces={"allocation.model_path": str},
+        key_checks=("law_prediction_at_optimum", "budget_change_as_predicted", "realised_loss_above_bayes_risk"),
+    ),
+    LensEntry(
         "curvature",
         "curvature",
         "multilens.lenses.curvature",
@@ -59,7 +72,13 @@ LENSES: tuple[LensEntry, ...] = (
         "Hessian spectra, trace, density, sharpness, invariances, landscape slices, edge of stability",
         "Subject(model, loss_fn, data[, eval_data]): a torch model, its mean loss loss_fn(outputs, targets) and data "
         "(an (x, y) pair of tensors, a list of batches or a DataLoader); the Hessian is that of the mean loss",
-        produces={"curvature.margin": float, "curvature.kappa": float},
+        uses={"allocation.model_path": str},
+        produces={
+            "curvature.margin": float,
+            "curvature.kappa": float,
+            "curvature.lambda_max": float,
+            "curvature.lr_max": float,
+        },
         key_checks=(
             "lanczos_eigenvalue_1_vs_dense",
             "slq_lambda_max_vs_dense",
@@ -126,6 +145,7 @@ LENSES: tuple[LensEntry, ...] = (
         "calibration metrics with intervals, temperature scaling, risk-coverage, subgroups, drift past interpolation",
         "predictions: validation and test labels with logits or probabilities (optional groups, shifted test "
         "predictions, a trajectory of checkpoints)",
+        uses={"allocation.model_path": str},
         key_checks=("temperature_transfers_to_test", "debiased_error_zero_when_calibrated"),
     ),
     LensEntry(
@@ -146,6 +166,7 @@ LENSES: tuple[LensEntry, ...] = (
         "covariance spectra (PR, RankMe, MP null), class/domain subspaces, probes, collapse checks, SSL collapse",
         "arrays (train/held-out representations with labels, optional domains and checkpoints) or a torch model "
         "and the module whose output is the representation (RepresentationSubject.from_model)",
+        uses={"allocation.model_path": str},
         key_checks=(
             "main_probe_above_chance",
             "main_rank_above_complete_collapse",
@@ -174,7 +195,7 @@ LENSES: tuple[LensEntry, ...] = (
         "PGD/FGSM/square attacks with sanity checks and an exact linear reference, Lipschitz bounds, "
         "randomized smoothing, an FNR certificate, A.8 along training, corruptions, transfer",
         "a classifier (torch model returning logits), held-out inputs and integer labels, and the valid input box",
-        uses={"implicit_bias.linear_classifier": dict},
+        uses={"allocation.model_path": str, "implicit_bias.linear_classifier": dict},
         produces={"robustness.lipschitz_stages": list, "robustness.fnr_upper": float},
         key_checks=(
             "linear_linf_box_pgd_matches_exact",
@@ -190,7 +211,7 @@ LENSES: tuple[LensEntry, ...] = (
         "per-layer SVD spectra, Eckart-Young, tail energy vs excess loss, pruning at matched counts and retraining",
         "CompressionSubject(models=((name, model), ...), loss_fn, train=(x, y), holdout=(x, y)): trained torch models "
         "(nn.Linear layers are compressed, others left alone), their mean loss and data; or a multilens.Subject",
-        uses={"curvature.lambda_max": float},
+        uses={"allocation.model_path": str, "curvature.lambda_max": float, "curvature.lr_max": float},
         key_checks=(
             "eckart_young_whitened",
             "tail_energy_predicts_excess_loss",

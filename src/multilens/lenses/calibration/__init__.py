@@ -195,7 +195,13 @@ class CalibrationSubject:
 
 
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> CalibrationSubject:
-    """The digits MLP trained past interpolation; the first optimizer's last checkpoint is the main subject."""
+    """The main model (``allocation.model_path``) on the family's val/test splits when an earlier phase saved one;
+    else the digits MLP trained past interpolation, whose first optimizer's last checkpoint is the main subject."""
+    path = (runtime.inputs if runtime is not None else {}).get("allocation.model_path")
+    if path:
+        from multilens.lenses.calibration.adapter import from_main_model
+
+        return from_main_model(path)
     runs = {}
     for opt in settings.optimizers:
         runs[opt] = train_past_interpolation(
@@ -237,6 +243,8 @@ def measure(
         ],
         seed,
     )
+    if "weights_sha256" in subject.description:  # the main model of the allocation phase
+        notes.insert(0, f"subject: {subject.description.get('name')} (allocation.model_path)")
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": dict(subject.description)})
 
 

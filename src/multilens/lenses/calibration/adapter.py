@@ -41,3 +41,26 @@ def from_subject(subject: Subject, settings: Any) -> tuple[Any, Any]:
         "split": "held-out rows by index parity: even rows validation, odd rows test",
     }
     return CalibrationSubject(val=val, test=test, description=desc), dataclasses.replace(settings, trajectory=None)
+
+
+def from_main_model(path: str) -> Any:
+    """The calibration subject of the main model (``allocation.model_path``): its logits on the family's fixed
+    validation split (where post-hoc calibrators are fitted) and test split (where everything is evaluated).
+    No trajectory (one saved model): the trajectory part says so."""
+    from multilens.data.family import FamilySpec
+    from multilens.lenses.allocation import describe, load_main_model
+    from multilens.lenses.calibration import CalibrationSubject, Predictions
+
+    model, spec = load_main_model(path)
+    family = FamilySpec.from_dict(dict(spec["family"]))
+    preds = []
+    for x, y in (family.val(), family.test()):
+        with torch.no_grad():
+            z = torch.cat([model(xb) for xb in torch.split(x, 2048)]).double().numpy()
+        preds.append(Predictions(y.numpy(), logits=z))
+    desc = describe(path) | {
+        "name": f"main model (allocation: width {spec['width']} x depth {spec['recipe']['depth']}, D = {spec['d']})",
+        "mode": "eval",
+        "split": f"family val split ({family.n_val} rows) to fit, test split ({family.n_test} rows) to evaluate",
+    }
+    return CalibrationSubject(val=preds[0], test=preds[1], description=desc)

@@ -258,6 +258,23 @@ def train_classifier(
 
 
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> CompressionSubject:
+    """The main model (``allocation.model_path``: its own training examples, the family test split as holdout; the
+    shifted task of ``lora`` is the same family with the next teacher seed) when an earlier phase saved one; else
+    MLPs on the digits at ``widths``."""
+    path = (runtime.inputs if runtime is not None else {}).get("allocation.model_path")
+    if path:
+        from multilens.data.family import FamilySpec
+        from multilens.lenses.allocation import describe, main_subject, read_spec
+        from multilens.lenses.compression.adapter import from_subject
+
+        subj, _ = from_subject(main_subject(path), settings)
+        spec = read_spec(path)
+        fam = FamilySpec.from_dict(dict(spec["family"]))
+        other = replace(fam, teacher_seed=fam.teacher_seed + 1)
+        n = int(subj.train[0].shape[0])
+        info = dict(subj.info) | {"main_model": describe(path),
+                                  "shifted_task": f"the family with teacher_seed {other.teacher_seed}"}  # fmt: skip
+        return replace(subj, info=info, shifted=(other.train(n, int(spec["seed"])), other.test()))
     from multilens.data.digits import load_digits_split
     from multilens.models.mlp import MLPSpec, build_mlp
 
@@ -801,6 +818,7 @@ def measure(
     t0 = time.perf_counter()
     inputs = dict(runtime.inputs) if runtime is not None else {}
     kf = settings.pruning.keep_fraction if settings.pruning is not None else PruningSettings().keep_fraction
+    lr_max = (runtime.inputs if runtime is not None else {}).get("curvature.lr_max")
     parts, notes = run_parts(
         LENS,
         [
@@ -810,7 +828,11 @@ def measure(
                 settings.tail_energy,
                 lambda ps, s: tail_energy_part(subject, ps, seed=s, level=settings.level),
             ),
-            ("pruning", settings.pruning, lambda ps, s: pruning_part(subject, ps, seed=s, level=settings.level)),
+            (
+                "pruning",
+                settings.pruning,
+                lambda ps, s: _with_lr_ratio(pruning_part(subject, ps, seed=s, level=settings.level), ps, lr_max),
+            ),
             ("curvature", settings.curvature, lambda ps, s: curvature_part(subject, ps, seed=s, keep_fraction=kf)),
             ("lora", settings.lora, lambda ps, s: lora_part(subject, ps, seed=s, level=settings.level)),
             (
@@ -826,4 +848,24 @@ def measure(
         ],
         seed,
     )
+    if "main_model" in subject.info:
+        notes.insert(0, f"subject: {subject.info.get('name')} (allocation.model_path)")
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": dict(subject.info)})
+
+
+def _with_lr_ratio(part: Part, ps: PruningSettings, lr_max: Any) -> Part:
+    """The pruning part plus ``compression.retrain_lr_ratio`` = pruning.lr / curvature.lr_max, when handed on."""
+    if lr_max is None or isinstance(lr_max, bool) or not math.isfinite(float(lr_max)) or float(lr_max) <= 0:
+        return part
+    ratio = ps.lr / float(lr_max)
+    est = Estimate(
+        "retrain_lr_ratio", ratio, note=f"pruning.lr = {ps.lr:g} over curvature.lr_max = {float(lr_max):.4g}",
+        no_interval_reason="a setting over the handed-on threshold (its uncertainty is curvature.lambda_max's)",
+    )  # fmt: skip
+    note = (
+        f"retraining after pruning uses Adam at pruning.lr = {ps.lr:g}; curvature.lr_max = 2 / lambda_max = "
+        f"{float(lr_max):.4g} is the stability threshold of plain gradient descent on the main model's training loss "
+        f"(Adam's step is preconditioned, so the ratio {ratio:.3g} is reported, not checked)"
+    )
+    return replace(part, estimates=(*part.estimates, est), metrics=dict(part.metrics) | {"compression.retrain_lr_ratio":
+                   ratio}, notes=(*part.notes, note))  # fmt: skip

@@ -114,8 +114,22 @@ def _f(x: float | None) -> float | None:
 
 
 # --- the default subject ---------------------------------------------------------------------------
+MAIN_MODEL_HESSIAN_EXAMPLES = 2048  # the main model's Hessian: its first N training examples when hessian_examples = 0
+
+
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> Subject:
-    """An MLP classifier trained on the digits (cross-entropy); the Hessian of its mean training loss."""
+    """The main model (``allocation.model_path``) when an earlier phase saved one; else an MLP classifier trained on
+    the digits (cross-entropy). The Hessian is that of the subject's mean training loss."""
+    path = (runtime.inputs if runtime is not None else {}).get("allocation.model_path")
+    if path:
+        from dataclasses import replace as _replace
+
+        from multilens.lenses.allocation import describe, main_subject
+        from multilens.lenses.curvature.adapter import from_subject
+
+        n = settings.hessian_examples or MAIN_MODEL_HESSIAN_EXAMPLES
+        subj, _ = from_subject(main_subject(path, n_train=n), settings)
+        return _replace(subj, info=dict(subj.info) | {"main_model": describe(path)})
     data = load_digits_split(seed, n_train=settings.n_train or None)
     spec = MLPSpec(data.d_in, tuple(settings.widths), data.n_classes, settings.activation)
     model = build_mlp(spec, seed=derive_seed(seed, "curvature-model"))
@@ -230,6 +244,8 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
         ],
         seed,
     )
+    if "main_model" in subject.info:
+        notes.insert(0, f"subject: {subject.info.get('name')} (allocation.model_path)")
     notes.insert(
         0,
         f"kappa, the geometry gate's curvature proxy, is the {KAPPA_PROXY}; m is the normalized margin "
@@ -330,6 +346,20 @@ def eigenvalues_part(sh: _Shared, ps: EigenvaluesSettings, *, seed: int) -> Part
     metrics = metric_with_interval("curvature.kappa", kappa)
     metrics["curvature.top_eigenvalue"] = sh.lam1
     metrics["curvature.lanczos_converged"] = 1.0 if eig.converged else 0.0
+    # The hand-off to later phases' trainings: lambda_max with its (Bauer-Fike) interval, and the gradient-descent
+    # stability threshold 2 / lambda_max taken at the upper end of that interval (the conservative side).
+    metrics |= metric_with_interval("curvature.lambda_max", kappa)
+    lam_hi = sh.lam1 + r1
+    lr_max = 2.0 / lam_hi if lam_hi > 0 else None
+    est.append(
+        Estimate(
+            "lr_max", lr_max, note="2 / (upper end of lambda_max's interval): the step size above which full-batch "
+            "GD on this loss is unstable along the top eigenvector (a threshold for plain GD/SGD, not for Adam)",
+            no_interval_reason="derived from the upper end of lambda_max's interval (conservative, level 1.0)",
+        )
+    )  # fmt: skip
+    if lr_max is not None:
+        metrics["curvature.lr_max"] = lr_max
     return Part(
         "eigenvalues",
         estimates=est,
@@ -344,7 +374,7 @@ def eigenvalues_part(sh: _Shared, ps: EigenvaluesSettings, *, seed: int) -> Part
             )
         ],
         metrics=metrics,
-        outputs={"curvature.kappa": sh.lam1},
+        outputs={"curvature.kappa": sh.lam1, "curvature.lambda_max": sh.lam1, "curvature.lr_max": lr_max},
         predictions={"geometry_gate_kappa_proxy": "top Hessian eigenvalue (a sharpness proxy, not a condition number)"},
         data={"eigenvalues": eig.to_dict(), "exact": exact},
     )

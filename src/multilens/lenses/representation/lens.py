@@ -789,8 +789,20 @@ def ssl_part(subject: RepresentationSubject, ps: SslSettings, *, seed: int) -> P
 
 
 # --------------------------------------------------------------------------------------- entry points
+MAIN_MODEL_N_TRAIN = 2048  # the main model's representation: its first N training examples (probes fitted on them)
+
+
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> RepresentationSubject:
-    """The digits MLP (penultimate layer, checkpoints, domains) plus the SSL encoders when ``ssl`` is on."""
+    """The main model (``allocation.model_path``: its last hidden layer on its own training examples and the family
+    test split) when an earlier phase saved one; else the digits MLP (penultimate layer, checkpoints, domains) plus
+    the SSL encoders when ``ssl`` is on. The main model has no checkpoints and no SSL runs: those parts say so."""
+    path = (runtime.inputs if runtime is not None else {}).get("allocation.model_path")
+    if path:
+        from multilens.lenses.allocation import main_subject
+        from multilens.lenses.representation.adapter import from_subject
+
+        subj, _ = from_subject(main_subject(path, n_train=MAIN_MODEL_N_TRAIN), settings)
+        return replace(subj, name=f"{subj.name} (allocation.model_path = {path})")
     subj = train_digits_mlp(
         seed=seed,
         width=settings.mlp_width,
@@ -818,6 +830,16 @@ def measure(
     subject: RepresentationSubject, settings: Settings, *, seed: int, runtime: Runtime | None = None
 ) -> LensResult:
     t0 = time.perf_counter()
+    off_notes = []
+    if "(allocation.model_path = " in subject.name:  # the main model: the adapter's part switches for a user model
+        from multilens.lenses.representation.adapter import OFF_FOR_USER_MODELS
+
+        off = [p for p in OFF_FOR_USER_MODELS if getattr(settings, p, None) is not None]
+        settings = replace(settings, **{p: None for p in off})
+        if off:
+            off_notes.append(
+                f"main model: parts {', '.join(off)} study bundled subjects and are off (as for any model)"
+            )
     parts, notes = run_parts(
         LENS,
         [
@@ -830,4 +852,5 @@ def measure(
         ],
         seed,
     )
+    notes[0:0] = [f"subject: {subject.name}", *off_notes]
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": subject.name})

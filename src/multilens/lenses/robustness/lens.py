@@ -220,8 +220,22 @@ def mlp(d_in: int, widths: tuple[int, ...], d_out: int, seed: int) -> nn.Sequent
     return build_mlp(MLPSpec(d_in, tuple(widths), d_out, "relu"), seed)
 
 
+MAIN_MODEL_N_TRAIN = 2048  # the linear reference of the main model is fitted on its first N training examples
+
+
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> Subject:
-    """Digits in [0, 1]: linear, MLP, PGD-trained MLP, a second MLP (transfer source), checkpoints."""
+    """The main model (``allocation.model_path``) on the family's test split in the box [-1, 1] when an earlier phase
+    saved one (through the adapter: a linear reference fitted on its training examples; no checkpoints, no transfer
+    source); else digits in [0, 1]: linear, MLP, PGD-trained MLP, a second MLP (transfer source), checkpoints."""
+    path = (runtime.inputs if runtime is not None else {}).get("allocation.model_path")
+    if path:
+        from dataclasses import replace as _replace
+
+        from multilens.lenses.allocation import describe, main_subject
+        from multilens.lenses.robustness.adapter import from_subject
+
+        subj, _ = from_subject(main_subject(path, n_train=MAIN_MODEL_N_TRAIN), settings)
+        return _replace(subj, info=dict(subj.info) | {"main_model": describe(path)})
     key = (seed, *(getattr(settings, f) for f in SUBJECT_FIELDS))
     if key not in _SUBJECTS:
         if len(_SUBJECTS) >= 4:
@@ -1201,6 +1215,9 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
     if not isinstance(subject, Subject):
         raise TypeError(f"`subject` must be a robustness Subject(model, x, y, ...); got {type(subject).__name__}.")
     s, sub = settings, subject
+    main_notes = []
+    if "main_model" in sub.info:  # the main model of the allocation phase: the family's classes, not the digits'
+        s, main_notes = _main_model_settings(sub, s)
     parts, notes = run_parts(
         LENS,
         [
@@ -1216,6 +1233,7 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
         ],
         seed,
     )
+    notes[0:0] = main_notes
     notes.insert(
         0,
         f"the gates read the subject's model only ({sub.info.get('main', 'the given model')}); the "
@@ -1225,4 +1243,22 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
         "subject": dict(sub.info)
         | {"n_holdout": int(sub.x.shape[0]), "input_range": list(sub.input_range) if sub.input_range else None}
     }
-    return finish(LENS, parts, settings, seed, t0, notes=notes, data=data)
+    return finish(LENS, parts, s, seed, t0, notes=notes, data=data)
+
+
+def _main_model_settings(sub: Subject, s: Settings) -> tuple[Settings, list[str]]:
+    """The adapter's part switches for a user model, and a critical class that exists in the main model's task."""
+    from dataclasses import replace
+
+    from multilens.lenses.robustness.adapter import OFF_FOR_USER_MODELS
+
+    notes = []
+    off = [p for p in OFF_FOR_USER_MODELS if getattr(s, p, None) is not None]
+    if off:
+        s = replace(s, **{p: None for p in off})
+        notes.append(f"main model: parts {', '.join(off)} need checkpoints or a second model and are off")
+    k = int(sub.y.max()) + 1
+    if s.certificate is not None and s.certificate.critical_class >= k:
+        s = replace(s, certificate=replace(s.certificate, critical_class=k - 1))
+        notes.append(f"main model: the task has {k} classes; the certificate is for class {k - 1}")
+    return s, notes

@@ -30,6 +30,16 @@ What is measured (HVPs are counted by wrapping each library's own product functi
    (relative to the spectral range).
 4. Peak memory: the growth of the resident set over the call, sampled every 2 ms in a fresh
    subprocess per (size, task, method) (``--no-memory`` skips it).
+5. ``hvpmem``: one HVP's peak working memory against one SGD training step of the same model,
+   data and dtype (float32 and float64), in exact bytes: the torch CPU allocator's allocations and
+   frees from the profiler's memory events, plus NumPy's from tracemalloc (the resident set of
+   item 4 also holds allocator caches and library workspaces, which blurred the earlier 1.8x).
+   At full batch and with the batch split in 4 (``max_batch``); ``--before`` prints an earlier
+   run's rows beside (``results/curvature_hvpmem_before.json``: the code before this change).
+
+Top-k rows also include block Lanczos (b = 3; with the CPU's looped products and with one vmapped
+pass per block) and the single-vector run with the earlier, dearer re-check (``check=gap``), so
+``n_hvp_check`` before and after is measured in the same run.
 
 Ratios are multilens / anchor (below 1: multilens is cheaper). Every process runs one thread;
 trace repetitions go round robin over the methods so a change in the machine's load (the
@@ -714,7 +724,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1k and 100k only, 1 seed, 6 trace reps")
     ap.add_argument("--merge", action="store_true", help="keep the sizes and tasks already in --out")
-    ap.add_argument("--tasks", default="topk,trace,density")
+    ap.add_argument(
+        "--tasks",
+        default="topk,trace,density,hvpmem",
+        help="comma-separated: topk, trace, density, hvpmem (one HVP's peak memory vs a training step)",
+    )
     ap.add_argument("--budgets", default="60,120")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trace-reps", type=int, default=20)

@@ -246,18 +246,19 @@ class BlockLanczosProcess:
         self.n_steps += 1
         nb = m + cur
         basis = self.Q[:nb]
-        w_blk = np.empty((cur, self.op.dim))
-        for c in range(cur):
-            w = w_all[:, c]
-            h = basis @ w
-            w = w - basis.T @ h
-            h2 = basis @ w
-            w = w - basis.T @ h2
-            h = h + h2
-            w_blk[c] = orthogonalize(w, self.locked)
-            self.T[:nb, m + c] = h
-            self.T[m + c, :nb] = h
-            self.anorm = max(self.anorm, float(np.abs(h).sum()))
+        # Classical Gram-Schmidt of the whole block against the basis, twice (BLAS-3).
+        w_blk = np.array(w_all.T, dtype=np.float64)  # (cur, dim)
+        h = basis @ w_blk.T  # (nb, cur)
+        w_blk -= h.T @ basis
+        h2 = basis @ w_blk.T
+        w_blk -= h2.T @ basis
+        h = h + h2
+        if self.locked.shape[0]:
+            for c in range(cur):
+                w_blk[c] = orthogonalize(w_blk[c], self.locked)
+        self.T[:nb, m : m + cur] = h
+        self.T[m : m + cur, :nb] = h.T
+        self.anorm = max(self.anorm, float(np.abs(h).sum(axis=0).max()))
         # Orthonormalize the new block column by column (twice), keeping the coupling R.
         r = np.zeros((self.b, cur))
         new = 0
@@ -268,7 +269,6 @@ class BlockLanczosProcess:
             w = w - prev.T @ coef
             coef2 = prev @ w
             w = w - prev.T @ coef2
-            w = orthogonalize(w, basis)
             r[:new, c] = coef + coef2
             nrm = float(np.linalg.norm(w))
             self.anorm = max(self.anorm, nrm)

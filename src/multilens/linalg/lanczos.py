@@ -24,12 +24,12 @@ What the result adds to ARPACK's answer, each paid for in products counted apart
   deflated operator while the directions already resolved are gone). It stops as soon as its
   extreme Ritz value crosses the last wanted eigenvalue (conclusive: Ritz values move
   monotonically outward), or when the Kuczynski-Wozniakowski bound (1992) on having missed an
-  eigenvalue past it falls to ``check_delta`` (reported as ``miss_bound``), or at the main run's
-  product count. A missed eigenvalue is converged from the probe's Ritz vector and merged by
-  Rayleigh-Ritz. ``deflation_check="gap"`` is the earlier, dearer probe (complement of the
-  converged vectors only, run until it converges the next eigenvalue, reported as
-  ``next_eigenvalue`` with ``next_residual``, whose gap bounds the eigenvector errors: Davis-Kahan,
-  sin angle <= residual / gap).
+  eigenvalue past it falls to ``check_delta`` (reported as ``miss_bound``), or when its own
+  extreme Ritz pair converges short of it (to ``tol``), or at the main run's product count. A
+  missed eigenvalue is converged from the probe's Ritz vector and merged by Rayleigh-Ritz.
+  ``deflation_check="gap"`` is the earlier probe (complement of the converged vectors only, run
+  until it converges the next eigenvalue, reported as ``next_eigenvalue`` with ``next_residual``,
+  whose gap bounds the eigenvector errors: Davis-Kahan, sin angle <= residual / gap).
 * **Block Lanczos** (``method="block"``): ``block_size`` start vectors, one block product per
   step (:class:`multilens.linalg.krylov.BlockLanczosProcess`), so a wanted eigenvalue of
   multiplicity up to ``block_size`` is found by the main run itself, and a model-side operator
@@ -362,7 +362,9 @@ def _probe_bound(
     delta: float,
     rng: np.random.Generator,
     locked: np.ndarray,
-) -> tuple[bool, np.ndarray | None, float, int]:
+    tol: float,
+    atol: float,
+) -> tuple[bool, np.ndarray | None, float, int, bool]:
     """Lanczos in the complement of ``locked`` (the main run's whole basis): a wanted eigenvalue past ``threshold``?
 
     The operator seen is ``P A P`` on the complement (P projects out ``locked``). An eigenvector of
@@ -381,9 +383,12 @@ def _probe_bound(
       estimated as the probe's far Ritz value minus its residual), ``1.648 sqrt(n) exp(-sqrt(eps)
       (2m - 1))`` times the number of steps tested (a union bound over the sequential test) is at
       most ``delta``. For "LM" both ends are tested and the two bounds added;
+    * when its extreme Ritz pair (both for "LM") converges short of the threshold (residual within
+      ``tol``): the earlier check's rule, which is the cheaper of the two at a loose ``tol``;
     * at ``budget`` steps, or when its Krylov space is invariant (then nothing is beyond).
 
-    Returns (crossed, Ritz vector if crossed, the bound reached (1.0 when not resolved), steps).
+    Returns (crossed, Ritz vector if crossed, the K-W bound at the stop, steps, whether it stopped
+    on convergence).
     """
     dim = op.dim
     n_c = max(dim - locked.shape[0], 1)
@@ -401,9 +406,9 @@ def _probe_bound(
         crossed_lo = which in ("SA", "LM") and lo < tau_lo
         if crossed_hi or crossed_lo:
             j = -1 if (crossed_hi and (not crossed_lo or abs(hi) >= abs(lo))) else 0
-            return True, proc.ritz_vectors(s[:, [j]])[:, 0], 1.0, m
+            return True, proc.ritz_vectors(s[:, [j]])[:, 0], 1.0, m, False
         if proc.invariant[0]:
-            return False, None, 0.0, m
+            return False, None, 0.0, m, False
         lam_lo = lo - float(est[0])  # the far ends of P A P's spectrum (estimates)
         lam_hi = hi + float(est[-1])
         bound = 0.0
@@ -413,8 +418,11 @@ def _probe_bound(
             bound += _kw_tail((lo - tau_lo) / max(lam_hi - tau_lo, _TINY_F), m, n_c)
         bound = min(1.0, bound * budget)
         if bound <= delta:
-            return False, None, bound, m
-    return False, None, bound, proc.n_steps
+            return False, None, bound, m, False
+        ends = {"LA": (-1,), "SA": (0,), "LM": (0, -1)}[which]
+        if m > 1 and all(float(est[e]) <= tol * abs(float(theta_all[e])) + atol for e in ends):
+            return False, None, bound, m, True
+    return False, None, bound, proc.n_steps, False
 
 
 def _rayleigh_ritz(z: np.ndarray, az: np.ndarray, k: int, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -460,9 +468,10 @@ def lanczos(
     copy of a repeated one); its products are counted in ``n_matvec_check``. True or "bound" (the
     default): a probe in the complement of the main run's whole Krylov basis, stopped on a crossing
     or when the Kuczynski-Wozniakowski bound on missing an eigenvalue beyond the last wanted one
-    falls to ``check_delta`` (reported as ``miss_bound``); "gap": the earlier, dearer probe in the
-    complement of the converged vectors only, run until it converges the next eigenvalue (reported
-    as ``next_eigenvalue``, whose gap bounds eigenvector errors); False: no check.
+    falls to ``check_delta`` (reported as ``miss_bound``) or the probe converges short of it; "gap":
+    the earlier probe in the complement of the converged vectors only, run until it converges the
+    next eigenvalue (reported as ``next_eigenvalue``, whose gap bounds eigenvector errors); False:
+    no check.
     ``ortho_against``: orthonormal columns (dim, p) to work in the complement of (locking).
     ``matmat``: a block product ``V -> A V`` (default: ``matvec.matmat`` when it exists), used for
     the explicit residuals, the block method and the re-check.
@@ -541,14 +550,19 @@ def lanczos(
             probe_rows = _extend_orthonormal(base, y)
             margin = tol * abs(float(theta[-1])) + atol
             before = op.count
-            crossed, start, bound, steps = _probe_bound(
-                op, which, float(theta[-1]), margin, budget, check_delta, rng, probe_rows
+            crossed, start, bound, steps, conv = _probe_bound(
+                op, which, float(theta[-1]), margin, budget, check_delta, rng, probe_rows, tol, atol
             )
             n_check += op.count - before
             n_iter += steps
             if not crossed:
                 miss_bound = bound
-                if bound > check_delta:
+                if conv:
+                    notes.append(
+                        f"deflation check: the deflated operator's extreme eigenvalue converged short of the "
+                        f"last wanted one after {steps} Lanczos steps (K-W bound {bound:.2g})"
+                    )
+                elif bound > check_delta:
                     notes.append(
                         f"deflation check: not resolved within {steps} Lanczos steps (probability bound "
                         f"{bound:.2g} > {check_delta:g} that a wanted eigenvalue was missed)"

@@ -34,8 +34,12 @@ What is measured (HVPs are counted by wrapping each library's own product functi
    data and dtype (float32 and float64), in exact bytes: the torch CPU allocator's allocations and
    frees from the profiler's memory events, plus NumPy's from tracemalloc (the resident set of
    item 4 also holds allocator caches and library workspaces, which blurred the earlier 1.8x).
-   At full batch and with the batch split in 4 (``max_batch``); ``--before`` prints an earlier
+   At full batch and with the batch split in 4 and in 8 (``max_batch``); ``--before`` prints an earlier
    run's rows beside (``results/curvature_hvpmem_before.json``: the code before this change).
+
+6. ``check``: the missed-eigenvalue re-check's HVPs, earlier rule (``deflation_check="gap"``)
+   against the default, at the ladder's loose tol (1e-3) and the library's default tol (1e-8),
+   from the same start vectors (identical main runs).
 
 Top-k rows also include block Lanczos (b = 3; with the CPU's looped products and with one vmapped
 pass per block) and the single-vector run with the earlier, dearer re-check (``check=gap``), so
@@ -385,6 +389,36 @@ def peak_growth(fn: Callable[[], Any]) -> int:
     return peak[0] - base
 
 
+def check_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: int, seeds: int = 3) -> dict[str, Any]:
+    """HVPs of the re-check (explicit residuals + probe) at the ladder's loose tol and at the default tol.
+
+    Same start vector per seed for both checks, so the main runs are identical and the difference
+    is the check alone. Medians over ``seeds`` start vectors.
+    """
+    out: dict[str, Any] = {}
+    for tol in (1e-3, 1e-8):
+        row: dict[str, Any] = {}
+        for label, mode in (("gap (before)", "gap"), ("bound (after)", True)):
+            main, check, found = [], [], []
+            for s in range(seeds):
+                v0 = np.random.default_rng(100 + s).standard_normal(p)
+                op = curvature_operator(model, CE, (x, y))
+                r = lanczos(
+                    op, op.dim, K, "LA", tol=tol, seed=s, v0=v0, return_eigenvectors=False, deflation_check=mode
+                )
+                main.append(r.n_matvec - r.n_matvec_check)
+                check.append(r.n_matvec_check)
+                found.append(r.n_missed_found)
+            row[label] = {
+                "median_n_hvp_main": float(np.median(main)),
+                "median_n_hvp_check": float(np.median(check)),
+                "n_missed_found": int(sum(found)),
+            }
+        out[f"{tol:g}"] = row
+        print(f"  check cost tol={tol:g}: {row}", flush=True)
+    return out
+
+
 def allocated_peak(fn: Callable[[], Any]) -> tuple[int, int]:
     """Peak bytes allocated during ``fn()`` above what was allocated before it: (torch, NumPy).
 
@@ -629,12 +663,17 @@ def bench_size(
     if "density" in tasks:
         res["density"] = dens
 
+    # 6. the missed-eigenvalue re-check's cost, before ("gap") and after (default), same main run
+    if "check" in tasks:
+        res["check_cost"] = check_cost(model, x, y, p)
+
     # 5. one HVP's peak working memory against one training step (exact allocator accounting)
     if "hvpmem" in tasks:
         hm: dict[str, Any] = {"method": "torch profiler memory events (CPU allocator) + tracemalloc (NumPy)"}
         hm["full_batch"] = hvp_memory(size, None)
         if "max_batch" in getattr(curvature_operator, "__kwdefaults__", {}):
-            hm[f"max_batch={x.shape[0] // 4}"] = hvp_memory(size, x.shape[0] // 4)
+            for parts in (4, 8):
+                hm[f"max_batch={x.shape[0] // parts}"] = hvp_memory(size, x.shape[0] // parts)
         res["hvp_memory"] = hm
 
     # 4. memory
@@ -696,6 +735,22 @@ def table(out: dict[str, Any], before: dict[str, Any] | None = None) -> str:
                         f"{m['hvp_first_mib']:.3f} | {m['ratio_first']:.2f} | {m['hvp_next_mib']:.3f} | "
                         f"{m['ratio_next']:.2f} |"
                     )
+    ck = [
+        (s, t, lab, c)
+        for s, r in out["sizes"].items()
+        for t, rows in r.get("check_cost", {}).items()
+        for lab, c in rows.items()
+    ]
+    if ck:
+        lines += [
+            "",
+            "missed-eigenvalue re-check, HVPs (explicit residuals + probe; median over 3 start vectors, same main run)",
+            "",
+            "| size | tol | check | HVPs main | HVPs check |",
+            "|---|---|---|---|---|",
+        ]
+        for s, t, lab, c in ck:
+            lines.append(f"| {s} | {t} | {lab} | {c['median_n_hvp_main']:g} | {c['median_n_hvp_check']:g} |")
     tr = [
         (s, b, n, row)
         for s, r in out["sizes"].items()
@@ -726,8 +781,9 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="keep the sizes and tasks already in --out")
     ap.add_argument(
         "--tasks",
-        default="topk,trace,density,hvpmem",
-        help="comma-separated: topk, trace, density, hvpmem (one HVP's peak memory vs a training step)",
+        default="topk,trace,density,hvpmem,check",
+        help="comma-separated: topk, trace, density, hvpmem (one HVP's peak memory vs a training step), "
+        "check (the re-check's HVPs before/after at tol 1e-3 and 1e-8)",
     )
     ap.add_argument("--budgets", default="60,120")
     ap.add_argument("--seeds", type=int, default=3)

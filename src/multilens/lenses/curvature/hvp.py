@@ -101,6 +101,7 @@ class CurvatureOperator:
         self.n_matvec = 0
         self.n_passes = 0
         self._cached: Any = None  # one batch: its product function, kept between calls
+        self._cached_vmap: Any = None  # the same for vectorized blocks
 
     @property
     def dtype(self) -> torch.dtype:
@@ -141,10 +142,11 @@ class CurvatureOperator:
     def apply(self, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The seam: A applied to the rows of a (b, dim) tensor, one graph per batch and block.
 
-        With ``vectorize`` the block is one ``torch.vmap`` pass over the rows (its graph is built
-        for the call and freed after it). Otherwise the rows are looped over on one autograd graph
-        per batch (reverse over reverse); with a single batch that graph is kept between calls
-        (``keep_graph``). ``out`` (b, dim), when given, receives the result (it is overwritten).
+        With ``vectorize`` the block is one ``torch.vmap`` pass over the rows (with a single batch
+        and ``keep_graph`` its functional graph is kept between calls, else built for the call).
+        Otherwise the rows are looped over on one autograd graph per batch (reverse over reverse);
+        with a single batch that graph is kept between calls (``keep_graph``). ``out`` (b, dim),
+        when given, receives the result (it is overwritten).
 
         Memory (Hessian, loop): the graph is built on per-parameter leaves that are views of the
         operator's parameter vector (no copy of the parameters), each product is accumulated by
@@ -161,8 +163,14 @@ class CurvatureOperator:
         else:
             out.zero_()
         if self.vectorize and t.shape[0] > 1:
-            for x, y, w in self._chunks():
-                out += w * torch.vmap(self._product_fn(x, y))(t)
+            if single and self.keep_graph:
+                if self._cached_vmap is None:  # the functional graph of the one batch, kept
+                    ((x, y),) = flat.batches
+                    self._cached_vmap = torch.vmap(self._product_fn(x, y))
+                out += self._cached_vmap(t)
+            else:
+                for x, y, w in self._chunks():
+                    out += w * torch.vmap(self._product_fn(x, y))(t)
         elif self.kind == "hessian":
             if single and self.keep_graph:
                 if self._cached is None:

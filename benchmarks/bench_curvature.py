@@ -447,10 +447,12 @@ def allocated_peak(fn: Callable[[], Any]) -> tuple[int, int]:
 def hvp_memory(size: str, max_batch: int | None) -> dict[str, Any]:
     """One HVP's peak working memory against one SGD training step, same model, data and dtype.
 
-    Training step: ``zero_grad(set_to_none=True)``, forward, backward, ``SGD.step`` on a copy of
-    the model in train mode, after one warm-up step. HVP: ``curvature_operator(...).matvec(v)``
-    on a fresh operator (its first product builds the kept graph: forward, backward with
-    create_graph, then the double backward), and a second product on the kept graph. NumPy in/out
+    Training step: forward, backward, ``SGD.step`` on a copy of the model in train mode, after
+    one warm-up step, from a state with no gradients held (``zero_grad(set_to_none=True)`` just
+    before the window, so the step's new gradients count, as the HVP's result does). HVP:
+    ``curvature_operator(...).matvec(v)`` on a fresh operator (its first product builds the kept
+    graph: forward, backward with create_graph, then the double backward), and a second product
+    on the kept graph. NumPy in/out
     vectors are counted (tracemalloc); the operator's own copy of the parameters is made at
     construction, before the measurement, as the optimizer's state is for the step.
     """
@@ -469,11 +471,13 @@ def _memory_one(size: str, dt: torch.dtype, max_batch: int | None) -> dict[str, 
     opt = torch.optim.SGD(m.parameters(), lr=1e-3)
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
         CE(m(x), y).backward()
         opt.step()
 
     step()
+    # Measured from a state holding no gradients (as the HVP holds no result before its call): the
+    # previous step's gradients are dropped outside the window, so the step's own are counted.
+    opt.zero_grad(set_to_none=True)
     t_torch, t_np = allocated_peak(step)
     kw = {} if max_batch is None else {"max_batch": max_batch}
     op = curvature_operator(model, CE, (x, y), dtype=dt, **kw)

@@ -31,8 +31,8 @@ model, data and dtype): reverse over reverse keeps the first backward's graph fo
 one product holds the forward activations, the gradient with its graph, the result, and the double
 backward's temporaries (for a weight used twice, its two contributions and their sum). The
 products here add nothing parameter-sized of their own: the graph is built on leaves that are views
-of the operator's parameter vector, the result is accumulated by autograd in place into the
-returned array (float64 on the CPU), and a graph that is not kept is freed during the last product.
+of the operator's parameter vector, the result is added piece by piece into the returned float64
+array (on the CPU), and a graph that is not kept is freed during the last product.
 ``max_batch`` splits the batch so the activation-sized part shrinks with the piece.
 """
 
@@ -123,17 +123,17 @@ class CurvatureOperator:
     def matmat(self, v: np.ndarray) -> np.ndarray:
         """``A V`` for a (dim, b) block, float64 NumPy in and out (computed in ``dtype``).
 
-        With float64 products on the CPU the products are accumulated straight into the returned
-        array's memory (no parameter-sized copies beyond the result itself).
+        On the CPU the products are added straight into the returned array's memory (converted
+        from ``dtype`` piece by piece: no parameter-sized copy beyond the result itself).
         """
         v = np.asarray(v)
         if v.ndim != 2 or v.shape[0] != self.dim:
             raise ConfigError(f"`V` must have shape ({self.dim}, b); got {tuple(v.shape)}.")
         out = np.empty((v.shape[1], self.dim), dtype=np.float64)  # rows: A v_j; returned transposed
-        direct = self.dtype == torch.float64 and self.device.type == "cpu"
+        direct = self.device.type == "cpu"
         for j in range(0, v.shape[1], self.block_size):
             t = torch.as_tensor(np.ascontiguousarray(v[:, j : j + self.block_size].T), dtype=self.dtype)
-            if direct:
+            if direct:  # the products are added straight into the returned float64 array
                 self.apply(t, out=torch.from_numpy(out[j : j + t.shape[0]]))
             else:
                 out[j : j + t.shape[0]] = self.apply(t.to(self.device)).detach().cpu().numpy()
@@ -146,13 +146,13 @@ class CurvatureOperator:
         and ``keep_graph`` its functional graph is kept between calls, else built for the call).
         Otherwise the rows are looped over on one autograd graph per batch (reverse over reverse);
         with a single batch that graph is kept between calls (``keep_graph``). ``out`` (b, dim),
-        when given, receives the result (it is overwritten).
+        any float dtype, when given, receives the result (it is overwritten).
 
         Memory (Hessian, loop): the graph is built on per-parameter leaves that are views of the
-        operator's parameter vector (no copy of the parameters), each product is accumulated by
-        autograd in place into the rows of ``out`` (the leaves' ``.grad`` are views of it), and a
-        graph that is not kept is freed during the last product of a batch; with several batches
-        the batch weight ``n_b / N`` scales the loss, not the products.
+        operator's parameter vector (no copy of the parameters), each product's pieces are added
+        into the rows of ``out`` as autograd returns them, and a graph that is not kept is freed
+        during the last product of a batch; with several batches the batch weight ``n_b / N``
+        scales the loss, not the products.
         """
         flat = self.flat
         single = len(flat.batches) == 1 and not flat.streamed
@@ -214,21 +214,26 @@ class CurvatureOperator:
         return leaves, [grads[i] for i in used], used
 
     def _products(self, graph: Any, t: torch.Tensor, out: torch.Tensor, *, keep: bool) -> None:
-        """Accumulate ``H_batch t_i`` into ``out[i]`` for every row, by autograd, in place."""
+        """Add ``H_batch t_i`` to ``out[i]`` for every row, one parameter's piece at a time.
+
+        Each piece is written (converted to ``out``'s dtype) as soon as autograd returns it, so no
+        parameter-sized buffer of the products' dtype is held besides autograd's own.
+        """
         leaves, gs, used = graph
         if not gs:  # the loss is linear in the selected parameters: H = 0 on this batch
             return
         flat = self.flat
         sl = [flat.slices[n] for n in flat.names]
+        inputs = [leaves[j] for j in used]
         for i in range(t.shape[0]):
-            for leaf, s in zip(leaves, sl):
-                leaf.grad = out[i, s].view(leaf.shape)
-            grad_tensors = [t[i, sl[j]].view(leaves[j].shape) for j in used]
-            torch.autograd.backward(
-                gs, grad_tensors=grad_tensors, inputs=leaves, retain_graph=keep or i < t.shape[0] - 1
+            grad_outputs = [t[i, sl[j]].view(leaves[j].shape) for j in used]
+            pieces = torch.autograd.grad(
+                gs, inputs, grad_outputs=grad_outputs, retain_graph=keep or i < t.shape[0] - 1, allow_unused=True
             )
-            for leaf in leaves:
-                leaf.grad = None
+            for j, piece in zip(used, pieces):
+                if piece is not None:
+                    out[i, sl[j]] += piece.reshape(-1)
+            del pieces
 
     def _product_fn(self, x: torch.Tensor, y: torch.Tensor) -> Any:
         """``v -> A_batch v`` for one batch by torch.func, its graph built once (reverse over reverse)."""

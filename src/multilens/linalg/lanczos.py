@@ -588,7 +588,7 @@ def lanczos(
             n_check += sub.n_matvec
             n_iter += sub.n_iter
             z = np.hstack([y, sub.eigenvectors])
-            az = np.hstack([ay, sub_ay(op, sub.eigenvectors[:, 0])])
+            az = np.hstack([ay, _sub_ay(op, sub.eigenvectors[:, 0])])
             n_check += 1
             theta, y, ay = _rayleigh_ritz(z, az, k, which)
             residuals = np.linalg.norm(ay - y * theta, axis=0)
@@ -689,7 +689,7 @@ def lanczos(
     )
 
 
-def sub_ay(op: CountingMatvec, v: np.ndarray) -> np.ndarray:
+def _sub_ay(op: CountingMatvec, v: np.ndarray) -> np.ndarray:
     """``A v`` as a (dim, 1) column, counted by ``op``."""
     return op(v)[:, None]
 

@@ -30,6 +30,20 @@ What is measured (HVPs are counted by wrapping each library's own product functi
    (relative to the spectral range).
 4. Peak memory: the growth of the resident set over the call, sampled every 2 ms in a fresh
    subprocess per (size, task, method) (``--no-memory`` skips it).
+5. ``hvpmem``: one HVP's peak working memory against one SGD training step of the same model,
+   data and dtype (float32 and float64), in exact bytes: the torch CPU allocator's allocations and
+   frees from the profiler's memory events, plus NumPy's from tracemalloc (the resident set of
+   item 4 also holds allocator caches and library workspaces, which blurred the earlier 1.8x).
+   At full batch and with the batch split in 4 and in 8 (``max_batch``); ``--before`` prints an earlier
+   run's rows beside (``results/curvature_hvpmem_before.json``: the code before this change).
+
+6. ``check``: the missed-eigenvalue re-check's HVPs, earlier rule (``deflation_check="gap"``)
+   against the default, at the ladder's loose tol (1e-3) and the library's default tol (1e-8),
+   from the same start vectors (identical main runs).
+
+Top-k rows also include block Lanczos (b = 3; with the CPU's looped products and with one vmapped
+pass per block) and the single-vector run with the earlier, dearer re-check (``check=gap``), so
+``n_hvp_check`` before and after is measured in the same run.
 
 Ratios are multilens / anchor (below 1: multilens is cheaper). Every process runs one thread;
 trace repetitions go round robin over the methods so a change in the machine's load (the
@@ -43,6 +57,7 @@ backpack-for-pytorch, unfoldNd, linear_operator). Without them their rows say "n
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -217,23 +232,35 @@ def topk_methods(model, x, y, v0: np.ndarray, seed: int) -> dict[str, tuple[Call
     out: dict[str, tuple[Callable[[Any], dict[str, Any]], list]] = {}
     tols = TOLS if n_params(model) <= 5000 else TOLS_BIG
 
-    def ours(ncv: int | None) -> Callable[[float], dict[str, Any]]:
+    def ours(ncv: int | None, check: bool | str = True, **kw: Any) -> Callable[[float], dict[str, Any]]:
+        vectorize = kw.pop("vectorize", None)
+
         def run(tol: float) -> dict[str, Any]:
-            op = curvature_operator(model, CE, (x, y))
-            r = lanczos(op, op.dim, K, "LA", tol=tol, seed=seed, v0=v0, return_eigenvectors=False, ncv=ncv)
+            op = curvature_operator(model, CE, (x, y), vectorize=vectorize, block_size=16)
+            r = lanczos(
+                op, op.dim, K, "LA", tol=tol, seed=seed, v0=v0, return_eigenvectors=False, ncv=ncv,
+                deflation_check=check, **kw,
+            )  # fmt: skip
             return {
                 "values": r.eigenvalues,
                 "n_hvp": r.n_matvec,
                 "n_hvp_main": r.n_matvec - r.n_matvec_check,
                 "n_hvp_check": r.n_matvec_check,
+                "n_passes": op.n_passes,
+                "n_iter": r.n_iter,
                 "converged": r.converged,
+                "miss_bound": r.miss_bound,
+                "n_missed_found": r.n_missed_found,
                 "ncv": r.ncv,
             }
 
         return run
 
     out["multilens lanczos"] = (ours(None), tols)
+    out["multilens lanczos check=gap (before)"] = (ours(None, "gap"), tols)
     out["multilens lanczos ncv=20"] = (ours(max(2 * K + 1, 20)), tols)
+    out["multilens block lanczos b=3"] = (ours(None, method="block", block_size=K), tols)
+    out["multilens block lanczos b=3 vmap"] = (ours(None, method="block", block_size=K, vectorize=True), tols)
     if curvlinops is not None:
 
         def arpack(tol: float) -> dict[str, Any]:
@@ -362,6 +389,113 @@ def peak_growth(fn: Callable[[], Any]) -> int:
     return peak[0] - base
 
 
+def check_cost(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: int, seeds: int = 3) -> dict[str, Any]:
+    """HVPs of the re-check (explicit residuals + probe) at the ladder's loose tol and at the default tol.
+
+    Same start vector per seed for both checks, so the main runs are identical and the difference
+    is the check alone. Medians over ``seeds`` start vectors.
+    """
+    out: dict[str, Any] = {}
+    for tol in (1e-3, 1e-8):
+        row: dict[str, Any] = {}
+        for label, mode in (("gap (before)", "gap"), ("bound (after)", True)):
+            main, check, found = [], [], []
+            for s in range(seeds):
+                v0 = np.random.default_rng(100 + s).standard_normal(p)
+                op = curvature_operator(model, CE, (x, y))
+                r = lanczos(
+                    op, op.dim, K, "LA", tol=tol, seed=s, v0=v0, return_eigenvectors=False, deflation_check=mode
+                )
+                main.append(r.n_matvec - r.n_matvec_check)
+                check.append(r.n_matvec_check)
+                found.append(r.n_missed_found)
+            row[label] = {
+                "median_n_hvp_main": float(np.median(main)),
+                "median_n_hvp_check": float(np.median(check)),
+                "n_missed_found": int(sum(found)),
+            }
+        out[f"{tol:g}"] = row
+        print(f"  check cost tol={tol:g}: {row}", flush=True)
+    return out
+
+
+def allocated_peak(fn: Callable[[], Any]) -> tuple[int, int]:
+    """Peak bytes allocated during ``fn()`` above what was allocated before it: (torch, NumPy).
+
+    torch: the CPU allocator's own accounting, read from the profiler's memory events
+    (``torch.profiler.profile(profile_memory=True)``: every allocation and free of a tensor's
+    storage with its size, in order; the peak of their running sum). NumPy: ``tracemalloc``'s peak
+    (NumPy reports its buffers to it; torch does not). Exact byte counts, unlike the resident set,
+    which also holds the allocator's cache, the libraries' workspaces and first-call allocations.
+    """
+    import tracemalloc
+
+    from torch.profiler import ProfilerActivity, profile
+
+    tracemalloc.start()
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        _, np_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    running = np.cumsum([n for _, n in events]) if events else np.zeros(1)
+    return max(0, int(running.max())), int(np_peak)
+
+
+def hvp_memory(size: str, max_batch: int | None) -> dict[str, Any]:
+    """One HVP's peak working memory against one SGD training step, same model, data and dtype.
+
+    Training step: forward, backward, ``SGD.step`` on a copy of the model in train mode, after
+    one warm-up step, from a state with no gradients held (``zero_grad(set_to_none=True)`` just
+    before the window, so the step's new gradients count, as the HVP's result does). HVP:
+    ``curvature_operator(...).matvec(v)`` on a fresh operator (its first product builds the kept
+    graph: forward, backward with create_graph, then the double backward), and a second product
+    on the kept graph. NumPy in/out
+    vectors are counted (tracemalloc); the operator's own copy of the parameters is made at
+    construction, before the measurement, as the optimizer's state is for the step.
+    """
+    rows: dict[str, Any] = {}
+    for dt in (torch.float32, torch.float64):
+        name = str(dt).replace("torch.", "")
+        rows[name] = _memory_one(size, dt, max_batch)
+        print(f"  memory {size} {name} max_batch={max_batch}: {rows[name]}", flush=True)
+    return rows
+
+
+def _memory_one(size: str, dt: torch.dtype, max_batch: int | None) -> dict[str, Any]:
+    model, x, y = setup(size)
+    model, x = model.to(dt), x.to(dt)
+    m = copy.deepcopy(model).train()
+    opt = torch.optim.SGD(m.parameters(), lr=1e-3)
+
+    def step() -> None:
+        CE(m(x), y).backward()
+        opt.step()
+
+    step()
+    # Measured from a state holding no gradients (as the HVP holds no result before its call): the
+    # previous step's gradients are dropped outside the window, so the step's own are counted.
+    opt.zero_grad(set_to_none=True)
+    t_torch, t_np = allocated_peak(step)
+    kw = {} if max_batch is None else {"max_batch": max_batch}
+    op = curvature_operator(model, CE, (x, y), dtype=dt, **kw)
+    v = np.random.default_rng(0).standard_normal(op.dim)
+    h1 = allocated_peak(lambda: op.matvec(v))
+    h2 = allocated_peak(lambda: op.matvec(v))
+    train = t_torch + t_np
+    return {
+        "train_step_mib": train / 2**20,
+        "hvp_first_mib": sum(h1) / 2**20,
+        "hvp_next_mib": sum(h2) / 2**20,
+        "hvp_numpy_mib": h1[1] / 2**20,
+        "param_mib": op.dim * torch.finfo(dt).bits / 8 / 2**20,
+        "ratio_first": sum(h1) / train,
+        "ratio_next": sum(h2) / train,
+    }
+
+
 def probe(state_file: str, task: str, method: str, setting: str) -> None:
     """Subprocess entry: load the subject, run one method once, print its peak RSS growth."""
     blob = torch.load(state_file, weights_only=False)
@@ -455,12 +589,13 @@ def bench_size(
             "median_n_hvp": float(np.median([h["n_hvp"] for h in hits])) if ok else None,
             "median_n_hvp_main": float(np.median([h["n_hvp_main"] for h in hits])) if ok else None,
             "median_n_hvp_check": float(np.median([h["n_hvp_check"] for h in hits])) if ok else None,
+            "median_n_passes": float(np.median([h.get("n_passes", h["n_hvp"]) for h in hits])) if ok else None,
             "median_wall_s": float(np.median([h["wall_s"] for h in hits])) if ok else None,
             "per_seed": runs,
         }
     for anchor in ("ARPACK (curvlinops)", "hessian-eigenthings lanczos"):
         if anchor in summary:
-            for ours in ("multilens lanczos", "multilens lanczos ncv=20"):
+            for ours in [n for n in summary if n.startswith("multilens")]:
                 a, o = summary[anchor], summary[ours]
                 o[f"hvp_main_ratio_vs {anchor}"] = ratio(o["median_n_hvp_main"], a["median_n_hvp"])
                 o[f"hvp_total_ratio_vs {anchor}"] = ratio(o["median_n_hvp"], a["median_n_hvp"])
@@ -532,6 +667,19 @@ def bench_size(
     if "density" in tasks:
         res["density"] = dens
 
+    # 6. the missed-eigenvalue re-check's cost, before ("gap") and after (default), same main run
+    if "check" in tasks:
+        res["check_cost"] = check_cost(model, x, y, p)
+
+    # 5. one HVP's peak working memory against one training step (exact allocator accounting)
+    if "hvpmem" in tasks:
+        hm: dict[str, Any] = {"method": "torch profiler memory events (CPU allocator) + tracemalloc (NumPy)"}
+        hm["full_batch"] = hvp_memory(size, None)
+        if "max_batch" in getattr(curvature_operator, "__kwdefaults__", {}):
+            for parts in (4, 8):
+                hm[f"max_batch={x.shape[0] // parts}"] = hvp_memory(size, x.shape[0] // parts)
+        res["hvp_memory"] = hm
+
     # 4. memory
     if memory:
         mem: dict[str, Any] = dict(res.get("peak_rss_growth_mib", {}))
@@ -551,6 +699,83 @@ def bench_size(
     return res
 
 
+def _f(v: Any, fmt: str = ".3g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def table(out: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """Markdown tables of the results: top-k, the HVP memory ratios (before/after), trace, density."""
+    lines = [
+        f"top-{out.get('k', K)} to rel. err {out.get('target_rel_err_topk', TARGET):g} (median over seeds; "
+        "HVPs = main run + re-check; passes = calls of the operator)",
+        "",
+        "| size | method | HVPs main | HVPs check | HVPs total | passes | wall s | main/ARPACK | wall/ARPACK |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size, r in out["sizes"].items():
+        for name, s in r.get("topk", {}).items():
+            a = "ARPACK (curvlinops)"
+            lines.append(
+                f"| {size} | {name} | {_f(s['median_n_hvp_main'])} | {_f(s['median_n_hvp_check'])} | "
+                f"{_f(s['median_n_hvp'])} | {_f(s.get('median_n_passes'))} | {_f(s['median_wall_s'])} | "
+                f"{_f(s.get(f'hvp_main_ratio_vs {a}'))} | {_f(s.get(f'wall_ratio_vs {a}'))} |"
+            )
+    lines += [
+        "",
+        "peak working memory of one HVP / one SGD training step, same model, data and dtype (torch allocator "
+        "bytes from the profiler's memory events + NumPy bytes from tracemalloc); first = builds the graph",
+        "",
+        "| size | dtype | operator | train step MiB | HVP first MiB | ratio first | HVP next MiB | ratio next |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, src in (("before", before), ("after", out)):
+        for size, r in (src or {}).get("sizes", {}).items():
+            for variant, rows in r.get("hvp_memory", {}).items():
+                if not isinstance(rows, dict):
+                    continue
+                for dt, m in rows.items():
+                    lines.append(
+                        f"| {size} | {dt} | {label}: {variant} | {m['train_step_mib']:.3f} | "
+                        f"{m['hvp_first_mib']:.3f} | {m['ratio_first']:.2f} | {m['hvp_next_mib']:.3f} | "
+                        f"{m['ratio_next']:.2f} |"
+                    )
+    ck = [
+        (s, t, lab, c)
+        for s, r in out["sizes"].items()
+        for t, rows in r.get("check_cost", {}).items()
+        for lab, c in rows.items()
+    ]
+    if ck:
+        lines += [
+            "",
+            "missed-eigenvalue re-check, HVPs (explicit residuals + probe; median over 3 start vectors, same main run)",
+            "",
+            "| size | tol | check | HVPs main | HVPs check |",
+            "|---|---|---|---|---|",
+        ]
+        for s, t, lab, c in ck:
+            lines.append(f"| {s} | {t} | {lab} | {c['median_n_hvp_main']:g} | {c['median_n_hvp_check']:g} |")
+    tr = [
+        (s, b, n, row)
+        for s, r in out["sizes"].items()
+        for b, rows in r.get("trace", {}).items()
+        if isinstance(rows, dict)
+        for n, row in rows.items()
+    ]
+    if tr:
+        lines += ["", "| size | trace budget | method | HVPs | wall s | rel. RMSE |", "|---|---|---|---|---|---|"]
+        for s, b, n, row in tr:
+            lines.append(
+                f"| {s} | {b} | {n} | {row['n_hvp']} | {_f(row['median_wall_s'])} | {_f(row.get('rel_rmse'))} |"
+            )
+    de = [(s, n, row) for s, r in out["sizes"].items() for n, row in r.get("density", {}).items()]
+    if de:
+        lines += ["", "| size | density method | HVPs | wall s | W1 / range |", "|---|---|---|---|---|"]
+        for s, n, row in de:
+            lines.append(f"| {s} | {n} | {row['n_hvp']} | {_f(row['wall_s'])} | {_f(row.get('w1_rel_to_exact'))} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
         probe(*sys.argv[2:6])
@@ -558,14 +783,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1k and 100k only, 1 seed, 6 trace reps")
     ap.add_argument("--merge", action="store_true", help="keep the sizes and tasks already in --out")
-    ap.add_argument("--tasks", default="topk,trace,density")
+    ap.add_argument(
+        "--tasks",
+        default="topk,trace,density,hvpmem,check",
+        help="comma-separated: topk, trace, density, hvpmem (one HVP's peak memory vs a training step), "
+        "check (the re-check's HVPs before/after at tol 1e-3 and 1e-8)",
+    )
     ap.add_argument("--budgets", default="60,120")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--trace-reps", type=int, default=20)
     ap.add_argument("--sizes", default="1k,100k,1M")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "curvature.json"))
+    ap.add_argument(
+        "--before",
+        default=str(Path(__file__).parent / "results" / "curvature_hvpmem_before.json"),
+        help="an earlier --tasks hvpmem result to print beside this one (the 'before' rows)",
+    )
+    ap.add_argument("--table", action="store_true", help="only print the tables of --out (and --before)")
     a = ap.parse_args()
+    before = json.loads(Path(a.before).read_text()) if a.before and Path(a.before).exists() else None
+    if a.table:
+        print(table(json.loads(Path(a.out).read_text()), before))
+        return
     torch.set_num_threads(1)
     sizes = a.sizes.split(",")
     seeds, reps = a.seeds, a.trace_reps
@@ -606,6 +846,7 @@ def main() -> None:
     out["total_wall_s"] = time.perf_counter() - t0
     atomic_write_json(a.out, out)
     print(f"wrote {a.out} in {out['total_wall_s']:.0f} s")
+    print(table(out, before))
 
 
 if __name__ == "__main__":

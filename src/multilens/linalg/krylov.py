@@ -162,3 +162,165 @@ class LanczosProcess:
         self.T[r, :l, l] = coupling
         self.m[r] = l
         self.active[r] = True
+
+
+class BlockLanczosProcess:
+    """Block Lanczos with full reorthogonalization: one block product ``A [x_1 ... x_b]`` per step.
+
+    The basis grows by a block of (up to) ``b`` orthonormal vectors per step, so a wanted eigenvalue
+    of multiplicity up to ``b`` is seen in full from a generic start block (a single-vector Krylov
+    space holds one copy of it; Golub & Underwood 1977, Golub & Van Loan 4th ed. section 10.3.6).
+    As in :class:`LanczosProcess` the projected matrix ``T = Q^T A Q`` is kept densely from the
+    Gram-Schmidt coefficients (orthogonalized twice), which makes thick restart the same two lines
+    as for one vector. The block relation ``A Q_m = Q_m T_m + X_{m+1} B E_last^T`` gives every Ritz
+    residual as ``||B s_last||`` (``s_last``: the rows of the Ritz vector ``s`` on the last block)
+    without another product. A column that becomes dependent (deflation inside the block) is
+    replaced by a fresh random vector orthogonal to the basis with coupling 0; a column for which no
+    fresh vector exists (the basis spans the whole space) is dropped, and the process is exhausted
+    when no column is left. Everything is float64.
+    """
+
+    def __init__(
+        self,
+        op: CountingMatvec,
+        starts: np.ndarray,
+        cap: int,
+        rng: np.random.Generator,
+        *,
+        locked: np.ndarray | None = None,
+    ) -> None:
+        self.op = op
+        dim = op.dim
+        self.locked = np.zeros((0, dim)) if locked is None else locked
+        self.room = dim - self.locked.shape[0]
+        starts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
+        self.b = int(starts.shape[0])
+        self.cap = max(self.b, min(int(cap), self.room))  # the most vectors whose product is taken
+        self.rng = rng
+        n = self.cap + self.b
+        self.Q = np.zeros((n, dim))
+        self.T = np.zeros((n, n))
+        self.m = 0  # vectors whose product has been taken (T[:m, :m] is the projected matrix)
+        self.cur = 0  # vectors of the current block, Q[m : m + cur]
+        self.B = np.zeros((0, 0))  # coupling of the last applied block to the current one (cur x last)
+        self.last = 0  # size of the last applied block
+        self.anorm = 0.0
+        self.n_steps = 0
+        self.n_breakdowns = 0
+        for i in range(self.b):
+            v = orthogonalize(orthogonalize(starts[i].copy(), self.Q[: self.cur]), self.locked)
+            nrm = float(np.linalg.norm(v))
+            if nrm <= 1e-8 * max(float(np.linalg.norm(starts[i])), _TINY) or not np.isfinite(nrm):
+                v, nrm = self.fresh_vector(self.cur)
+                if nrm == 0.0:
+                    break
+            self.Q[self.cur] = v / nrm
+            self.cur += 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.cur == 0
+
+    def fresh_vector(self, upto: int) -> tuple[np.ndarray, float]:
+        """A random unit vector orthogonal to ``Q[:upto]`` and the locked rows (norm 0: none exists)."""
+        if upto >= self.room:
+            return np.zeros(self.op.dim), 0.0
+        w = self.rng.standard_normal(self.op.dim)
+        w = orthogonalize(orthogonalize(w, self.Q[:upto]), self.locked)
+        nrm = float(np.linalg.norm(w))
+        if nrm <= 1e-10 * np.sqrt(self.op.dim):
+            return w, 0.0
+        return w / nrm, 1.0
+
+    def full(self) -> bool:
+        """The current block no longer fits under ``cap``: restart before the next step."""
+        return self.cur > 0 and self.m + self.cur > self.cap
+
+    def step(self) -> None:
+        """Apply A to the current block (one block product), extend the basis by the next block."""
+        if self.cur == 0:
+            return
+        m, cur = self.m, self.cur
+        x = self.Q[m : m + cur]
+        w_all = self.op.matmat(x.T)  # (dim, cur)
+        self.n_steps += 1
+        nb = m + cur
+        basis = self.Q[:nb]
+        # Classical Gram-Schmidt of the whole block against the basis, twice (BLAS-3).
+        w_blk = np.array(w_all.T, dtype=np.float64)  # (cur, dim)
+        h = basis @ w_blk.T  # (nb, cur)
+        w_blk -= h.T @ basis
+        h2 = basis @ w_blk.T
+        w_blk -= h2.T @ basis
+        h = h + h2
+        if self.locked.shape[0]:
+            for c in range(cur):
+                w_blk[c] = orthogonalize(w_blk[c], self.locked)
+        self.T[:nb, m : m + cur] = h
+        self.T[m : m + cur, :nb] = h.T
+        self.anorm = max(self.anorm, float(np.abs(h).sum(axis=0).max()))
+        # Orthonormalize the new block column by column (twice), keeping the coupling R.
+        r = np.zeros((self.b, cur))
+        new = 0
+        for c in range(cur):
+            w = w_blk[c]
+            prev = self.Q[nb : nb + new]
+            coef = prev @ w
+            w = w - prev.T @ coef
+            coef2 = prev @ w
+            w = w - prev.T @ coef2
+            r[:new, c] = coef + coef2
+            nrm = float(np.linalg.norm(w))
+            self.anorm = max(self.anorm, nrm)
+            if nrm > 100.0 * _EPS * max(self.anorm, _TINY) and nb + new < self.room:
+                self.Q[nb + new] = w / nrm
+                r[new, c] = nrm
+                new += 1
+        # Deflated columns: fresh random directions with coupling 0 (while the space has room).
+        while new < cur:
+            v, ok = self.fresh_vector(nb + new)
+            if ok == 0.0:
+                break
+            self.Q[nb + new] = v
+            self.n_breakdowns += 1
+            new += 1
+        self.B = r[:new, :cur]
+        self.T[nb : nb + new, m : m + cur] = self.B
+        self.T[m : m + cur, nb : nb + new] = self.B.T
+        self.last = cur
+        self.m = nb
+        self.cur = new
+
+    def projected(self) -> np.ndarray:
+        t = self.T[: self.m, : self.m]
+        return 0.5 * (t + t.T)
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ritz values (ascending), the eigenvectors of T, and each pair's residual ``||B s_last||``."""
+        theta, s = eigh(self.projected())
+        if self.cur == 0 or self.last == 0:
+            return theta, s, np.zeros_like(theta)
+        return theta, s, np.linalg.norm(self.B @ s[self.m - self.last : self.m, :], axis=0)
+
+    def ritz_vectors(self, s: np.ndarray) -> np.ndarray:
+        return self.Q[: self.m].T @ s
+
+    def thick_restart(self, keep: np.ndarray) -> None:
+        """Keep the Ritz vectors ``keep`` and the current block; T becomes a block arrowhead."""
+        theta, s, _ = self.ritz()
+        sk = s[:, keep]
+        l = int(sk.shape[1])
+        y = sk.T @ self.Q[: self.m]
+        nxt = self.Q[self.m : self.m + self.cur].copy()
+        coupling = self.B @ s[self.m - self.last : self.m, keep] if self.cur else np.zeros((0, l))
+        self.Q[:] = 0.0
+        self.Q[:l] = y
+        self.Q[l : l + self.cur] = nxt
+        self.T[:] = 0.0
+        self.T[np.arange(l), np.arange(l)] = theta[keep]
+        self.T[l : l + self.cur, :l] = coupling
+        self.T[:l, l : l + self.cur] = coupling.T
+        self.m = l
+        # The relation now reads A Y = Y Theta + X_cur (B S_last): the "last block" is all of Y.
+        self.B = coupling
+        self.last = l

@@ -46,12 +46,14 @@ def hessian_eigenvalues(
     kind: Kind = "hessian",
     max_iter: int | None = None,
     return_eigenvectors: bool = False,
-    deflation_check: bool = True,
+    deflation_check: bool | str = True,
     dtype: torch.dtype | None = torch.float64,
     mode: Mode = "eval",
     ncv: int | None = None,
     block_size: int = 16,
     stream: bool = False,
+    method: str = "single",
+    lanczos_block: int | None = None,
 ) -> EigenResult:
     """The ``k`` extreme eigenvalues of the Hessian of the mean loss, by Lanczos.
 
@@ -61,6 +63,8 @@ def hessian_eigenvalues(
     ``converged`` is False. ``kind="gauss_newton"`` uses the Gauss-Newton matrix instead.
     ``n_matvec - n_matvec_check`` is the main thick-restart run (compare with ARPACK's count);
     ``n_matvec_check`` the explicit residuals and the missed-eigenvalue re-check.
+    ``method="block"`` runs block Lanczos with ``lanczos_block`` start vectors (one block of
+    Hessian-vector products per step; it finds a wanted eigenvalue of that multiplicity itself).
 
     Example::
 
@@ -81,6 +85,8 @@ def hessian_eigenvalues(
         return_eigenvectors=return_eigenvectors,
         deflation_check=deflation_check,
         ncv=ncv,
+        method=method,
+        block_size=lanczos_block,
     )
 
 

@@ -256,8 +256,21 @@ class FlatModel:
         with module_mode(self.model, self.mode):
             return functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (x,))
 
+    def leaves(self) -> list[torch.Tensor]:
+        """One autograd leaf per selected parameter, each a view of ``theta0`` (no copy)."""
+        return [t.detach().requires_grad_(True) for t in self.unflatten(self.theta0).values()]
+
+    def batch_loss_params(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch loss at per-parameter tensors ``params`` (names as ``names``)."""
+        with module_mode(self.model, self.mode):
+            out = functional_call(self.model, {**self.fixed, **params}, (x,))
+        return self._check_loss(self.loss_fn(out, y))
+
     def batch_loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = self.loss_fn(self.forward(theta, x), y)
+        return self._check_loss(self.loss_fn(self.forward(theta, x), y))
+
+    @staticmethod
+    def _check_loss(loss: Any) -> torch.Tensor:
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ConfigError(f"`loss_fn` must return a scalar (mean) loss tensor; got {shape}.")

@@ -164,13 +164,16 @@ LENSES: tuple[LensEntry, ...] = (
         "stability",
         "multilens.lenses.stability",
         "Stability: replace-one retraining vs 2L^2/(lambda n), the expected gap, SGD stability",
-        "replace-one stability vs the bound, slopes in n and lambda, expected gap, SGD, duplicates, memorization",
+        "replace-one stability vs the bound, slopes in n and lambda, expected gap, SGD, duplicates, memorization; "
+        "replace-one and the gap on the shared data family",
         "tasks: a data pool (x, y in {-1, +1}), lambda, n and a trainer with fit/losses/lipschitz/smoothness "
-        "(default: L2-regularised logistic regression solved by Newton's method to a tolerance)",
+        "(default: L2-regularised logistic regression solved by Newton's method to a tolerance), and/or a data "
+        "family (FamilySpec) for the `family` part",
         key_checks=(
             "digits_loss_stability_bound",
             "digits_gap_within_stability_bound",
             "digits_slope_n_covers_minus_one",
+            "family_loss_stability_bound",
         ),
     ),
     LensEntry(

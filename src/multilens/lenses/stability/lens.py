@@ -20,7 +20,10 @@ task being the main subject):
   with the number of steps; an MLP trained by SGD as the non-convex variant (information only);
 * ``integrity``: a train/test duplicate detector (exact and near duplicates, with a planted-copy
   self-test) and per-example memorization scores (loss change of an example when it is removed),
-  against the exact sign (>= 0 for ERM) and a one-Newton-step (influence) prediction.
+  against the exact sign (>= 0 for ERM) and a one-Newton-step (influence) prediction;
+* ``family``: replace-one stability and the expected gap of logistic ERM on the protocol's shared
+  data family (C.18), its fits sent through ``runtime.executor``
+  (:mod:`multilens.lenses.stability.family`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import copy
 import math
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +40,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from multilens import plots
+from multilens.data.family import FamilySpec
 from multilens.lenses.contract import Runtime, finish, run_parts
 from multilens.lenses.stability.config import (
     GapSettings,
@@ -45,6 +50,7 @@ from multilens.lenses.stability.config import (
     Settings,
     SgdSettings,
 )
+from multilens.lenses.stability.family import family_part
 from multilens.lenses.stability.logistic import losses as logistic_losses
 from multilens.lenses.stability.tasks import StabilitySubject, Task, digits_task, synthetic_task
 from multilens.results import (
@@ -727,7 +733,8 @@ def integrity_part(subject: StabilitySubject, ps: IntegritySettings, *, seed: in
 
 # --------------------------------------------------------------------------------------- entry points
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> StabilitySubject:
-    """Digits (even vs odd, main) and, when ``synthetic``, a logistic teacher on the unit sphere."""
+    """Digits (even vs odd, main), when ``synthetic`` a logistic teacher on the unit sphere, and the
+    protocol's shared data family ``FamilySpec()`` when the ``family`` part is on."""
     tasks = [digits_task(lam=settings.main_lambda, n=settings.main_n, tol=settings.tol)]
     if settings.synthetic:
         tasks.append(
@@ -740,20 +747,37 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
                 tol=settings.tol,
             )
         )
-    return StabilitySubject(tuple(tasks), name="digits even/odd + synthetic logistic")
+    fam = FamilySpec() if settings.family is not None else None
+    name = "digits even/odd + synthetic logistic" + (" + shared data family" if fam is not None else "")
+    return StabilitySubject(tuple(tasks), name=name, family=fam)
+
+
+def _on_tasks(name: str, subject: StabilitySubject, fn) -> Any:
+    """A task-based part, or an empty one with a note when the subject has no tasks (only a family)."""
+    return (
+        fn if subject.tasks else (lambda ps, s: Part(name, notes=(f"{name}: not measured: the subject has no tasks",)))
+    )
 
 
 def measure(subject: StabilitySubject, settings: Settings, *, seed: int, runtime: Runtime | None = None) -> LensResult:
+    """Stability of ``subject``'s tasks (and of logistic ERM on its data family, when it has one)."""
+    if isinstance(subject, FamilySpec):
+        subject = StabilitySubject((), name="data family", family=subject)
     t0 = time.perf_counter()
     parts, notes = run_parts(
         LENS,
         [
-            ("replace_one", settings.replace_one, lambda ps, s: replace_one_part(subject, ps, seed=s)),
-            ("scaling", settings.scaling, lambda ps, s: scaling_part(subject, ps, seed=s)),
-            ("gap", settings.gap, lambda ps, s: gap_part(subject, ps, seed=s)),
-            ("sgd", settings.sgd, lambda ps, s: sgd_part(subject, ps, seed=s)),
-            ("integrity", settings.integrity, lambda ps, s: integrity_part(subject, ps, seed=s)),
+            ("replace_one", settings.replace_one,
+             _on_tasks("replace_one", subject, lambda ps, s: replace_one_part(subject, ps, seed=s))),
+            ("scaling", settings.scaling,
+             _on_tasks("scaling", subject, lambda ps, s: scaling_part(subject, ps, seed=s))),
+            ("gap", settings.gap, _on_tasks("gap", subject, lambda ps, s: gap_part(subject, ps, seed=s))),
+            ("sgd", settings.sgd, _on_tasks("sgd", subject, lambda ps, s: sgd_part(subject, ps, seed=s))),
+            ("integrity", settings.integrity,
+             _on_tasks("integrity", subject, lambda ps, s: integrity_part(subject, ps, seed=s))),
+            ("family", settings.family,
+             lambda ps, s: family_part(subject.family, ps, tol=settings.tol, seed=s, runtime=runtime)),
         ],
         seed,
-    )
+    )  # fmt: skip
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": subject.name})

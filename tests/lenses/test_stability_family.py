@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from scipy import stats
 from multilens.data.family import FamilySpec
 from multilens.experiments.executors import LocalExecutor
 from multilens.lenses.contract import Runtime
-from multilens.lenses.stability import FamilySettings, LogisticRidge, Settings, StabilitySubject, measure
+from multilens.lenses.stability import FamilySettings, LogisticRidge, Settings, StabilitySubject, Task, measure
 from multilens.lenses.stability.family import _gap_interval, _training_set, family_part, fit_task
 from multilens.lenses.stability.logistic import losses
 
@@ -100,3 +101,41 @@ def test_family_settings_validation() -> None:
         FamilySettings(lam=0.0)
     for profile in ("smoke", "quick", "full"):
         assert Settings.for_profile(profile).family is not None
+
+
+class JsonSerialExecutor:
+    """Runs tasks in process on a JSON round trip of each spec, out of order (what a process pool would get)."""
+
+    name, workers = "json-serial", 1
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def map_unordered(self, task, specs):
+        from multilens.experiments.executors import execute_task
+
+        for i in reversed(range(len(specs))):
+            self.calls[task] = self.calls.get(task, 0) + 1
+            yield i, execute_task(task, json.loads(json.dumps(specs[i])))
+
+
+def test_task_parts_replace_one_retrainings_go_through_the_executor() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.where(rng.random(300) < 1 / (1 + np.exp(-3 * x[:, 0])), 1.0, -1.0)
+    task = Task("sphere", x, y, 0.5, 80)
+    smoke = Settings.for_profile("smoke")
+    st = dataclasses.replace(smoke, gap=None, sgd=None, integrity=None, family=None)
+    serial = measure(StabilitySubject((task,)), st, seed=0)
+    ex = JsonSerialExecutor()
+    pooled = measure(StabilitySubject((task,)), st, seed=0, runtime=Runtime(executor=ex))
+    assert ex.calls["multilens.lenses.stability.lens:logistic_fit_task"] == (
+        smoke.replace_one.n_replacements
+        + (len(smoke.scaling.n_values) + len(smoke.scaling.lambdas))
+        * smoke.scaling.n_sets
+        * (smoke.scaling.n_replacements // smoke.scaling.n_sets)
+    )
+    assert [e.to_dict() for e in serial.estimates] == [e.to_dict() for e in pooled.estimates]
+    assert [c.to_dict() for c in serial.checks] == [c.to_dict() for c in pooled.checks]
+    assert serial.check("sphere_loss_stability_bound").passed is True

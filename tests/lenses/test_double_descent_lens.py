@@ -50,7 +50,7 @@ def test_linear_points_have_the_documented_keys(smoke_result) -> None:
             assert p["covered"] is None
         else:
             assert p["covered"] == (p["ci_low"] <= p["predicted_risk"] <= p["ci_high"])
-    assert set(back["outputs"]) == {"double_descent.curve"}
+    assert set(back["outputs"]) == {"double_descent.curve", "double_descent.interpolation_ratio"}
 
 
 def test_headline_checks_pass_and_have_kinds(smoke_result) -> None:
@@ -179,6 +179,8 @@ LINEAR_ONLY = dataclasses.replace(
     linear=LinearSettings(gammas=(0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0), n_designs=60, n_test=300),
     random_features=None,
     mlp=None,
+    family=None,
+    peak_vs_batch=None,
 )
 
 

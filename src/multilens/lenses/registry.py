@@ -100,11 +100,19 @@ LENSES: tuple[LensEntry, ...] = (
         "double-descent",
         "double_descent",
         "multilens.lenses.double_descent",
-        "Double descent: min-norm risk against exact theory; random features and MLP widths",
-        "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths",
+        "Double descent: min-norm risk against exact theory; random features, MLP widths and the shared family",
+        "min-norm least squares risk against exact finite-sample and asymptotic theory; random features and MLP widths;"
+        " the shared data family's interpolation threshold and its SGD peak at two batch sizes",
         "Subject(regression=GaussianDesign(n, sigma2, r2) or Regression(x, y), classification=Classification("
-        "x_train, y_train, x_test, y_test)): a design X and targets y, and/or features and labels",
-        key_checks=("double_descent.coverage", "double_descent.peak_location", "double_descent.rf_threshold"),
+        "x_train, y_train, x_test, y_test), family=FamilySpec(...)): a design X and targets y, features and labels, "
+        "and/or a data family",
+        produces={"double_descent.interpolation_ratio": float},
+        key_checks=(
+            "double_descent.coverage",
+            "double_descent.peak_location",
+            "double_descent.rf_threshold",
+            "double_descent.family_threshold",
+        ),
     ),
     LensEntry(
         "implicit-bias",
@@ -178,13 +186,16 @@ LENSES: tuple[LensEntry, ...] = (
         "stability",
         "multilens.lenses.stability",
         "Stability: replace-one retraining vs 2L^2/(lambda n), the expected gap, SGD stability",
-        "replace-one stability vs the bound, slopes in n and lambda, expected gap, SGD, duplicates, memorization",
+        "replace-one stability vs the bound, slopes in n and lambda, expected gap, SGD, duplicates, memorization; "
+        "replace-one and the gap on the shared data family",
         "tasks: a data pool (x, y in {-1, +1}), lambda, n and a trainer with fit/losses/lipschitz/smoothness "
-        "(default: L2-regularised logistic regression solved by Newton's method to a tolerance)",
+        "(default: L2-regularised logistic regression solved by Newton's method to a tolerance), and/or a data "
+        "family (FamilySpec) for the `family` part",
         key_checks=(
             "digits_loss_stability_bound",
             "digits_gap_within_stability_bound",
             "digits_slope_n_covers_minus_one",
+            "family_loss_stability_bound",
         ),
     ),
     LensEntry(

@@ -1,7 +1,8 @@
 """Double-descent lens: min-norm risk against exact theory, random features and MLP widths.
 
 Subject: :class:`Subject` (``regression``: a :class:`GaussianDesign` or a user's
-:class:`Regression` arrays; ``classification``: :class:`Classification` features and labels).
+:class:`Regression` arrays; ``classification``: :class:`Classification` features and labels; ``family``: a
+:class:`multilens.data.family.FamilySpec`).
 See :mod:`multilens.lenses.double_descent.lens`.
 """
 
@@ -13,13 +14,22 @@ from multilens.lenses.double_descent.lens import (
     default_subject,
     measure,
 )
-from multilens.lenses.double_descent.settings import LinearSettings, MlpSettings, RandomFeaturesSettings, Settings
+from multilens.lenses.double_descent.settings import (
+    FamilySettings,
+    LinearSettings,
+    MlpSettings,
+    PeakVsBatchSettings,
+    RandomFeaturesSettings,
+    Settings,
+)
 
 __all__ = [
     "Classification",
+    "FamilySettings",
     "GaussianDesign",
     "LinearSettings",
     "MlpSettings",
+    "PeakVsBatchSettings",
     "RandomFeaturesSettings",
     "Regression",
     "Settings",

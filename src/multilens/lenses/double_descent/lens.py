@@ -11,7 +11,9 @@ Follows the seed's double-descent theorem (line 158), worked example 5, A.13, B.
   and the exact Gaussian theory is compared only when the design passes an isotropy check (its
   sample covariance's extreme eigenvalues at the Marchenko-Pastur edges), which the result says;
 * ``classification`` (:class:`Classification`: training and test features and labels) for the
-  ``random_features`` and ``mlp`` parts.
+  ``random_features`` and ``mlp`` parts;
+* ``family`` (a :class:`multilens.data.family.FamilySpec`: the protocol's shared data family, or a
+  user's own instance of it) for the ``family`` and ``peak_vs_batch`` parts.
 
 Parts:
 
@@ -24,8 +26,15 @@ Parts:
    with label noise) and whether it grows with the noise, and how ridge and early stopping move it.
 3. ``mlp``: a one-hidden-layer MLP width sweep: the same questions, informational checks only
    (no exact theorem applies).
+4. ``family``: min-norm random features on the shared data family (C.18): the interpolation
+   threshold p*/n against the theory's p = n and the test-loss peak location, with intervals over
+   seeds; p*/n is handed to later phases (``double_descent.interpolation_ratio``).
+5. ``peak_vs_batch``: the same family width sweep trained by minibatch SGD at batch b and at batch
+   workers*b (synchronous data parallelism): does the peak move? (C.20, expansion line 1480).
+   See :mod:`multilens.lenses.double_descent.family`.
 
-The random-features draws and the MLP trainings run through ``runtime.executor`` when one is given.
+The random-features draws, the MLP trainings and both family sweeps run through
+``runtime.executor`` when one is given.
 """
 
 from __future__ import annotations
@@ -40,8 +49,10 @@ import numpy as np
 from scipy import stats
 
 import multilens.plots as fig
+from multilens.data.family import FamilySpec
 from multilens.errors import ConfigError
 from multilens.lenses.contract import Runtime, finish, run_parts
+from multilens.lenses.double_descent.family import family_part, peak_vs_batch_part
 from multilens.lenses.double_descent.minnorm import median_ci, resample_point, run_linear_sweep
 from multilens.lenses.double_descent.neural import mlp_width_sweep, random_features_sweep
 from multilens.lenses.double_descent.settings import LinearSettings, MlpSettings, RandomFeaturesSettings, Settings
@@ -158,10 +169,12 @@ class Classification:
 
 @dataclass(frozen=True)
 class Subject:
-    """What the double-descent lens measures: regression data for ``linear``, classification for the others."""
+    """What the double-descent lens measures: regression data for ``linear``, classification arrays for
+    ``random_features`` and ``mlp``, a data family for ``family`` and ``peak_vs_batch``."""
 
     regression: GaussianDesign | Regression | None = None
     classification: Classification | None = None
+    family: FamilySpec | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1096,7 +1109,8 @@ def mlp_part(data: Classification | None, ps: MlpSettings, *, seed: int, runtime
 
 
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> Subject:
-    """The bundled subjects: a Gaussian design (n, sigma2, r2) and the scikit-learn digits (n_train rows)."""
+    """The bundled subjects: a Gaussian design (n, sigma2, r2), the scikit-learn digits (n_train rows) and the
+    protocol's shared data family ``FamilySpec()``."""
     cls = None
     if settings.random_features is not None or settings.mlp is not None:
         from multilens.data.digits import load_digits_split
@@ -1105,7 +1119,8 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
         cls = Classification(
             split.x_train.numpy(), split.y_train.numpy(), split.x_test.numpy(), split.y_test.numpy(), name="digits"
         )
-    return Subject(GaussianDesign(settings.n, settings.sigma2, settings.r2), cls)
+    fam = FamilySpec() if settings.family is not None or settings.peak_vs_batch is not None else None
+    return Subject(GaussianDesign(settings.n, settings.sigma2, settings.r2), cls, fam)
 
 
 def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime | None = None) -> LensResult:
@@ -1114,9 +1129,11 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
         subject = Subject(regression=subject)
     elif isinstance(subject, Classification):
         subject = Subject(classification=subject)
+    elif isinstance(subject, FamilySpec):
+        subject = Subject(family=subject)
     if not isinstance(subject, Subject):
         raise ConfigError(
-            f"the double-descent lens measures a Subject (regression and/or classification arrays); got "
+            f"the double-descent lens measures a Subject (regression and/or classification arrays, a data family); got "
             f"{type(subject).__name__}."
         )
     t0 = time.perf_counter()
@@ -1131,6 +1148,12 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
                 lambda ps, s: random_features_part(cls, ps, seed=s, runtime=runtime),
             ),
             ("mlp", settings.mlp, lambda ps, s: mlp_part(cls, ps, seed=s, runtime=runtime)),
+            ("family", settings.family, lambda ps, s: family_part(subject.family, ps, seed=s, runtime=runtime)),
+            (
+                "peak_vs_batch",
+                settings.peak_vs_batch,
+                lambda ps, s: peak_vs_batch_part(subject.family, ps, seed=s, runtime=runtime),
+            ),
         ],  # fmt: skip
         seed,
     )
@@ -1138,6 +1161,7 @@ def measure(subject: Subject, settings: Settings, *, seed: int, runtime: Runtime
         "regression": None if subject.regression is None else type(subject.regression).__name__,
         "classification": None if cls is None else {"name": cls.name, "n_train": int(cls.x_train.shape[0]),
                                                     "n_test": int(cls.x_test.shape[0]), "n_classes": cls.n_classes},
+        "family": None if subject.family is None else subject.family.to_dict(),
     }  # fmt: skip
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": json_safe(info)})
 

@@ -1,11 +1,15 @@
-"""Settings of the double-descent lens: the bundled subjects and three parts.
+"""Settings of the double-descent lens: the bundled subjects and five parts.
 
 Parts (each a nested table, switched off with ``<part> = false``):
 
 * ``linear``: min-norm least squares (with optimal ridge and early-stopped gradient flow) swept
   over gamma = d/n;
 * ``random_features``: random ReLU features fitted by least squares, swept over p/n;
-* ``mlp``: one-hidden-layer MLPs swept over width.
+* ``mlp``: one-hidden-layer MLPs swept over width;
+* ``family``: min-norm random ReLU features on the protocol's shared data family
+  (:class:`multilens.data.family.FamilySpec`), swept over p/n through the interpolation threshold;
+* ``peak_vs_batch``: the same family width sweep trained by minibatch SGD at batch b and at batch
+  workers*b (what that many synchronous data-parallel workers at batch b compute per step).
 
 Profiles: "smoke" (seconds, for tests), "quick" (the default of ``multilens run``) and "full"
 (thorough: more designs, seeds and widths). Invariants are checked once, at construction.
@@ -16,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from multilens.errors import ConfigError
-from multilens.validation import check_int, check_positive
+from multilens.validation import check_choice, check_int, check_positive
 
 # gamma = d/n, dense near the interpolation threshold gamma = 1.
 _GAMMAS_QUICK = (
@@ -168,6 +172,110 @@ class MlpSettings:
         _check_fraction("level", self.level, 0.5, 1.0)
 
 
+# p/n on the shared family: dense near the threshold p = n (p = n - 1, n, n + 1 are added exactly).
+_FAMILY_RATIOS = (0.25, 0.5, 0.75, 0.9, 0.95, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0)
+_SGD_RATIOS = (0.5, 0.75, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 4.0)
+
+
+def _check_ratios(name: str, values: tuple) -> None:
+    _check_tuple(name, values, minimum_len=3)
+    for i, r in enumerate(values):
+        check_positive(f"{name}[{i}]", r)
+
+
+@dataclass(frozen=True)
+class FamilySettings:
+    """Part ``family``: min-norm random ReLU features on ``n_train`` examples of the shared data family.
+
+    Widths p = round(ratio n_train) for each ratio, plus p = n_train + k for each offset in
+    ``around_n`` (so the grid brackets the theory's threshold p = n exactly); ``seeds`` independent
+    training draws (nested in the family's stream) with their own feature draws. A fit interpolates
+    when its training MSE is <= ``train_tol`` x the one-hot targets' energy per output. Checks:
+    the threshold p*/n against the theory's 1 (the whole interval of p*/n - 1 within
+    +-``threshold_tol``) and the test-loss peak location (the whole interval of peak p/n - 1
+    within +-``peak_tol``).
+    """
+
+    n_train: int = 256
+    ratios: tuple[float, ...] = _FAMILY_RATIOS
+    around_n: tuple[int, ...] = (-1, 0, 1)
+    seeds: int = 3
+    train_tol: float = 1e-8
+    threshold_tol: float = 0.02
+    peak_tol: float = 0.1
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_int("n_train", self.n_train, 8)
+        _check_ratios("ratios", self.ratios)
+        _check_tuple("around_n", self.around_n, minimum_len=0)
+        for i, k in enumerate(self.around_n):
+            check_int(f"around_n[{i}]", k, 1 - self.n_train)
+        check_int("seeds", self.seeds, 2)
+        _check_fraction("train_tol", self.train_tol, 0.0, 1.0)
+        check_positive("threshold_tol", self.threshold_tol)
+        check_positive("peak_tol", self.peak_tol)
+        _check_fraction("level", self.level, 0.5, 1.0)
+
+    def widths(self) -> tuple[int, ...]:
+        """The distinct feature counts p of the sweep, ascending."""
+        ps = {max(1, round(r * self.n_train)) for r in self.ratios} | {self.n_train + k for k in self.around_n}
+        return tuple(sorted(ps))
+
+
+@dataclass(frozen=True)
+class PeakVsBatchSettings:
+    """Part ``peak_vs_batch``: the family width sweep trained by minibatch SGD at batch b and workers*b.
+
+    Random ReLU features (as in ``family``) fitted by SGD on the squared loss to one-hot targets,
+    from zero, for ``epochs`` epochs of random reshuffling; the batch-(workers*b) run groups the
+    same per-epoch permutation into batches of workers*b (the union of the b-batches that that many
+    synchronous data-parallel workers would process in one step). Learning rate ``lr`` at batch b;
+    at batch workers*b ``lr`` x workers when ``lr_scaling`` is "linear" (the same gradient-flow time
+    per epoch), else ``lr``. The check: the whole paired-bootstrap interval of the difference of the
+    peak locations (p/n) within +-``max_shift``.
+    """
+
+    n_train: int = 256
+    ratios: tuple[float, ...] = _SGD_RATIOS
+    seeds: int = 3
+    batch: int = 8
+    workers: int = 4
+    lr: float = 6.0
+    lr_scaling: str = "linear"
+    epochs: int = 1000
+    max_shift: float = 0.25
+    peak_window: float = 2.0
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_int("n_train", self.n_train, 8)
+        _check_ratios("ratios", self.ratios)
+        check_int("seeds", self.seeds, 2)
+        check_int("batch", self.batch, 1)
+        check_int("workers", self.workers, 2)
+        if self.batch * self.workers > self.n_train:
+            raise ConfigError(
+                f"`batch` x `workers` must be <= n_train ({self.n_train}); got {self.batch} x {self.workers}."
+            )
+        check_positive("lr", self.lr)
+        check_choice("lr_scaling", self.lr_scaling, ("linear", "none"))
+        check_int("epochs", self.epochs, 1)
+        check_positive("max_shift", self.max_shift)
+        if isinstance(self.peak_window, bool) or not (
+            isinstance(self.peak_window, (int, float)) and self.peak_window > 1.0
+        ):
+            raise ConfigError(f"`peak_window` must be a number > 1; got {self.peak_window!r}.")
+        _check_fraction("level", self.level, 0.5, 1.0)
+
+    def widths(self) -> tuple[int, ...]:
+        return tuple(sorted({max(1, round(r * self.n_train)) for r in self.ratios}))
+
+    @property
+    def lr_large(self) -> float:
+        return self.lr * self.workers if self.lr_scaling == "linear" else self.lr
+
+
 @dataclass(frozen=True)
 class Settings:
     """The default subjects and the parts.
@@ -175,7 +283,8 @@ class Settings:
     Default subjects: an isotropic Gaussian design with ``n`` rows, noise variance ``sigma2`` and
     signal energy ``r2`` (the exact theory's model) for ``linear``; the scikit-learn digits with
     ``n_train`` standardized training rows (and the rest of a stratified 25% test split) for
-    ``random_features`` and ``mlp``.
+    ``random_features`` and ``mlp``; the protocol's shared data family (``FamilySpec()``) for
+    ``family`` and ``peak_vs_batch``.
     """
 
     schema_version: int = 1
@@ -186,6 +295,8 @@ class Settings:
     linear: LinearSettings | None = LinearSettings()
     random_features: RandomFeaturesSettings | None = RandomFeaturesSettings()
     mlp: MlpSettings | None = MlpSettings()
+    family: FamilySettings | None = FamilySettings()
+    peak_vs_batch: PeakVsBatchSettings | None = PeakVsBatchSettings()
 
     def __post_init__(self) -> None:
         check_int("schema_version", self.schema_version, 1)
@@ -215,6 +326,10 @@ class Settings:
                     ratios=(0.25, 0.6, 0.9, 1.0, 1.2, 2.0, 5.0), seeds=4, ridge=(1e-2,), gd_steps=(100,)
                 ),
                 mlp=MlpSettings(n_train=60, widths=(4, 32), seeds=2, steps=60, horizons=(20, 60), weight_decays=(0.0,)),
+                family=FamilySettings(n_train=48, ratios=(0.5, 0.9, 1.1, 2.0, 4.0), seeds=2),
+                peak_vs_batch=PeakVsBatchSettings(
+                    n_train=48, ratios=(0.5, 0.9, 1.0, 1.1, 2.0), seeds=2, batch=4, epochs=60
+                ),
             )
         if profile == "full":
             return replace(
@@ -235,5 +350,7 @@ class Settings:
                     weight_decays=(0.0, 1e-3),
                     horizons=(100, 300, 1000, 3000),
                 ),
+                family=FamilySettings(n_train=512, seeds=10),
+                peak_vs_batch=PeakVsBatchSettings(seeds=6, epochs=2000),
             )
         raise ConfigError(f"`profile` must be one of 'smoke', 'quick', 'full'; got {profile!r}.")

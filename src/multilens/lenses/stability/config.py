@@ -90,8 +90,36 @@ class IntegritySettings:
 
 
 @dataclass(frozen=True)
+class FamilySettings:
+    """Part ``family``: logistic ERM on ``n`` examples of the shared data family (C.18), lambda ``lam``.
+
+    ``n_replacements`` replace-one retrainings (replacements from a disjoint stream of the family)
+    and ``gap_draws`` independent training sets for the expected generalization gap on the fixed
+    test split.
+    """
+
+    n: int = 400
+    lam: float = 0.1
+    n_replacements: int = 40
+    gap_draws: int = 100
+    n_boot: int = 500
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_int("family.n", self.n, 10)
+        check_positive("family.lam", self.lam)
+        check_int("family.n_replacements", self.n_replacements, 2)
+        if self.n_replacements > self.n:
+            raise ConfigError(f"`family.n_replacements` must be <= n ({self.n}); got {self.n_replacements}.")
+        check_int("family.gap_draws", self.gap_draws, 2)
+        check_int("family.n_boot", self.n_boot, 2)
+        check_open_unit("family.level", self.level)
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Stability lens settings: the bundled tasks (digits main, synthetic second), then one table per part."""
+    """Stability lens settings: the bundled tasks (digits main, synthetic second), then one table per part
+    (``family`` runs on the protocol's shared data family, not on the tasks)."""
 
     schema_version: int = 1
     main_n: int = 400
@@ -105,6 +133,7 @@ class Settings:
     gap: GapSettings | None = GapSettings()
     sgd: SgdSettings | None = SgdSettings()
     integrity: IntegritySettings | None = IntegritySettings()
+    family: FamilySettings | None = FamilySettings()
 
     def __post_init__(self) -> None:
         check_int("main_n", self.main_n, 10)
@@ -124,6 +153,7 @@ class Settings:
                 gap=GapSettings(n_draws=1000, grid_draws=300),
                 sgd=SgdSettings(epochs=(1, 2, 4, 8, 16), n_pairs=40, mlp_pairs=5),
                 integrity=IntegritySettings(n_memorization=100),
+                family=FamilySettings(n_replacements=100, gap_draws=300),
             )
         if profile == "quick":
             return cls()
@@ -138,5 +168,6 @@ class Settings:
                 gap=GapSettings(n_draws=10, n_values=(50, 100), grid_draws=10, n_boot=50),
                 sgd=SgdSettings(epochs=(1, 2), n_pairs=3, n_boot=50, mlp_pairs=1),
                 integrity=IntegritySettings(n_planted=3, n_memorization=4),
+                family=FamilySettings(n=100, n_replacements=5, gap_draws=8, n_boot=50),
             )
         raise ConfigError(f"`profile` must be one of 'smoke', 'quick', 'full'; got {profile!r}.")

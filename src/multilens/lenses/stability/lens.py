@@ -3,7 +3,8 @@
 Parts (each draws randomness only from its own seed; every part runs on every task, the first
 task being the main subject):
 
-* ``replace_one``: S of size n from the pool; for sampled positions i, retrain on S with z_i
+* ``replace_one``: S of size n from the pool; for sampled positions i, retrain (through
+  ``runtime.executor`` when given and the trainer is the bundled LogisticRidge) on S with z_i
   replaced by a point from outside S, warm-started from theta_S. beta_i = max over the whole pool
   (the support) of |loss(theta_S, z) - loss(theta_{S^i}, z)|; beta_hat = max_i beta_i (a lower
   estimate of the uniform stability), with a bootstrap interval over replacements. Bounds:
@@ -20,7 +21,10 @@ task being the main subject):
   with the number of steps; an MLP trained by SGD as the non-convex variant (information only);
 * ``integrity``: a train/test duplicate detector (exact and near duplicates, with a planted-copy
   self-test) and per-example memorization scores (loss change of an example when it is removed),
-  against the exact sign (>= 0 for ERM) and a one-Newton-step (influence) prediction.
+  against the exact sign (>= 0 for ERM) and a one-Newton-step (influence) prediction;
+* ``family``: replace-one stability and the expected gap of logistic ERM on the protocol's shared
+  data family (C.18), its fits sent through ``runtime.executor``
+  (:mod:`multilens.lenses.stability.family`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import copy
 import math
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +41,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from multilens import plots
+from multilens.data.family import FamilySpec
 from multilens.lenses.contract import Runtime, finish, run_parts
 from multilens.lenses.stability.config import (
     GapSettings,
@@ -45,6 +51,8 @@ from multilens.lenses.stability.config import (
     Settings,
     SgdSettings,
 )
+from multilens.lenses.stability.family import family_part
+from multilens.lenses.stability.logistic import FitResult, LogisticRidge
 from multilens.lenses.stability.logistic import losses as logistic_losses
 from multilens.lenses.stability.tasks import StabilitySubject, Task, digits_task, synthetic_task
 from multilens.results import (
@@ -76,8 +84,40 @@ def _lipschitz(task: Task) -> float:
     return float(task.trainer.lipschitz(task.radius))
 
 
-def replace_one(task: Task, n: int, lam: float, m: int, rng: np.random.Generator, *, paired_with=None):
-    """theta_S and m replace-one retrainings; returns (betas, distances, fits, draw) ."""
+FIT_TASK = "multilens.lenses.stability.lens:logistic_fit_task"
+
+
+def logistic_fit_task(spec: dict) -> dict:
+    """One :class:`LogisticRidge` fit on the spec's arrays (a pure function of a JSON-able spec)."""
+    tr = LogisticRidge(tol=float(spec["tol"]), max_iter=int(spec["max_iter"]))
+    theta0 = None if spec.get("theta0") is None else np.asarray(spec["theta0"], np.float64)
+    f = tr.fit(np.asarray(spec["x"], np.float64), np.asarray(spec["y"], np.float64), float(spec["lam"]), theta0)
+    return {"theta": f.theta.tolist(), "n_iter": f.n_iter, "converged": bool(f.converged),
+            "grad_norm": f.grad_norm, "param_error_bound": f.param_error_bound}  # fmt: skip
+
+
+def _refits(tr, sets: list[tuple[np.ndarray, np.ndarray]], lam: float, theta0: np.ndarray, executor) -> list:
+    """Warm-started fits of every (x, y) in ``sets``: through ``executor`` when the trainer is the bundled
+    :class:`LogisticRidge` (its specs are JSON-able), in process otherwise. A fit that fails in the executor is
+    redone in process (the same code on the same arrays, so the same numbers)."""
+    if executor is None or type(tr) is not LogisticRidge or len(sets) < 2:
+        return [tr.fit(xs, ys, lam, theta0) for xs, ys in sets]
+    specs = [{"x": xs.tolist(), "y": ys.tolist(), "lam": lam, "tol": tr.tol, "max_iter": tr.max_iter,
+              "theta0": theta0.tolist()} for xs, ys in sets]  # fmt: skip
+    out: list = [None] * len(sets)
+    for i, res in executor.map_unordered(FIT_TASK, specs):
+        if res.get("ok"):
+            r = res["result"]
+            out[i] = FitResult(np.asarray(r["theta"], np.float64), int(r["n_iter"]), bool(r["converged"]),
+                               float(r["grad_norm"]), float(r["param_error_bound"]))  # fmt: skip
+    return [f if f is not None else tr.fit(xs, ys, lam, theta0) for f, (xs, ys) in zip(out, sets)]
+
+
+def replace_one(task: Task, n: int, lam: float, m: int, rng: np.random.Generator, *, paired_with=None, executor=None):
+    """theta_S and m replace-one retrainings; returns (betas, distances, fits, draw).
+
+    The retrainings go through ``executor`` (when given and the trainer is the bundled LogisticRidge).
+    """
     x, y = np.asarray(task.x, np.float64), np.asarray(task.y, np.float64)
     if paired_with is None:
         perm = rng.permutation(len(y))
@@ -91,11 +131,14 @@ def replace_one(task: Task, n: int, lam: float, m: int, rng: np.random.Generator
     tr = task.trainer
     full = tr.fit(x[s], y[s], lam)
     base = tr.losses(full.theta, x, y)
-    betas, dists, fits = [], [], [full]
+    sets = []
     for j, r in zip(pos, rep):
         s2 = s.copy()
         s2[j] = r
-        f = tr.fit(x[s2], y[s2], lam, full.theta)
+        sets.append((x[s2], y[s2]))
+    refits = _refits(tr, sets, lam, full.theta, executor)
+    betas, dists, fits = [], [], [full]
+    for f in refits:
         fits.append(f)
         betas.append(float(np.max(np.abs(tr.losses(f.theta, x, y) - base))))
         dists.append(float(np.linalg.norm(f.theta - full.theta)))
@@ -128,13 +171,13 @@ def _solver_estimate(name: str, fits) -> tuple[Estimate, bool]:
 
 
 # -------------------------------------------------------------------------------------- replace_one
-def replace_one_part(subject: StabilitySubject, ps: ReplaceOneSettings, *, seed: int) -> Part:
+def replace_one_part(subject: StabilitySubject, ps: ReplaceOneSettings, *, seed: int, executor=None) -> Part:
     ests, checks, metrics, rows = [], [], {}, []
     for ti, task in enumerate(subject.tasks):
         t = task.name
         rng = _rng(seed, ti)
         m = min(ps.n_replacements, task.n, len(task.y) - task.n)
-        betas, dists, fits, _ = replace_one(task, task.n, task.lam, m, rng)
+        betas, dists, fits, _ = replace_one(task, task.n, task.lam, m, rng, executor=executor)
         L = _lipschitz(task)
         bound_loss = 2 * L * L / (task.lam * task.n)
         bound_par = 2 * L / (task.lam * task.n)
@@ -237,7 +280,7 @@ def _slope(xs: np.ndarray, ys: np.ndarray) -> float:
     return float(np.polyfit(lx, ly, 1)[0])
 
 
-def scaling_part(subject: StabilitySubject, ps: ScalingSettings, *, seed: int) -> Part:
+def scaling_part(subject: StabilitySubject, ps: ScalingSettings, *, seed: int, executor=None) -> Part:
     ests, checks, figs, metrics = [], [], [], {}
     for ti, task in enumerate(subject.tasks):
         t = task.name
@@ -250,7 +293,7 @@ def scaling_part(subject: StabilitySubject, ps: ScalingSettings, *, seed: int) -
         def grid_point(n: int, lam: float, task: Task = task, per: int = per, rng=rng) -> list[np.ndarray]:
             # several independent training sets, each with its own replacements: the interval then
             # includes the variability over S that the theorem averages over, not only over replacements
-            return [replace_one(task, n, lam, min(per, n), rng)[0] for _ in range(ps.n_sets)]
+            return [replace_one(task, n, lam, min(per, n), rng, executor=executor)[0] for _ in range(ps.n_sets)]
 
         by_n = [grid_point(n, task.lam) for n in ns]
         by_l = [grid_point(task.n, lam) for lam in ps.lambdas]
@@ -727,7 +770,8 @@ def integrity_part(subject: StabilitySubject, ps: IntegritySettings, *, seed: in
 
 # --------------------------------------------------------------------------------------- entry points
 def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = None) -> StabilitySubject:
-    """Digits (even vs odd, main) and, when ``synthetic``, a logistic teacher on the unit sphere."""
+    """Digits (even vs odd, main), when ``synthetic`` a logistic teacher on the unit sphere, and the
+    protocol's shared data family ``FamilySpec()`` when the ``family`` part is on."""
     tasks = [digits_task(lam=settings.main_lambda, n=settings.main_n, tol=settings.tol)]
     if settings.synthetic:
         tasks.append(
@@ -740,20 +784,38 @@ def default_subject(settings: Settings, *, seed: int, runtime: Runtime | None = 
                 tol=settings.tol,
             )
         )
-    return StabilitySubject(tuple(tasks), name="digits even/odd + synthetic logistic")
+    fam = FamilySpec() if settings.family is not None else None
+    name = "digits even/odd + synthetic logistic" + (" + shared data family" if fam is not None else "")
+    return StabilitySubject(tuple(tasks), name=name, family=fam)
+
+
+def _on_tasks(name: str, subject: StabilitySubject, fn) -> Any:
+    """A task-based part, or an empty one with a note when the subject has no tasks (only a family)."""
+    return (
+        fn if subject.tasks else (lambda ps, s: Part(name, notes=(f"{name}: not measured: the subject has no tasks",)))
+    )
 
 
 def measure(subject: StabilitySubject, settings: Settings, *, seed: int, runtime: Runtime | None = None) -> LensResult:
+    """Stability of ``subject``'s tasks (and of logistic ERM on its data family, when it has one)."""
+    if isinstance(subject, FamilySpec):
+        subject = StabilitySubject((), name="data family", family=subject)
     t0 = time.perf_counter()
+    ex = None if runtime is None else runtime.executor
     parts, notes = run_parts(
         LENS,
         [
-            ("replace_one", settings.replace_one, lambda ps, s: replace_one_part(subject, ps, seed=s)),
-            ("scaling", settings.scaling, lambda ps, s: scaling_part(subject, ps, seed=s)),
-            ("gap", settings.gap, lambda ps, s: gap_part(subject, ps, seed=s)),
-            ("sgd", settings.sgd, lambda ps, s: sgd_part(subject, ps, seed=s)),
-            ("integrity", settings.integrity, lambda ps, s: integrity_part(subject, ps, seed=s)),
+            ("replace_one", settings.replace_one,
+             _on_tasks("replace_one", subject, lambda ps, s: replace_one_part(subject, ps, seed=s, executor=ex))),
+            ("scaling", settings.scaling,
+             _on_tasks("scaling", subject, lambda ps, s: scaling_part(subject, ps, seed=s, executor=ex))),
+            ("gap", settings.gap, _on_tasks("gap", subject, lambda ps, s: gap_part(subject, ps, seed=s))),
+            ("sgd", settings.sgd, _on_tasks("sgd", subject, lambda ps, s: sgd_part(subject, ps, seed=s))),
+            ("integrity", settings.integrity,
+             _on_tasks("integrity", subject, lambda ps, s: integrity_part(subject, ps, seed=s))),
+            ("family", settings.family,
+             lambda ps, s: family_part(subject.family, ps, tol=settings.tol, seed=s, runtime=runtime)),
         ],
         seed,
-    )
+    )  # fmt: skip
     return finish(LENS, parts, settings, seed, t0, notes=notes, data={"subject": subject.name})

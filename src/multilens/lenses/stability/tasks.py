@@ -57,14 +57,16 @@ class Task:
 
 @dataclass(frozen=True)
 class StabilitySubject:
-    """Tasks; the first is the main subject (the one the default policy's gates judge)."""
+    """Tasks (the first is the main subject, the one the default policy's gates judge) and, for the
+    ``family`` part, a data family (:class:`multilens.data.family.FamilySpec`)."""
 
     tasks: tuple[Task, ...]
     name: str = "user tasks"
+    family: Any = None  # a FamilySpec, or None: the `family` part is not measured
 
     def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError("`tasks` must hold at least one task.")
+        if not self.tasks and self.family is None:
+            raise ValueError("`tasks` must hold at least one task (or give a data `family`).")
 
 
 def digits_task(*, lam: float, n: int, tol: float = 1e-10) -> Task:

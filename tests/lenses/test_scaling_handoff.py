@@ -81,7 +81,7 @@ def test_allocation_recovers_the_exact_optimum(alloc):
     # Family recipe (16 inputs, 2 classes, depth 1): N(w) = 19 w + 2, the width whose count is closest to N*.
     w = alloc["width"]
     assert abs(19 * w + 2 - n_star) <= min(abs(19 * (w + 1) + 2 - n_star), abs(19 * (w - 1) + 2 - n_star))
-    assert alloc["recipe"] == {"optimizer": "adam", "batch_size": 32, "schedule": "cosine", "depth": 1,
+    assert alloc["recipe"] == {"optimizer": "adam", "batch_size": 128, "schedule": "cosine", "depth": 1,
                                "activation": "relu"}  # fmt: skip
     a = LAW["beta"] / (LAW["alpha"] + LAW["beta"])
     assert alloc["plus10"]["n_star"] == pytest.approx(n_star * 1.1**a, rel=1e-3)
@@ -209,3 +209,74 @@ def test_measure_on_exact_runs_with_and_without_the_interpolation_ratio(runs):
     # The law is exact on every run, so dropping some leaves the optimum where it was.
     assert cut.outputs["scaling.allocation"]["n_star"] == pytest.approx(a3["n_star"], rel=1e-3)
     assert math.isfinite(cut.metrics["scaling.alpha"])
+
+
+def law_table(alpha: float, beta: float, budgets: tuple[float, ...] = BUDGETS) -> Runs:
+    """Runs exactly on E + A/N^alpha + B/D^beta (LAW's E, A, B), one seed."""
+    N, D, L, B = [], [], [], []
+    for c in budgets:
+        for n in np.logspace(1, 4, 9):
+            d = c / (6 * n)
+            N.append(n), D.append(d), B.append(c)
+            L.append(LAW["E"] + LAW["A"] / n**alpha + LAW["B"] / d**beta)
+    return Runs(N, D, L, budget=B, seed=[0] * len(N), width=[1] * len(N), lr=[0.01] * len(N))
+
+
+def test_tuning_and_invariance_parts_recover_each_sweeps_exponents():
+    """The lr_tuning and invariance parts fit each table separately: exact tables give back their own alpha."""
+    variants = {"main": law_table(0.5, 0.4), "sgd": law_table(0.35, 0.4), "large_batch": law_table(0.6, 0.4)}
+    main = replace(law_table(0.5, 0.4), untuned=law_table(0.3, 0.4), variants=variants)
+    off = dict.fromkeys(("compute_law", "chinchilla", "regimes", "allocation", "approach2", "variables"))
+    s = replace(SETTINGS, **off)
+    r = measure(main, s, seed=0)
+    assert r.metrics["scaling.alpha_tuned"] == pytest.approx(0.5, rel=1e-3)
+    assert r.metrics["scaling.alpha_untuned"] == pytest.approx(0.3, rel=1e-3)
+    assert r.metrics["scaling.a_tuned"] == pytest.approx(0.4 / 0.9, rel=1e-3)
+    assert r.metrics["scaling.alpha_main"] == pytest.approx(0.5, rel=1e-3)
+    assert r.metrics["scaling.alpha_sgd"] == pytest.approx(0.35, rel=1e-3)
+    assert r.metrics["scaling.alpha_large_batch"] == pytest.approx(0.6, rel=1e-3)
+    for k in ("alpha_main", "alpha_sgd", "alpha_large_batch", "alpha_tuned", "alpha_untuned"):
+        v = r.metrics[f"scaling.{k}"]  # exact data: the interval is the point, up to the optimizer's rounding
+        assert r.metrics[f"scaling.{k}_ci_low"] <= v * (1 + 1e-6) and v <= r.metrics[f"scaling.{k}_ci_high"] * (
+            1 + 1e-6
+        )
+    assert r.check("invariance_fits_converged").passed is True
+    assert r.check("lr_tuning_fits_converged").passed is True
+    broken = replace(main, variants={"main": law_table(0.5, 0.4), "sgd": "only 3 sweep runs finished"})
+    rb = measure(broken, replace(s, lr_tuning=None), seed=0)
+    assert rb.check("invariance_fits_converged").passed is False and "scaling.alpha_sgd" not in rb.metrics
+
+
+def test_variables_table_reports_measured_ranges():
+    runs = replace(law_table(0.5, 0.4), n_diverged=1, n_failed=1)
+    off = dict.fromkeys(("compute_law", "chinchilla", "regimes", "allocation", "approach2", "lr_tuning", "invariance"))
+    r = measure(runs, replace(SETTINGS, **off), seed=0)
+    rows = next(t for t in r.to_dict()["tables"] if t["key"] == "scaling.variables")["rows"]
+    by = {row[1]: row for row in rows}
+    assert by["N (parameters)"][0] == "swept" and by["N (parameters)"][2] == "[10, 1e+04]"
+    assert by["diverged runs"][2] == f"1 of {runs.n_runs + 1}"
+    assert by["per-width learning rate"][2] == "[0.01, 0.01] (1 distinct)"
+    c = r.check("runs_not_diverged")
+    assert c.passed is False and c.observed == pytest.approx(1 / (runs.n_runs + 1))
+
+
+def test_mechanistic_boundary_where_the_frontier_crosses_the_ratio():
+    runs = law_table(0.5, 0.4, tuple(np.geomspace(1e6, 1e9, 10)))
+    s = replace(SETTINGS, chinchilla=None, allocation=None, approach2=None, lr_tuning=None, variables=None,
+                invariance=None)  # fmt: skip
+    from multilens.lenses.scaling.lens import frontier_mask
+
+    f = frontier_mask(runs)
+    lc, nd = np.log10(runs.compute[f]), runs.N[f] / runs.D[f]
+    o = np.argsort(lc)
+    lc, nd = lc[o], nd[o]
+    ratio = float(np.sqrt(nd[0] * nd[1]))  # between the two smallest frontier budgets: the first crossing
+    assert min(nd[0], nd[1]) < ratio < max(nd[0], nd[1])
+    r = measure(runs, s, seed=0, runtime=Runtime(inputs={"double_descent.interpolation_ratio": ratio}))
+    rows = next(t for t in r.to_dict()["tables"] if t["key"] == "scaling.regime_boundaries")["rows"]
+    mech = [row for row in rows if row[0] == "mechanistic"]
+    t = (math.log10(ratio) - math.log10(nd[0])) / (math.log10(nd[1]) - math.log10(nd[0]))
+    assert len(mech) == 1 and mech[0][2] == pytest.approx(lc[0] + t * (lc[1] - lc[0]), rel=1e-12)
+    assert r.check("regimes_single_power_law").passed is not None  # 10 frontier budgets: the regimes were fitted
+    if r.metrics["scaling.regimes_n_breaks"] == 0:
+        assert "scaling.breakpoint_n_over_d" not in r.metrics and any("not emitted" in n for n in r.notes)

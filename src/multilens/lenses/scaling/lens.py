@@ -404,7 +404,9 @@ def regimes_part(sh: Shared, ps: RegimesSettings, seed: int, level: float) -> Pa
                              min_seg=ps.min_seg, n_grid=ps.n_grid, rule=ps.rule)  # fmt: skip
     except DataError as e:  # too few frontier runs to cross-validate: say so, do not guess
         chk = Check(name, None, reason=f"not evaluated: {e}", kind="agreement", severity="info", criterion=crit)
-        return Part("regimes", checks=[chk], assumptions=[_regime_assumption()], notes=[f"regimes: {e}", *notes])
+        btable, _, bnotes = boundaries(sh, None)
+        return Part("regimes", checks=[chk], tables=[btable], assumptions=[_regime_assumption()],
+                    notes=[f"regimes: {e}", *notes, *bnotes])  # fmt: skip
     method = f"bootstrap percentile over frontier runs, refitting K = {reg.n_breaks}"
     est = [
         Estimate(
@@ -466,7 +468,8 @@ def frontier_n_over_d(sh: Shared, log10_c: float) -> float:
 def boundaries(sh: Shared, reg: Any) -> tuple[Table, dict[str, float], list[str]]:
     """Regime boundaries: statistical (the CV-selected breakpoints) and mechanistic (N/D = interpolation ratio)."""
     rows, metrics, notes = [], {}, []
-    for k, (b, iv) in enumerate(zip(reg.breakpoints, reg.breakpoint_intervals)):
+    pairs = [] if reg is None else list(zip(reg.breakpoints, reg.breakpoint_intervals))
+    for k, (b, iv) in enumerate(pairs):
         nd = frontier_n_over_d(sh, float(b))
         ends = [frontier_n_over_d(sh, v) for v in (iv.ci_low, iv.ci_high) if v is not None]
         lo, hi = (min(ends), max(ends)) if len(ends) == 2 else (None, None)
@@ -486,7 +489,7 @@ def boundaries(sh: Shared, reg: Any) -> tuple[Table, dict[str, float], list[str]
             if lo is not None:
                 metrics["scaling.breakpoint_n_over_d_ci_low"] = lo
                 metrics["scaling.breakpoint_n_over_d_ci_high"] = hi
-    if not reg.breakpoints:
+    if not pairs:
         notes.append("no statistical regime break detected on the frontier: scaling.breakpoint_n_over_d not emitted")
     runs, f = sh.runs, sh.front
     lc = np.log10(runs.compute[f])
@@ -754,11 +757,17 @@ def approach2_part(sh: Shared, ps: Approach2Settings, level: float) -> Part:
 # ---------------------------------------------------------------- lr_tuning, variables, invariance (C.1, C.6)
 
 
+VARIANT_GRID_STRIDE = 7  # the comparison fits (lr tuning, invariance) screen 643 of the 4500 grid starts
+
+
 def _fit_row(name: str, runs: Runs, settings: Settings, n_boot: int, seed: int) -> dict[str, Any]:
     """Fit L(N, D) and bootstrap it; the row of exponents with intervals (or the reason it failed)."""
     try:
         fit, boot, notes = fit_with_bootstrap(
-            runs, dataclasses.replace(settings, bootstrap=n_boot) if n_boot != settings.bootstrap else settings, seed
+            runs,
+            dataclasses.replace(settings, bootstrap=n_boot) if n_boot != settings.bootstrap else settings,
+            seed,
+            grid_stride=VARIANT_GRID_STRIDE,
         )
     except (DataError, ConfigError) as e:
         return {"name": name, "error": str(e)}
@@ -792,7 +801,7 @@ def lr_tuning_part(sh: Shared, ps: Any, settings: Settings, seed: int) -> Part:
     rows = []
     for k, (name, r) in enumerate((("tuned", tuned_same), ("untuned", runs.untuned))):
         fr, _ = excluded_runs(r, sh.ratio, sh.band)
-        rows.append(_fit_row(name, fr, settings, settings.bootstrap, derive_seed(seed, name)))
+        rows.append(_fit_row(name, fr, settings, ps.bootstrap, derive_seed(seed, name)))
     level = settings.ci_level
     est, metrics, checks, trows, notes = [], {}, [], [], []
     conv = all("fit" in r and r["fit"].converged for r in rows)
@@ -886,10 +895,10 @@ def lr_tuning_part(sh: Shared, ps: Any, settings: Settings, seed: int) -> Part:
         notes=notes,
         assumptions=[
             Assumption(
-                "The lr that is best for a width at its smallest budget stays near-best for "
-                "that width at larger budgets",
+                "The lr grid brackets each width's best lr at its smallest budget, and that lr stays near-best "
+                "for the width at larger budgets",
                 "seed chapter task C.1 (per-width lr tuning)",
-                checked_by=("tuned_lr_inside_grid",),
+                checked_by=("tuned_lr_inside_grid",) if runs.lr_tuning else (),
             )
         ],
     )

@@ -125,10 +125,12 @@ class LrTuningSettings:
     """Exponents with per-width tuned learning rates against the untuned sweep at the single ``lr`` (C.1)."""
 
     untuned_seeds: int = 1  # seeds of the untuned comparison sweep (the first ones of the main sweep)
+    bootstrap: int = 100  # refits of each of the two L(N, D) fits compared
     max_failed_refits: float = 0.05
 
     def __post_init__(self) -> None:
         check_int("scaling.lr_tuning.untuned_seeds", self.untuned_seeds, 1)
+        check_int("scaling.lr_tuning.bootstrap", self.bootstrap, 10)
         if not 0.0 <= self.max_failed_refits < 1.0:
             raise ConfigError(f"`scaling.lr_tuning.max_failed_refits` must be in [0, 1); got {self.max_failed_refits}.")
 
@@ -175,7 +177,9 @@ class Settings:
     # The default subject: an iso-FLOP sweep of MLPs (see study.py).
     task: Literal["family", "teacher_student", "digits"] = "family"  # family: multilens.data.family.FamilySpec()
     budgets: tuple[float, ...] = (3.16e6, 1e7, 3.16e7, 1e8, 3.16e8, 1e9)
-    widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    # Widths 1 and 2 matter on the family: beyond width ~4 the loss barely depends on N, so without them the
+    # iso-FLOP profiles have no interior minimum.
+    widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
     depth: int = 1
     min_examples: int = 1024
     max_examples: int = 131072
@@ -192,7 +196,7 @@ class Settings:
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     # Per-width learning-rate tuning (C.1): each width trains at lr x each factor at its smallest budget of the
     # grid; the factor with the lowest mean validation loss is that width's lr in the sweep. (1.0,): no tuning.
-    lr_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    lr_factors: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
     tune_seeds: int = 1  # the first seeds of the sweep, used for tuning
     # Peak exclusion: with the double-descent phase's interpolation ratio r = N/D at hand, runs with N/D in
     # [r / peak_band, r x peak_band] are left out of the L(N, D) fit.
@@ -261,6 +265,7 @@ class Settings:
                 regimes=RegimesSettings(n_boot=10, n_folds=3, min_seg=2, n_grid=10),
                 allocation=AllocationSettings(extrapolation_bootstrap=20),
                 lr_factors=(0.5, 1.0, 2.0),
+                lr_tuning=LrTuningSettings(bootstrap=20),
                 invariance=InvarianceSettings(n_budgets=3, bootstrap=20, sgd_lr=0.1),
             )
         if profile == "quick":
@@ -277,7 +282,7 @@ class Settings:
                 compute_law=ComputeLawSettings(bootstrap=1000),
                 regimes=RegimesSettings(n_boot=500),
                 allocation=AllocationSettings(extrapolation_bootstrap=500),
-                lr_tuning=LrTuningSettings(untuned_seeds=2),
+                lr_tuning=LrTuningSettings(untuned_seeds=2, bootstrap=500),
                 invariance=InvarianceSettings(n_budgets=6, seeds=2, bootstrap=500),
             )
         raise ConfigError(f"`profile` must be smoke, quick or full; got {profile!r}.")

@@ -280,3 +280,17 @@ def test_mechanistic_boundary_where_the_frontier_crosses_the_ratio():
     assert r.check("regimes_single_power_law").passed is not None  # 10 frontier budgets: the regimes were fitted
     if r.metrics["scaling.regimes_n_breaks"] == 0:
         assert "scaling.breakpoint_n_over_d" not in r.metrics and any("not emitted" in n for n in r.notes)
+
+
+def test_runs_hand_off_rows_round_trip():
+    r = law_table(0.5, 0.4)
+    rows = r.handoff_rows()
+    assert set(rows[0]) == {"N", "D", "loss", "train_loss", "seed", "budget", "width", "lr"}
+    back = Runs.from_rows(rows)
+    np.testing.assert_array_equal(back.N, r.N)
+    np.testing.assert_array_equal(back.loss, r.loss)
+    np.testing.assert_array_equal(back.budget, r.budget)
+    np.testing.assert_array_equal(back.lr, r.lr)
+    assert back.train_loss is None  # not recorded in that table
+    sub = r.subset(r.budget == BUDGETS[0])
+    assert sub.n_runs == 9 and np.all(sub.budget == BUDGETS[0]) and np.all(sub.width == 1)

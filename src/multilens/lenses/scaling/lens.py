@@ -15,6 +15,18 @@ Parts (each switched off by setting it to None; each draws randomness only from 
   rests on: the fit quality of L(N, D) and its extrapolation to the held-out largest budget.
 * ``approach2``: Approach 2 (parabola minima of each iso-FLOP profile, regressed on log C)
   against Approach 3's allocation exponent, paired over the same bootstrap resamples of runs.
+* ``lr_tuning`` (C.1): the exponents alpha, beta and the allocation exponent a fitted with the
+  per-width tuned learning rates and on the untuned sweep at the single lr, side by side, and the
+  tuning grid (validation loss per width and lr).
+* ``variables``: the study's variables held invariant, swept, and monitored as confounders with
+  their measured ranges.
+* ``invariance`` (C.6): alpha refitted on a reduced grid for the main recipe, SGD and a 4x batch.
+
+Hand-offs (``outputs``): ``scaling.allocation`` and ``scaling.allocation_approach2`` (allocation
+part; see :mod:`.handoff`) and ``scaling.runs`` (chinchilla part). With
+``runtime.inputs["double_descent.interpolation_ratio"]`` the runs whose N/D lies within a factor
+``peak_band`` of it are left out of the L(N, D) fit (listed in ``scaling.peak_excluded``), and the
+regimes part reports the compute where the frontier's N/D crosses it (mechanistic boundary).
 
 The L(N, D) fit and its bootstrap (used by chinchilla, allocation and approach2) and the point
 fit of L(C) (used by compute_law and regimes) are shared steps computed once in ``measure``,

@@ -271,7 +271,11 @@ class Settings:
         if profile == "quick":
             # 2 seeds (not 3) keep the sweep's cost near that of the untuned one-lr sweep it replaced, with
             # the lr tuning, the untuned comparison sweep and the invariance variants added.
-            return cls(seeds=2)
+            return cls(
+                seeds=2,
+                lr_tuning=LrTuningSettings(bootstrap=60),
+                invariance=InvarianceSettings(bootstrap=60),
+            )
         if profile == "full":
             return cls(
                 budgets=(1e6, 2e6, 4e6, 1e7, 2e7, 4e7, 1e8, 2e8, 4e8, 1e9, 2e9, 4e9),

@@ -294,3 +294,21 @@ def test_runs_hand_off_rows_round_trip():
     assert back.train_loss is None  # not recorded in that table
     sub = r.subset(r.budget == BUDGETS[0])
     assert sub.n_runs == 9 and np.all(sub.budget == BUDGETS[0]) and np.all(sub.width == 1)
+
+
+def test_gen_gap_and_its_split_adjusted_version_are_exact_means():
+    from multilens.lenses.scaling.lens import gen_gap, gen_gap_split_adjusted
+
+    base = law_table(0.5, 0.4)
+    n = base.n_runs
+    train = base.loss - 0.01 * (1 + np.arange(n) % 3)  # gaps 0.01, 0.02, 0.03 repeating
+    offset = np.full(n, -0.005)
+    runs = replace(base, train_loss=train, split_offset=offset)
+    top = runs.budget == runs.budget.max()
+    est, notes = gen_gap(runs, 0.95)
+    gaps = (runs.loss - train)[top]
+    assert est.value == pytest.approx(gaps.mean(), rel=1e-12) and not notes
+    assert est.ci_low < est.value < est.ci_high and est.n == int(top.sum())
+    adj = gen_gap_split_adjusted(runs, 0.95)
+    assert adj.value == pytest.approx(gaps.mean() + 0.005, rel=1e-12)
+    assert gen_gap_split_adjusted(base, 0.95) is None and gen_gap(base, 0.95)[0] is None

@@ -208,7 +208,7 @@ def test_family_sweep_tunes_each_width_on_validation_loss(tmp_path):
     bayes = FamilySpec().bayes_risk()["ce"]
     assert runs.bayes_risk == pytest.approx(bayes[0]) and runs.bayes_risk_ci == pytest.approx(bayes[1:])
     assert runs.family == FamilySpec().to_dict() and runs.recipe["loss"] == "ce"
-    assert np.all(runs.loss > 0) and np.all(np.isfinite(runs.train_loss))
+    assert np.all(runs.loss > 0) and np.all(np.isfinite(runs.train_loss)) and np.all(np.isfinite(runs.split_offset))
     rows = runs.lr_tuning
     assert len(rows) == 3 * 3  # 3 widths x 3 factors
     for w in (2, 4, 8):

@@ -308,6 +308,17 @@ def gen_gap(runs: Runs, level: float) -> tuple[Estimate | None, list[str]]:
     return mean_ci(gaps, level, unit="runs").to_estimate("scaling.gen_gap", note=note), []
 
 
+def gen_gap_split_adjusted(runs: Runs, level: float) -> Estimate | None:
+    """The gap minus the split offset (teacher's loss on the test split - on the run's training sample)."""
+    if runs.train_loss is None or runs.split_offset is None or not np.any(np.isfinite(runs.split_offset)):
+        return None
+    at = runs.budget == runs.budget.max()
+    gaps = runs.loss[at] - runs.train_loss[at] - runs.split_offset[at]
+    note = ("test - train loss minus the teacher's own test - train loss on the same examples: the fixed test "
+            "split's sampled labels are not equally hard as each training sample's")  # fmt: skip
+    return mean_ci(gaps, level, unit="runs").to_estimate("scaling.gen_gap_split_adjusted", note=note)
+
+
 def peak_table(sh: Shared) -> tuple[Table, list[str]]:
     """The runs dropped from the L(N, D) fit because their N/D lies in the double-descent peak band."""
     cols = ["N", "D", "N/D", "budget"]
@@ -364,6 +375,10 @@ def chinchilla_part(sh: Shared, ps: ChinchillaSettings, level: float) -> Part:
     if gap_est is not None:
         est.append(gap_est)
         metrics |= metric_with_interval("scaling.gen_gap", gap_est)
+    adj = gen_gap_split_adjusted(sh.runs, level)
+    if adj is not None:
+        est.append(adj)
+        metrics |= metric_with_interval("scaling.gen_gap_split_adjusted", adj)
     drop_table, drop_notes = peak_table(sh)
     return Part(
         "chinchilla",

@@ -169,6 +169,12 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
         # split (what learning-rate tuning selects on; the test split is never used for a choice).
         train_loss = evaluate(model, x, y, tcfg.loss)["loss"]
         val_loss = evaluate(model, xv, yv, tcfg.loss)["loss"]
+    split_offset = None
+    if spec["task"] == "family":
+        # The teacher's own CE on the fixed test split minus on this run's training sample: how much easier the
+        # test split's sampled labels are than the training sample's (a split effect, not generalization).
+        ce = torch.nn.functional.cross_entropy
+        split_offset = float(ce(fam.logits(xt), yt)) - float(ce(fam.logits(x), y))
     metrics = {
         "N": n,
         "D": int(tr.examples_seen),
@@ -179,6 +185,7 @@ def scaling_run(spec: dict[str, Any]) -> dict[str, Any]:
         "test_loss": ev["loss"] if ok and math.isfinite(ev["loss"]) else None,
         "train_loss": train_loss,
         "val_loss": val_loss if val_loss is not None and math.isfinite(val_loss) else None,
+        "split_offset": split_offset,
         "lr": spec["train"]["lr"],
         "steps": tr.steps,
         "distinct_examples": distinct,

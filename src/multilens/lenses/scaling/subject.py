@@ -101,6 +101,7 @@ class Runs:
     width: Any = None  # hidden width of each run's model
     lr: Any = None  # learning rate each run trained with
     train_loss: Any = None  # loss on the run's own training examples (for the generalization gap)
+    split_offset: Any = None  # teacher's loss on the test split - on the run's training sample (known teachers)
     wall_time: Any = None  # training wall time of each run (s), monitored as a confounder
     n_diverged: int = 0  # runs of the design whose training diverged (counted in n_failed too)
     bayes_risk_ci: tuple[float, float] | None = None  # interval of a Monte Carlo Bayes risk
@@ -137,12 +138,13 @@ class Runs:
         for col in ("width", "lr", "wall_time"):
             if getattr(self, col) is not None:
                 object.__setattr__(self, col, _array(col, getattr(self, col), n))
-        if self.train_loss is not None:
-            tl = np.asarray(self.train_loss, dtype=np.float64).ravel()
-            if tl.size != n:
-                raise DataError(f"`train_loss` has {tl.size} values but `loss` has {n}; give one value per run.")
-            tl.setflags(write=False)
-            object.__setattr__(self, "train_loss", tl)  # NaN allowed: not recorded for that run
+        for col in ("train_loss", "split_offset"):
+            if getattr(self, col) is not None:
+                tl = np.asarray(getattr(self, col), dtype=np.float64).ravel()
+                if tl.size != n:
+                    raise DataError(f"`{col}` has {tl.size} values but `loss` has {n}; give one value per run.")
+                tl.setflags(write=False)
+                object.__setattr__(self, col, tl)  # NaN allowed: not recorded for that run
 
     def subset(self, mask: Any) -> Runs:
         """The runs where ``mask`` is True (the per-run columns restricted; the sweep's extras dropped)."""
@@ -150,7 +152,7 @@ class Runs:
         if m.shape != (self.n_runs,):
             raise DataError(f"`mask` must have one bool per run ({self.n_runs}); got shape {m.shape}.")
         cols = {}
-        for k in ("seed", "budget", "distinct", "flops", "width", "lr", "train_loss", "wall_time"):
+        for k in ("seed", "budget", "distinct", "flops", "width", "lr", "train_loss", "split_offset", "wall_time"):
             v = getattr(self, k)
             cols[k] = None if v is None else np.asarray(v)[m]
         return Runs(self.N[m], self.D[m], self.loss[m], n_failed=self.n_failed, bayes_risk=self.bayes_risk,
@@ -356,6 +358,7 @@ def runs_from_store(
         width=[r["width"] for r in rows],
         lr=[r["lr"] for r in rows],
         train_loss=[float("nan") if v is None else v for v in train_loss],
+        split_offset=[float("nan") if r.get("split_offset") is None else r["split_offset"] for r in rows],
         wall_time=[max(r.get("train_wall_time_s") or 1e-9, 1e-9) for r in rows],
         n_diverged=diverged,
         recipe=recipe_of(settings),

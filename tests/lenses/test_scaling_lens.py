@@ -177,7 +177,8 @@ def test_default_subject_resumes_from_the_store(tmp_path):
     from multilens.lenses.contract import Runtime
     from multilens.lenses.scaling import default_subject
 
-    settings = replace(Settings.for_profile("smoke"), seeds=1, budgets=(1e5, 3e5, 1e6), widths=(2, 4, 8))
+    settings = replace(Settings.for_profile("smoke"), task="teacher_student", seeds=1, budgets=(1e5, 3e5, 1e6),
+                       widths=(2, 4, 8), lr_factors=(1.0,), lr_tuning=None, invariance=None)  # fmt: skip
     with Store(tmp_path / "results.sqlite") as store:
         first = default_subject(settings, seed=5, runtime=Runtime(store=store))
         again = default_subject(settings, seed=5, runtime=Runtime(store=store))
@@ -187,3 +188,37 @@ def test_default_subject_resumes_from_the_store(tmp_path):
     np.testing.assert_array_equal(first.loss, again.loss)
     np.testing.assert_array_equal(first.distinct, first.D)  # teacher-student draws are fresh: no repeats
     assert first.bayes_risk == pytest.approx(settings.noise_std**2)
+
+
+def test_family_sweep_tunes_each_width_on_validation_loss(tmp_path):
+    """The family task: CE loss, the family's Bayes risk, each width's lr = argmin of its validation losses."""
+    from dataclasses import replace
+
+    from multilens.data.family import FamilySpec
+    from multilens.experiments.store import Store
+    from multilens.lenses.contract import Runtime
+    from multilens.lenses.scaling import default_subject
+
+    settings = replace(Settings.for_profile("smoke"), seeds=1, budgets=(1e5, 3e5, 1e6), widths=(2, 4, 8),
+                       lr_factors=(0.5, 1.0, 2.0), invariance=None)  # fmt: skip
+    assert settings.task == "family"
+    with Store(tmp_path / "results.sqlite") as store:
+        runs = default_subject(settings, seed=5, runtime=Runtime(store=store))
+        n_records = len(store.runs(sweep="scaling"))
+    bayes = FamilySpec().bayes_risk()["ce"]
+    assert runs.bayes_risk == pytest.approx(bayes[0]) and runs.bayes_risk_ci == pytest.approx(bayes[1:])
+    assert runs.family == FamilySpec().to_dict() and runs.recipe["loss"] == "ce"
+    assert np.all(runs.loss > 0) and np.all(np.isfinite(runs.train_loss)) and np.all(np.isfinite(runs.split_offset))
+    rows = runs.lr_tuning
+    assert len(rows) == 3 * 3  # 3 widths x 3 factors
+    for w in (2, 4, 8):
+        mine = [r for r in rows if r["width"] == w]
+        best = min(mine, key=lambda r: r["val_loss"])
+        assert [r["chosen"] for r in mine].count(True) == 1 and best["chosen"]
+        assert np.all(runs.lr[runs.width == w] == best["lr"])  # the sweep trains that width at its tuned lr
+    # The untuned comparison sweep: every run at the single lr.
+    assert np.all(runs.untuned.lr == settings.lr) and runs.untuned.n_runs == runs.n_runs
+    # Runs shared between the tuning, tuned and untuned designs are trained once (the store resumes).
+    distinct = {(r["width"], r["lr"]) for r in rows} | {(int(w), float(lr)) for w, lr in zip(runs.width, runs.lr)}
+    assert n_records < len(rows) + runs.n_runs + runs.untuned.n_runs
+    assert len(distinct) >= len(rows)

@@ -49,6 +49,8 @@ LENSES: tuple[LensEntry, ...] = (
         "scaling laws L(C) and L(N, D), regimes, compute-optimal allocation, extrapolation",
         "a table of finished runs (Runs: N, D, loss[, seed, budget, distinct]; or load_scaling_csv) or a "
         "TrainFn wrapping train_fn(config, seed) -> {N, D, loss} and the configs to run",
+        uses={"double_descent.interpolation_ratio": float},
+        produces={"scaling.allocation": dict, "scaling.allocation_approach2": dict, "scaling.runs": list},
         key_checks=("extrapolation_within_interval", "approach2_vs_approach3", "lnd_fit_quality"),
     ),
     LensEntry(

@@ -44,6 +44,14 @@ from multilens.lenses.scaling.compute_law import (
 )
 from multilens.lenses.scaling.data import ScalingData, load_scaling_csv
 from multilens.lenses.scaling.extrapolation import ExtrapolationResult, extrapolation_check
+from multilens.lenses.scaling.handoff import (
+    allocation_dict,
+    allocation_from_runs,
+    approach2_allocation,
+    contracted_runs,
+    perturbed_allocations,
+    width_for_params,
+)
 from multilens.lenses.scaling.intervals import BootstrapResult, ParamInterval
 from multilens.lenses.scaling.lens import approach2_slope, measure  # noqa: E402  (after the fitters it uses)
 from multilens.lenses.scaling.regimes import RegimeResult, detect_regimes
@@ -53,13 +61,25 @@ from multilens.lenses.scaling.settings import (
     Approach2Settings,
     ChinchillaSettings,
     ComputeLawSettings,
+    InvarianceSettings,
+    LrTuningSettings,
     RegimesSettings,
     Settings,
+    VariablesSettings,
     for_profile,
 )
 from multilens.lenses.scaling.subject import Runs, TrainFn, default_subject
 
 __all__ = [
+    "InvarianceSettings",
+    "LrTuningSettings",
+    "VariablesSettings",
+    "allocation_dict",
+    "allocation_from_runs",
+    "approach2_allocation",
+    "contracted_runs",
+    "perturbed_allocations",
+    "width_for_params",
     "HUBER_DELTA",
     "AllocationSettings",
     "Approach2Settings",

@@ -71,7 +71,9 @@ def percentile_interval(estimate: float, samples: np.ndarray, level: float) -> P
     if s.size < 2:
         return ParamInterval(float(estimate), None, None, None, int(s.size), dropped)
     lo, hi = np.quantile(s, [(1 - level) / 2, (1 + level) / 2])
-    return ParamInterval(float(estimate), float(lo), float(hi), float(np.std(s, ddof=1)), int(s.size), dropped)
+    with np.errstate(over="ignore", invalid="ignore"):  # refits at a boundary (A ~ 1e200) overflow the square
+        sd = float(np.std(s, ddof=1))
+    return ParamInterval(float(estimate), float(lo), float(hi), sd if np.isfinite(sd) else None, int(s.size), dropped)
 
 
 @dataclass(frozen=True, eq=False)

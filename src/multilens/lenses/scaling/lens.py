@@ -15,6 +15,18 @@ Parts (each switched off by setting it to None; each draws randomness only from 
   rests on: the fit quality of L(N, D) and its extrapolation to the held-out largest budget.
 * ``approach2``: Approach 2 (parabola minima of each iso-FLOP profile, regressed on log C)
   against Approach 3's allocation exponent, paired over the same bootstrap resamples of runs.
+* ``lr_tuning`` (C.1): the exponents alpha, beta and the allocation exponent a fitted with the
+  per-width tuned learning rates and on the untuned sweep at the single lr, side by side, and the
+  tuning grid (validation loss per width and lr).
+* ``variables``: the study's variables held invariant, swept, and monitored as confounders with
+  their measured ranges.
+* ``invariance`` (C.6): alpha refitted on a reduced grid for the main recipe, SGD and a 4x batch.
+
+Hand-offs (``outputs``): ``scaling.allocation`` and ``scaling.allocation_approach2`` (allocation
+part; see :mod:`.handoff`) and ``scaling.runs`` (chinchilla part). With
+``runtime.inputs["double_descent.interpolation_ratio"]`` the runs whose N/D lies within a factor
+``peak_band`` of it are left out of the L(N, D) fit (listed in ``scaling.peak_excluded``), and the
+regimes part reports the compute where the frontier's N/D crosses it (mechanistic boundary).
 
 The L(N, D) fit and its bootstrap (used by chinchilla, allocation and approach2) and the point
 fit of L(C) (used by compute_law and regimes) are shared steps computed once in ``measure``,
@@ -48,6 +60,7 @@ from multilens.lenses.scaling.figures import (
     params_table,
     regimes_table,
 )
+from multilens.lenses.scaling.handoff import allocation_dict, approach2_allocation, excluded_runs, fit_with_bootstrap
 from multilens.lenses.scaling.intervals import BootstrapResult, percentile_interval
 from multilens.lenses.scaling.regimes import detect_regimes
 from multilens.lenses.scaling.report import to_estimates
@@ -66,10 +79,12 @@ from multilens.results import (
     Estimate,
     Part,
     Recommendation,
+    Table,
     check_difference_within,
     metric_with_interval,
 )
-from multilens.stats import clopper_pearson, json_safe
+from multilens.seeding import derive_seed
+from multilens.stats import clopper_pearson, json_safe, mean_ci
 
 LENS = "scaling"
 BOUNDARY_REASON = "the fitted floor sits at its lower boundary: the runs do not identify it; no valid interval"
@@ -115,6 +130,10 @@ class Shared:
 
     runs: Runs
     level: float
+    lnd: Runs | None = None  # the runs of the L(N, D) fit (the peak band left out when the ratio is known)
+    dropped: np.ndarray | None = None  # mask over ``runs``: dropped in the peak band
+    ratio: float | None = None  # double_descent.interpolation_ratio (N/D at the interpolation threshold)
+    band: float = 2.0
     fit: ChinchillaFit | None = None
     boot: BootstrapResult | None = None
     front: np.ndarray | None = None
@@ -122,14 +141,15 @@ class Shared:
     notes: list[str] = field(default_factory=list)
 
 
-def shared_fits(runs: Runs, settings: Settings, seed: int) -> Shared:
-    sh = Shared(runs, settings.ci_level)
+def shared_fits(runs: Runs, settings: Settings, seed: int, ratio: float | None = None) -> Shared:
+    sh = Shared(runs, settings.ci_level, ratio=ratio, band=settings.peak_band)
+    sh.lnd, sh.dropped = excluded_runs(runs, ratio, settings.peak_band)
     if any(p is not None for p in (settings.chinchilla, settings.allocation, settings.approach2)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            sh.fit = fit_chinchilla(runs.data)
+            sh.fit = fit_chinchilla(sh.lnd.data)
             sh.boot = bootstrap_chinchilla(
-                runs.data, sh.fit, n_boot=settings.bootstrap, seed=part_seed(seed, LENS, "lnd_fit"), level=sh.level
+                sh.lnd.data, sh.fit, n_boot=settings.bootstrap, seed=part_seed(seed, LENS, "lnd_fit"), level=sh.level
             )
         sh.notes += [f"L(N, D) fit: {w.message}" for w in caught if issubclass(w.category, ConvergenceWarning)]
     if settings.compute_law is not None or settings.regimes is not None:
@@ -244,6 +264,9 @@ def repeats_check(runs: Runs, max_repeats: float) -> tuple[Check, float | None]:
 
 def bayes_check(fit: ChinchillaFit, boot: BootstrapResult, runs: Runs, level: float) -> Check:
     bayes = runs.bayes_risk
+    if runs.bayes_risk_ci is not None:
+        # A Monte Carlo Bayes risk: compare with the lower end of its interval (the floor may sit anywhere in it).
+        bayes = float(runs.bayes_risk_ci[0])
     hi = boot.intervals["E"].ci_high
     if not floor_identified(fit.E, runs.loss):
         return Check(
@@ -267,12 +290,60 @@ def bayes_check(fit: ChinchillaFit, boot: BootstrapResult, runs: Runs, level: fl
         if hi is not None
         else "not evaluated: no bootstrap interval of E",
         kind="bound",
-        criterion=f"upper end of the {level:.0%} interval of E >= Bayes risk",
+        criterion=f"upper end of the {level:.0%} interval of E >= Bayes risk"
+        + (" (lower end of its Monte Carlo interval)" if runs.bayes_risk_ci else ""),
     )
 
 
+def gen_gap(runs: Runs, level: float) -> tuple[Estimate | None, list[str]]:
+    """Mean of test_loss - train_loss over the runs at the largest budget (t-interval over those runs)."""
+    if runs.train_loss is None:
+        return None, ["generalization gap not measured: the runs table has no `train_loss` column"]
+    at = runs.budget == runs.budget.max()
+    gaps = runs.loss[at] - runs.train_loss[at]
+    note = (
+        f"test loss - loss on the run's own training examples, over the {int(at.sum())} runs at the largest "
+        f"budget C = {runs.budget.max():.3g} (one pass over fresh examples)"
+    )
+    return mean_ci(gaps, level, unit="runs").to_estimate("scaling.gen_gap", note=note), []
+
+
+def gen_gap_split_adjusted(runs: Runs, level: float) -> Estimate | None:
+    """The gap minus the split offset (teacher's loss on the test split - on the run's training sample)."""
+    if runs.train_loss is None or runs.split_offset is None or not np.any(np.isfinite(runs.split_offset)):
+        return None
+    at = runs.budget == runs.budget.max()
+    gaps = runs.loss[at] - runs.train_loss[at] - runs.split_offset[at]
+    note = ("test - train loss minus the teacher's own test - train loss on the same examples: the fixed test "
+            "split's sampled labels are not equally hard as each training sample's")  # fmt: skip
+    return mean_ci(gaps, level, unit="runs").to_estimate("scaling.gen_gap_split_adjusted", note=note)
+
+
+def peak_table(sh: Shared) -> tuple[Table, list[str]]:
+    """The runs dropped from the L(N, D) fit because their N/D lies in the double-descent peak band."""
+    cols = ["N", "D", "N/D", "budget"]
+    if sh.ratio is None:
+        why = (
+            "no peak exclusion: the double-descent phase's interpolation ratio (double_descent.interpolation_ratio) "
+            "was not given, so no run is known to sit at the interpolation peak; every run is fitted"
+        )
+        return Table("scaling.peak_excluded", "Runs excluded from the L(N, D) fit (peak band)", cols, [], why), [why]
+    lo, hi = sh.ratio / sh.band, sh.ratio * sh.band
+    d = np.flatnonzero(sh.dropped)
+    rows = [
+        [float(sh.runs.N[i]), float(sh.runs.D[i]), float(sh.runs.N[i] / sh.runs.D[i]), float(sh.runs.budget[i])]
+        for i in d
+    ]
+    cap = (
+        f"interpolation ratio N/D = {sh.ratio:.4g} (double-descent phase); band [{lo:.4g}, {hi:.4g}] (factor "
+        f"{sh.band:g} each side): {len(d)} of {sh.runs.n_runs} runs dropped"
+        + ("" if len(d) else "; none fell in the band")
+    )
+    return Table("scaling.peak_excluded", "Runs excluded from the L(N, D) fit (peak band)", cols, rows, cap), [cap]
+
+
 def chinchilla_part(sh: Shared, ps: ChinchillaSettings, level: float) -> Part:
-    runs, fit, boot = sh.runs, sh.fit, sh.boot
+    runs, fit, boot = sh.lnd, sh.fit, sh.boot
     identified = floor_identified(fit.E, runs.loss)
     est = _floor_estimates(to_estimates(fit, boot), "scaling.E", identified)
     total = runs.n_runs + runs.n_failed
@@ -300,6 +371,15 @@ def chinchilla_part(sh: Shared, ps: ChinchillaSettings, level: float) -> Part:
         metrics["scaling.bayes_risk"] = float(runs.bayes_risk)
     if max_rep is not None:
         metrics["scaling.max_repeats"] = max_rep
+    gap_est, gap_note = gen_gap(sh.runs, level)
+    if gap_est is not None:
+        est.append(gap_est)
+        metrics |= metric_with_interval("scaling.gen_gap", gap_est)
+    adj = gen_gap_split_adjusted(sh.runs, level)
+    if adj is not None:
+        est.append(adj)
+        metrics |= metric_with_interval("scaling.gen_gap_split_adjusted", adj)
+    drop_table, drop_notes = peak_table(sh)
     return Part(
         "chinchilla",
         estimates=est,
@@ -312,8 +392,11 @@ def chinchilla_part(sh: Shared, ps: ChinchillaSettings, level: float) -> Part:
                 boot,
                 ("E", "A", "B", "alpha", "beta", "a", "b"),
                 level,
-            )
+            ),
+            drop_table,
         ],  # fmt: skip
+        outputs={"scaling.runs": json_safe(sh.runs.handoff_rows())},
+        notes=[*drop_notes, *gap_note],
         assumptions=[
             Assumption(
                 "D counts distinct fresh examples: each run sees every training example at most once",
@@ -348,7 +431,9 @@ def regimes_part(sh: Shared, ps: RegimesSettings, seed: int, level: float) -> Pa
                              min_seg=ps.min_seg, n_grid=ps.n_grid, rule=ps.rule)  # fmt: skip
     except DataError as e:  # too few frontier runs to cross-validate: say so, do not guess
         chk = Check(name, None, reason=f"not evaluated: {e}", kind="agreement", severity="info", criterion=crit)
-        return Part("regimes", checks=[chk], assumptions=[_regime_assumption()], notes=[f"regimes: {e}", *notes])
+        btable, _, bnotes = boundaries(sh, None)
+        return Part("regimes", checks=[chk], tables=[btable], assumptions=[_regime_assumption()],
+                    notes=[f"regimes: {e}", *notes, *bnotes])  # fmt: skip
     method = f"bootstrap percentile over frontier runs, refitting K = {reg.n_breaks}"
     est = [
         Estimate(
@@ -383,15 +468,91 @@ def regimes_part(sh: Shared, ps: RegimesSettings, seed: int, level: float) -> Pa
     metrics = {"scaling.regimes_n_breaks": float(reg.n_breaks)}
     if reg.n_breaks == 0:
         metrics |= metric_with_interval("scaling.regimes_slope", est[1])
+    btable, bmetrics, bnotes = boundaries(sh, reg)
+    metrics |= bmetrics
+    notes += bnotes
     return Part(
         "regimes",
         estimates=est,
         checks=[chk],
-        tables=[regimes_table(reg)],
+        tables=[regimes_table(reg), btable],
         assumptions=[_regime_assumption()],
         metrics=metrics,
         data=json_safe(reg.to_dict() | {"l_inf": l_inf}),
         notes=notes,
+    )
+
+
+def frontier_n_over_d(sh: Shared, log10_c: float) -> float:
+    """The frontier's N/D at compute 10**log10_c (log-linear interpolation between frontier budgets)."""
+    runs, f = sh.runs, sh.front
+    lc = np.log10(runs.compute[f])
+    lnd = np.log10(runs.N[f] / runs.D[f])
+    order = np.argsort(lc, kind="stable")
+    return float(10 ** np.interp(log10_c, lc[order], lnd[order]))
+
+
+def boundaries(sh: Shared, reg: Any) -> tuple[Table, dict[str, float], list[str]]:
+    """Regime boundaries: statistical (the CV-selected breakpoints) and mechanistic (N/D = interpolation ratio)."""
+    rows, metrics, notes = [], {}, []
+    pairs = [] if reg is None else list(zip(reg.breakpoints, reg.breakpoint_intervals))
+    for k, (b, iv) in enumerate(pairs):
+        nd = frontier_n_over_d(sh, float(b))
+        ends = [frontier_n_over_d(sh, v) for v in (iv.ci_low, iv.ci_high) if v is not None]
+        lo, hi = (min(ends), max(ends)) if len(ends) == 2 else (None, None)
+        rows.append(
+            [
+                "statistical",
+                f"breakpoint {k}",
+                float(b),
+                nd,
+                lo,
+                hi,
+                "interval overlap of the segment exponents (CV-selected broken power law)",
+            ]
+        )
+        if k == 0:
+            metrics["scaling.breakpoint_n_over_d"] = nd
+            if lo is not None:
+                metrics["scaling.breakpoint_n_over_d_ci_low"] = lo
+                metrics["scaling.breakpoint_n_over_d_ci_high"] = hi
+    if not pairs:
+        notes.append("no statistical regime break detected on the frontier: scaling.breakpoint_n_over_d not emitted")
+    runs, f = sh.runs, sh.front
+    lc = np.log10(runs.compute[f])
+    nd = runs.N[f] / runs.D[f]
+    if sh.ratio is None:
+        notes.append("no mechanistic boundary: the interpolation ratio of the double-descent phase was not given")
+    else:
+        order = np.argsort(lc, kind="stable")
+        x, y = np.log10(nd[order]) - math.log10(sh.ratio), lc[order]
+        cross = [
+            y[i] + (y[i + 1] - y[i]) * (-x[i]) / (x[i + 1] - x[i])
+            for i in range(len(x) - 1)
+            if x[i] * x[i + 1] <= 0 and x[i] != x[i + 1]
+        ]
+        if cross:
+            rows.append(
+                [
+                    "mechanistic",
+                    "frontier N/D = interpolation ratio",
+                    float(cross[0]),
+                    float(sh.ratio),
+                    None,
+                    None,
+                    "compute where the frontier's N/D crosses the double-descent interpolation ratio",
+                ]
+            )
+        else:
+            notes.append(
+                f"mechanistic boundary outside the measured range: the frontier's N/D spans "
+                f"[{nd.min():.3g}, {nd.max():.3g}], interpolation ratio {sh.ratio:.3g}"
+            )
+    cols = ["kind", "boundary", "log10 C", "frontier N/D", "N/D ci low", "N/D ci high", "criterion"]
+    return (
+        Table("scaling.regime_boundaries", "Regime boundaries: statistical and mechanistic", cols, rows),
+        metrics,
+        notes,
     )
 
 
@@ -426,8 +587,8 @@ def _ci(iv: Any) -> str:
     return "(no interval)" if iv.ci_low is None or iv.ci_high is None else f"[{iv.ci_low:.3g}, {iv.ci_high:.3g}]"
 
 
-def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float) -> Part:
-    runs, fit, boot = sh.runs, sh.fit, sh.boot
+def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float, settings: Settings) -> Part:
+    runs, fit, boot = sh.lnd, sh.fit, sh.boot
     notes: list[str] = []
     quality = Check(
         "lnd_fit_quality",
@@ -505,6 +666,24 @@ def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float)
     if xcheck.passed is False:
         notes.append("The law fitted on the smaller budgets missed the largest budget's runs: do not extrapolate it "
                      "further than measured; add budgets and refit.")  # fmt: skip
+    # The hand-offs: the allocation at the target budget (Approach 3) and its Approach 2 fallback.
+    a3 = allocation_dict(fit, boot, runs, settings)
+    a2 = approach2_allocation(fit, boot, runs, settings, min_budgets=3)
+    outputs = {"scaling.allocation": json_safe(a3), "scaling.allocation_approach2": json_safe(a2)}
+    if a3["ok"]:
+        lo, hi = a3["predicted_loss_ci"]
+        pe = Estimate("scaling.predicted_loss_at_opt", a3["predicted_loss"], lo, hi, level=level,
+                      method=f"L(N, D) law at (N*, D*) for C = {a3['budget']:.3g}; interval: the {boot.n_boot} "
+                      "bootstrap refits evaluated at that point", n=boot.n_ok,
+                      no_interval_reason="" if lo is not None else "fewer than 2 finite bootstrap refits")  # fmt: skip
+        est.append(pe)
+        metrics |= metric_with_interval("scaling.predicted_loss_at_opt", pe)
+        metrics["scaling.n_star"] = float(a3["n_star"])
+        metrics["scaling.d_star"] = float(a3["d_star"])
+    else:
+        notes.append(f"scaling.allocation: {a3['note']}")
+    if not a2["ok"]:
+        notes.append(f"scaling.allocation_approach2: {a2['note']}")
     return Part(
         "allocation",
         estimates=est,
@@ -530,6 +709,7 @@ def allocation_part(sh: Shared, ps: AllocationSettings, seed: int, level: float)
         ],
         recommendations=recs,
         metrics=metrics,
+        outputs=outputs,
         data=json_safe(
             {"allocation": alloc.to_dict() if alloc else None, "extrapolation": extra.to_dict() if extra else None}
         ),  # fmt: skip
@@ -570,7 +750,7 @@ def approach2_slope(runs: Runs, w: np.ndarray | None = None, min_budgets: int = 
 
 
 def approach2_part(sh: Shared, ps: Approach2Settings, level: float) -> Part:
-    runs, boot = sh.runs, sh.boot
+    runs, boot = sh.lnd, sh.boot
     name, crit = "approach2_vs_approach3", f"interval of a(Approach 2) - a(Approach 3) within +-{ps.tolerance:g}"
     point = approach2_slope(runs, None, ps.min_budgets)
     a3 = float(sh.fit.allocation_exponents[0])
@@ -601,6 +781,312 @@ def approach2_part(sh: Shared, ps: Approach2Settings, level: float) -> Part:
                 data=json_safe(point | {"approach3_a": a3}))  # fmt: skip
 
 
+# ---------------------------------------------------------------- lr_tuning, variables, invariance (C.1, C.6)
+
+
+VARIANT_GRID_STRIDE = 7  # the comparison fits (lr tuning, invariance) screen 643 of the 4500 grid starts
+
+
+def _fit_row(name: str, runs: Runs, settings: Settings, n_boot: int, seed: int) -> dict[str, Any]:
+    """Fit L(N, D) and bootstrap it; the row of exponents with intervals (or the reason it failed)."""
+    try:
+        fit, boot, notes = fit_with_bootstrap(
+            runs,
+            dataclasses.replace(settings, bootstrap=n_boot) if n_boot != settings.bootstrap else settings,
+            seed,
+            grid_stride=VARIANT_GRID_STRIDE,
+        )
+    except (DataError, ConfigError) as e:
+        return {"name": name, "error": str(e)}
+    return {
+        "name": name,
+        "fit": fit,
+        "boot": boot,
+        "notes": notes,
+        "n_runs": runs.n_runs,
+        "seeds": int(len(np.unique(runs.seed))),
+    }
+
+
+def _iv_text(iv: Any) -> str:
+    return f"{iv.estimate:.4g} {_ci(iv)}"
+
+
+def lr_tuning_part(sh: Shared, ps: Any, settings: Settings, seed: int) -> Part:
+    runs = sh.runs
+    if runs.untuned is None:
+        why = (
+            "not evaluated: no untuned comparison sweep (a user's runs table, or `lr_factors` = [1.0] so the "
+            "sweep is not tuned)"
+        )
+        chk = Check(
+            "lr_tuning_fits_converged", None, reason=why, kind="sanity", criterion="both L(N, D) fits converged"
+        )
+        return Part("lr_tuning", checks=[chk], notes=[why])
+    useeds = np.unique(runs.untuned.seed)
+    tuned_same = runs.subset(np.isin(runs.seed, useeds))
+    rows = []
+    for k, (name, r) in enumerate((("tuned", tuned_same), ("untuned", runs.untuned))):
+        fr, _ = excluded_runs(r, sh.ratio, sh.band)
+        rows.append(_fit_row(name, fr, settings, ps.bootstrap, derive_seed(seed, name)))
+    level = settings.ci_level
+    est, metrics, checks, trows, notes = [], {}, [], [], []
+    conv = all("fit" in r and r["fit"].converged for r in rows)
+    checks.append(
+        Check(
+            "lr_tuning_fits_converged",
+            conv,
+            reason="; ".join(
+                f"{r['name']}: "
+                + (
+                    r["error"]
+                    if "error" in r
+                    else f"{'converged' if r['fit'].converged else 'not converged'} ({r['fit'].n_iter} iterations)"
+                )
+                for r in rows
+            ),
+            kind="sanity",
+            criterion="the L(N, D) fits with and without tuning both converged",
+        )
+    )
+    for r in rows:
+        if "fit" not in r:
+            notes.append(f"lr_tuning: {r['name']} fit failed: {r['error']}")
+            continue
+        b, f = r["boot"], r["fit"]
+        checks.append(
+            _refit_check(f"lr_tuning_{r['name']}_bootstrap_refits", f"{r['name']} L(N, D)", b, ps.max_failed_refits)
+        )
+        m = f"bootstrap percentile over runs ({b.n_boot} refits), {r['name']} sweep on {r['seeds']} seed(s)"
+        for p in ("alpha", "beta", "a"):
+            e = b.intervals[p].to_estimate(f"scaling.lr_tuning.{p}_{r['name']}", level=level, method=m)
+            est.append(e)
+            metrics |= metric_with_interval(f"scaling.{p}_{r['name']}", e)
+        iv = b.intervals
+        trows.append(
+            [
+                r["name"],
+                r["seeds"],
+                r["n_runs"],
+                _iv_text(iv["alpha"]),
+                _iv_text(iv["beta"]),
+                _iv_text(iv["a"]),
+                f"{f.E:.4g}",
+                f"{f.r2:.4f}",
+            ]
+        )
+    cols = ["sweep", "seeds", "runs", "alpha [CI]", "beta [CI]", "allocation exponent a [CI]", "E", "R^2 log-loss"]
+    cap = (
+        f"Both fitted on the same seed(s) and grid; 'tuned' uses each width's lr chosen by validation loss at its "
+        f"smallest budget, 'untuned' the single lr = {settings.lr:g}. {level:.0%} bootstrap intervals."
+    )
+    tables = [
+        Table("scaling.lr_tuning_exponents", "L(N, D) exponents with and without per-width lr tuning", cols, trows, cap)
+    ]
+    if runs.lr_tuning:
+        tr = [
+            [r["width"], r["budget"], r["D"], r["factor"], r["lr"], r["val_loss"], "yes" if r["chosen"] else ""]
+            for r in runs.lr_tuning
+        ]
+        tables.append(
+            Table(
+                "scaling.lr_tuning_grid",
+                "Learning-rate tuning: validation loss per width and lr",
+                ["width", "budget", "D", "lr factor", "lr", "validation loss", "chosen"],
+                tr,
+                "mean validation loss over the tuning seeds; the test split is never used to choose",
+            )
+        )
+        chosen = [r for r in runs.lr_tuning if r["chosen"]]
+        edge = [r["width"] for r in chosen if r["factor"] in (min(settings.lr_factors), max(settings.lr_factors))]
+        checks.append(
+            Check(
+                "tuned_lr_inside_grid",
+                not edge,
+                float(len(edge)),
+                0.0,
+                0.0,
+                f"{len(edge)} of {len(chosen)} widths chose an lr at the edge of the grid"
+                + (f" (widths {edge}): the grid may not bracket their optimum" if edge else ""),
+                severity="info",
+                kind="sanity",
+                criterion="no width's chosen lr factor is the smallest or largest of lr_factors",
+            )
+        )
+    return Part(
+        "lr_tuning",
+        estimates=est,
+        checks=checks,
+        tables=tables,
+        metrics=metrics,
+        notes=notes,
+        assumptions=[
+            Assumption(
+                "The lr grid brackets each width's best lr at its smallest budget, and that lr stays near-best "
+                "for the width at larger budgets",
+                "seed chapter task C.1 (per-width lr tuning)",
+                checked_by=("tuned_lr_inside_grid",) if runs.lr_tuning else (),
+            )
+        ],
+    )
+
+
+def _range(v: Any, fmt: str = ".3g") -> str:
+    a = np.asarray(v, dtype=float)
+    a = a[np.isfinite(a)]
+    return "n/a" if a.size == 0 else f"[{a.min():{fmt}}, {a.max():{fmt}}]"
+
+
+def variables_part(sh: Shared, ps: Any, settings: Settings) -> Part:
+    runs = sh.runs
+    rec, fam = runs.recipe, runs.family
+    unknown = "not recorded (a user's runs table)"
+    inv = [
+        [
+            "data family",
+            (
+                f"FamilySpec(d_in={fam['d_in']}, classes={fam['n_classes']}, teacher width "
+                f"{fam['teacher_width']}, logit scale {fam['logit_scale']}, teacher seed {fam['teacher_seed']})"
+            )
+            if fam
+            else unknown,
+        ],
+        ["depth", rec["depth"] if rec else unknown],
+        ["activation", rec["activation"] if rec else unknown],
+        ["optimizer", rec["optimizer"] if rec else unknown],
+        ["batch size", rec["batch_size"] if rec else unknown],
+        ["lr schedule", rec["schedule"] if rec else unknown],
+        ["passes over the data", "one (each example seen once)" if rec else unknown],
+        ["loss", rec["loss"] if rec else unknown],
+        ["test split", f"fixed, {fam['n_test']} examples (the same for every run and seed)" if fam else unknown],
+        ["validation split", f"fixed, {fam['n_val']} examples (lr tuning selects on it)" if fam else unknown],
+    ]
+    swept = [
+        ["N (parameters)", _range(runs.N)],
+        ["D (training examples)", _range(runs.D)],
+        ["C = 6ND (budgets)", ", ".join(f"{b:.3g}" for b in np.unique(runs.budget))],
+        ["seed", f"{len(np.unique(runs.seed))} seeds"],
+    ]
+    total = runs.n_runs + runs.n_failed
+    rep = "n/a" if runs.distinct is None else _range(runs.D / runs.distinct)
+    gap = "n/a" if runs.train_loss is None else _range(runs.loss - runs.train_loss, ".3g")
+    lrs = "n/a" if runs.lr is None else f"{_range(runs.lr)} ({len(np.unique(runs.lr))} distinct)"
+    mon = [
+        ["per-width learning rate", lrs],
+        ["repeats D / distinct examples", rep],
+        ["diverged runs", f"{runs.n_diverged} of {total}"],
+        ["failed runs (incl. diverged)", f"{runs.n_failed} of {total}"],
+        ["train-test gap (test - train loss)", gap],
+        ["training wall time (s)", "n/a" if runs.wall_time is None else _range(runs.wall_time)],
+    ]
+    rows = (
+        [["held invariant", *r] for r in inv]
+        + [["swept", *r] for r in swept]
+        + [["monitored (confounder)", *r] for r in mon]
+    )
+    frac = runs.n_diverged / total
+    ok = frac <= ps.max_diverged_fraction
+    chk = Check(
+        "runs_not_diverged",
+        ok,
+        frac,
+        0.0,
+        ps.max_diverged_fraction,
+        f"{runs.n_diverged} of {total} runs diverged ({frac:.1%}; allowed {ps.max_diverged_fraction:.0%})",
+        kind="sanity",
+        criterion=f"fraction of diverged runs <= {ps.max_diverged_fraction:g}",
+    )
+    table = Table(
+        "scaling.variables",
+        "Variables of the study: held invariant, swept, monitored as confounders",
+        ["role", "variable", "value or measured range"],
+        [[r[0], r[1], str(r[2])] for r in rows],
+    )
+    metrics = {"scaling.diverged_fraction": frac}
+    return Part(
+        "variables",
+        checks=[chk],
+        tables=[table],
+        metrics=metrics,
+        assumptions=[
+            Assumption(
+                "Training is stable for every run of the design (no run diverged)",
+                "seed chapter task C.1 (confounders)",
+                checked_by=("runs_not_diverged",),
+            )
+        ],
+    )
+
+
+def invariance_part(sh: Shared, ps: Any, settings: Settings, seed: int) -> Part:
+    variants = sh.runs.variants
+    names = ("main", "sgd", "large_batch")
+    if not variants:
+        why = "not evaluated: the variants (SGD, larger batch) exist only for the bundled sweep"
+        chk = Check(
+            "invariance_fits_converged", None, reason=why, kind="sanity", criterion="every variant fit converged"
+        )
+        return Part("invariance", checks=[chk], notes=[why])
+    level = settings.ci_level
+    est, metrics, trows, notes, reasons, conv = [], {}, [], [], [], True
+    recipe = {
+        "main": f"{settings.optimizer}, batch {settings.batch_size}, tuned lr per width",
+        "sgd": f"sgd (momentum {ps.sgd_momentum:g}), lr {ps.sgd_lr:g}, batch {settings.batch_size}",
+        "large_batch": f"{settings.optimizer}, batch {settings.batch_size * ps.batch_factor}, tuned lr per width",
+    }
+    for name in names:
+        v = variants.get(name)
+        if not isinstance(v, Runs):
+            conv = False
+            reasons.append(f"{name}: {v}")
+            continue
+        fr, _ = excluded_runs(v, sh.ratio, sh.band)
+        r = _fit_row(name, fr, settings, ps.bootstrap, derive_seed(seed, name))
+        if "error" in r:
+            conv = False
+            reasons.append(f"{name}: {r['error']}")
+            continue
+        f, b = r["fit"], r["boot"]
+        conv &= bool(f.converged) and b.n_failed <= 0.05 * b.n_boot
+        reasons.append(
+            f"{name}: {'converged' if f.converged else 'not converged'} ({f.n_iter} iterations), "
+            f"{b.n_failed} of {b.n_boot} refits failed"
+        )
+        m = f"bootstrap percentile over runs ({b.n_boot} refits) on the reduced grid"
+        e = b.intervals["alpha"].to_estimate(
+            f"scaling.invariance.alpha_{name}", level=level, method=m, note=recipe[name]
+        )
+        est.append(e)
+        metrics |= metric_with_interval(f"scaling.alpha_{name}", e)
+        trows.append(
+            [
+                name,
+                recipe[name],
+                r["n_runs"],
+                _iv_text(b.intervals["alpha"]),
+                _iv_text(b.intervals["beta"]),
+                f"{f.r2:.4f}",
+            ]
+        )
+    chk = Check(
+        "invariance_fits_converged",
+        conv,
+        reason="; ".join(reasons),
+        kind="sanity",
+        criterion="every variant's L(N, D) fit converged and <= 5% of its bootstrap refits failed",
+    )
+    budgets = ", ".join(f"{b:.3g}" for b in settings.budgets[: ps.n_budgets])
+    table = Table(
+        "scaling.invariance",
+        "Parameter exponent alpha across optimizers and batch sizes (C.6)",
+        ["variant", "recipe", "runs", "alpha [CI]", "beta [CI]", "R^2 log-loss"],
+        trows,
+        f"all on the same reduced grid: budgets {budgets}, {ps.seeds} seed(s); {level:.0%} bootstrap "
+        "intervals; the protocol compares them",
+    )
+    return Part("invariance", estimates=est, checks=[chk], tables=[table], metrics=metrics, notes=notes)
+
+
 # ---------------------------------------------------------------- measure
 
 
@@ -611,15 +1097,20 @@ def measure(subject: Any, settings: Settings, *, seed: int, runtime: Any = None)
         raise ConfigError(f"`settings` must be scaling.Settings; got {type(settings).__name__}.")
     runs = as_runs(subject)
     level = settings.ci_level
-    sh = shared_fits(runs, settings, seed)
+    inputs = getattr(runtime, "inputs", None) or {}
+    ratio = inputs.get("double_descent.interpolation_ratio")
+    sh = shared_fits(runs, settings, seed, None if ratio is None else float(ratio))
     parts, notes = run_parts(
         LENS,
         [
             ("compute_law", settings.compute_law, lambda ps, s: compute_law_part(sh, ps, s)),
             ("chinchilla", settings.chinchilla, lambda ps, s: chinchilla_part(sh, ps, level)),
             ("regimes", settings.regimes, lambda ps, s: regimes_part(sh, ps, s, level)),
-            ("allocation", settings.allocation, lambda ps, s: allocation_part(sh, ps, s, level)),
+            ("allocation", settings.allocation, lambda ps, s: allocation_part(sh, ps, s, level, settings)),
             ("approach2", settings.approach2, lambda ps, s: approach2_part(sh, ps, level)),
+            ("lr_tuning", settings.lr_tuning, lambda ps, s: lr_tuning_part(sh, ps, settings, s)),
+            ("variables", settings.variables, lambda ps, s: variables_part(sh, ps, settings)),
+            ("invariance", settings.invariance, lambda ps, s: invariance_part(sh, ps, settings, s)),
         ],
         seed,
     )

@@ -3,8 +3,12 @@
 Top-level fields describe the bundled sweep (task, budgets, widths, training recipe, seeds) and
 the analysis every part shares (``bootstrap`` refits of the L(N, D) fit, ``ci_level``). Each
 part has its own nested table (``[scaling.compute_law]``, ``[scaling.chinchilla]``,
-``[scaling.regimes]``, ``[scaling.allocation]``, ``[scaling.approach2]``); ``part = false``
-switches a part off.
+``[scaling.regimes]``, ``[scaling.allocation]``, ``[scaling.approach2]``, ``[scaling.lr_tuning]``,
+``[scaling.variables]``, ``[scaling.invariance]``); ``part = false`` switches a part off.
+
+The sweep's design (task, budgets, widths, recipe, per-width lr tuning, peak band) is top level,
+so switching a part off never changes the runs another part measures; the untuned comparison
+sweep and the invariance variants are trained only when their part is on.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from multilens.data.family import FamilySpec
 from multilens.errors import ConfigError
 from multilens.models import MLPSpec
 from multilens.validation import check_int, check_positive
+
+FAMILY = FamilySpec()  # the protocol's shared data family (the default task of the sweep)
 
 
 def _check_unit_level(key: str, level: float) -> None:
@@ -114,14 +121,65 @@ class Approach2Settings:
 
 
 @dataclass(frozen=True)
+class LrTuningSettings:
+    """Exponents with per-width tuned learning rates against the untuned sweep at the single ``lr`` (C.1)."""
+
+    untuned_seeds: int = 1  # seeds of the untuned comparison sweep (the first ones of the main sweep)
+    bootstrap: int = 100  # refits of each of the two L(N, D) fits compared
+    max_failed_refits: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_int("scaling.lr_tuning.untuned_seeds", self.untuned_seeds, 1)
+        check_int("scaling.lr_tuning.bootstrap", self.bootstrap, 10)
+        if not 0.0 <= self.max_failed_refits < 1.0:
+            raise ConfigError(f"`scaling.lr_tuning.max_failed_refits` must be in [0, 1); got {self.max_failed_refits}.")
+
+
+@dataclass(frozen=True)
+class VariablesSettings:
+    """The study's variables: held invariant, swept, and monitored as confounders (with measured ranges)."""
+
+    max_diverged_fraction: float = 0.0  # sanity: fraction of the design's runs allowed to diverge
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_diverged_fraction < 1.0:
+            raise ConfigError(
+                f"`scaling.variables.max_diverged_fraction` must be in [0, 1); got {self.max_diverged_fraction}."
+            )
+
+
+@dataclass(frozen=True)
+class InvarianceSettings:
+    """The parameter exponent alpha refitted on a reduced grid with SGD and with a larger batch (C.6)."""
+
+    n_budgets: int = 4  # the smallest budgets of the sweep
+    seeds: int = 1  # the first seeds of the main sweep
+    sgd_lr: float = 0.1
+    sgd_momentum: float = 0.9
+    batch_factor: int = 4  # the large-batch variant uses batch_size x this (same learning rate)
+    bootstrap: int = 100
+
+    def __post_init__(self) -> None:
+        check_int("scaling.invariance.n_budgets", self.n_budgets, 3)
+        check_int("scaling.invariance.seeds", self.seeds, 1)
+        check_positive("scaling.invariance.sgd_lr", self.sgd_lr)
+        if not 0.0 <= self.sgd_momentum < 1.0:
+            raise ConfigError(f"`scaling.invariance.sgd_momentum` must be in [0, 1); got {self.sgd_momentum}.")
+        check_int("scaling.invariance.batch_factor", self.batch_factor, 2)
+        check_int("scaling.invariance.bootstrap", self.bootstrap, 10)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The scaling lens: the bundled iso-FLOP sweep and the parts measured on a table of runs."""
 
     schema_version: int = 1
     # The default subject: an iso-FLOP sweep of MLPs (see study.py).
-    task: Literal["teacher_student", "digits"] = "teacher_student"
+    task: Literal["family", "teacher_student", "digits"] = "family"  # family: multilens.data.family.FamilySpec()
     budgets: tuple[float, ...] = (3.16e6, 1e7, 3.16e7, 1e8, 3.16e8, 1e9)
-    widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    # Widths 1 and 2 matter on the family: beyond width ~4 the loss barely depends on N, so without them the
+    # iso-FLOP profiles have no interior minimum.
+    widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
     depth: int = 1
     min_examples: int = 1024
     max_examples: int = 131072
@@ -133,9 +191,17 @@ class Settings:
     noise_std: float = 0.1
     n_test: int = 8192
     optimizer: Literal["sgd", "adam"] = "adam"
-    lr: float = 1e-2
-    batch_size: int = 32
+    lr: float = 2e-2  # the base lr; each width's lr is tuned on lr x lr_factors (see below)
+    batch_size: int = 128  # one pass at batch 128: per-step overhead, not FLOPs, sets the sweep's wall time
     schedule: Literal["constant", "cosine", "step"] = "cosine"
+    # Per-width learning-rate tuning (C.1): each width trains at lr x each factor at its smallest budget of the
+    # grid; the factor with the lowest mean validation loss is that width's lr in the sweep. (1.0,): no tuning.
+    lr_factors: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    tune_seeds: int = 1  # the first seeds of the sweep, used for tuning
+    # Peak exclusion: with the double-descent phase's interpolation ratio r = N/D at hand, runs with N/D in
+    # [r / peak_band, r x peak_band] are left out of the L(N, D) fit.
+    peak_band: float = 2.0
+    target_budget: float | None = None  # the budget of the hand-off allocation (None: the largest sweep budget)
     # Shared by the parts that use the L(N, D) fit (chinchilla, allocation, approach2).
     bootstrap: int = 200
     ci_level: float = 0.95
@@ -145,8 +211,20 @@ class Settings:
     regimes: RegimesSettings | None = RegimesSettings()
     allocation: AllocationSettings | None = AllocationSettings()
     approach2: Approach2Settings | None = Approach2Settings()
+    lr_tuning: LrTuningSettings | None = LrTuningSettings()
+    variables: VariablesSettings | None = VariablesSettings()
+    invariance: InvarianceSettings | None = InvarianceSettings()
 
     def __post_init__(self) -> None:
+        if not self.lr_factors or 1.0 not in self.lr_factors:
+            raise ConfigError(f"`scaling.lr_factors` must include 1.0 (the untuned lr); got {self.lr_factors}.")
+        for i, f in enumerate(self.lr_factors):
+            check_positive(f"scaling.lr_factors[{i}]", f)
+        check_int("scaling.tune_seeds", self.tune_seeds, 1)
+        if not self.peak_band > 1.0:
+            raise ConfigError(f"`scaling.peak_band` must be > 1 (a factor each side); got {self.peak_band}.")
+        if self.target_budget is not None:
+            check_positive("scaling.target_budget", self.target_budget)
         if len(self.budgets) < 3:
             raise ConfigError(f"`scaling.budgets` needs at least 3 compute budgets; got {len(self.budgets)}.")
         for i, b in enumerate(self.budgets):
@@ -186,9 +264,18 @@ class Settings:
                 compute_law=ComputeLawSettings(bootstrap=20),
                 regimes=RegimesSettings(n_boot=10, n_folds=3, min_seg=2, n_grid=10),
                 allocation=AllocationSettings(extrapolation_bootstrap=20),
+                lr_factors=(0.5, 1.0, 2.0),
+                lr_tuning=LrTuningSettings(bootstrap=20),
+                invariance=InvarianceSettings(n_budgets=3, bootstrap=20, sgd_lr=0.1),
             )
         if profile == "quick":
-            return cls()
+            # 2 seeds (not 3) keep the sweep's cost near that of the untuned one-lr sweep it replaced, with
+            # the lr tuning, the untuned comparison sweep and the invariance variants added.
+            return cls(
+                seeds=2,
+                lr_tuning=LrTuningSettings(bootstrap=60),
+                invariance=InvarianceSettings(bootstrap=60),
+            )
         if profile == "full":
             return cls(
                 budgets=(1e6, 2e6, 4e6, 1e7, 2e7, 4e7, 1e8, 2e8, 4e8, 1e9, 2e9, 4e9),
@@ -199,6 +286,8 @@ class Settings:
                 compute_law=ComputeLawSettings(bootstrap=1000),
                 regimes=RegimesSettings(n_boot=500),
                 allocation=AllocationSettings(extrapolation_bootstrap=500),
+                lr_tuning=LrTuningSettings(untuned_seeds=2, bootstrap=500),
+                invariance=InvarianceSettings(n_budgets=6, seeds=2, bootstrap=500),
             )
         raise ConfigError(f"`profile` must be smoke, quick or full; got {profile!r}.")
 
@@ -207,6 +296,8 @@ class Settings:
 
     @property
     def data_shape(self) -> tuple[int, int]:
+        if self.task == "family":
+            return (FAMILY.d_in, FAMILY.n_classes)
         return (self.d_in, 1) if self.task == "teacher_student" else (64, 10)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import csv
 import dataclasses
+import functools
 import math
 import tempfile
 import time
@@ -43,13 +44,14 @@ from typing import Any
 import numpy as np
 
 from multilens.config import config_hash
+from multilens.data.family import FamilySpec
 from multilens.errors import ConfigError, DataError
 from multilens.experiments.executors import resolve
 from multilens.experiments.store import Store
 from multilens.experiments.sweep import run_sweep
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, ScalingData, load_scaling_csv
 from multilens.lenses.scaling.settings import Settings
-from multilens.lenses.scaling.study import TASK, design
+from multilens.lenses.scaling.study import TASK, design, run_config
 from multilens.seeding import derive_seed
 
 SWEEP = "scaling"
@@ -95,6 +97,20 @@ class Runs:
     bayes_risk: float | None = None  # a known irreducible loss (e.g. noise variance), if any
     source: str = ""
     sweep: dict | None = None  # how the bundled sweep ran this time (executed now, reused), for provenance
+    # Optional per-run columns (the bundled sweep records them; a user's table may give them).
+    width: Any = None  # hidden width of each run's model
+    lr: Any = None  # learning rate each run trained with
+    train_loss: Any = None  # loss on the run's own training examples (for the generalization gap)
+    split_offset: Any = None  # teacher's loss on the test split - on the run's training sample (known teachers)
+    wall_time: Any = None  # training wall time of each run (s), monitored as a confounder
+    n_diverged: int = 0  # runs of the design whose training diverged (counted in n_failed too)
+    bayes_risk_ci: tuple[float, float] | None = None  # interval of a Monte Carlo Bayes risk
+    # What the bundled sweep adds beside the main table (None for a user's table).
+    untuned: Runs | None = None  # the same grid at the single settings lr (the lr_tuning part's comparison)
+    lr_tuning: tuple[dict, ...] | None = None  # one row per (width, lr factor) of the tuning runs
+    variants: dict | None = None  # invariance part: {"main"|"sgd"|"large_batch": Runs} on a reduced grid
+    recipe: dict | None = None  # optimizer, batch_size, schedule, depth, activation, d_in, d_out, lr
+    family: dict | None = None  # FamilySpec.to_dict() of the data family the runs were trained on
     data: ScalingData = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +135,29 @@ class Runs:
             raise DataError(f"`n_failed` must be an int >= 0; got {self.n_failed!r}.")
         if self.bayes_risk is not None and not (math.isfinite(self.bayes_risk) and self.bayes_risk >= 0):
             raise DataError(f"`bayes_risk` must be a finite number >= 0 or None; got {self.bayes_risk!r}.")
+        for col in ("width", "lr", "wall_time"):
+            if getattr(self, col) is not None:
+                object.__setattr__(self, col, _array(col, getattr(self, col), n))
+        for col in ("train_loss", "split_offset"):
+            if getattr(self, col) is not None:
+                tl = np.asarray(getattr(self, col), dtype=np.float64).ravel()
+                if tl.size != n:
+                    raise DataError(f"`{col}` has {tl.size} values but `loss` has {n}; give one value per run.")
+                tl.setflags(write=False)
+                object.__setattr__(self, col, tl)  # NaN allowed: not recorded for that run
+
+    def subset(self, mask: Any) -> Runs:
+        """The runs where ``mask`` is True (the per-run columns restricted; the sweep's extras dropped)."""
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (self.n_runs,):
+            raise DataError(f"`mask` must have one bool per run ({self.n_runs}); got shape {m.shape}.")
+        cols = {}
+        for k in ("seed", "budget", "distinct", "flops", "width", "lr", "train_loss", "split_offset", "wall_time"):
+            v = getattr(self, k)
+            cols[k] = None if v is None else np.asarray(v)[m]
+        return Runs(self.N[m], self.D[m], self.loss[m], n_failed=self.n_failed, bayes_risk=self.bayes_risk,
+                    source=self.source, n_diverged=self.n_diverged, bayes_risk_ci=self.bayes_risk_ci,
+                    recipe=self.recipe, family=self.family, **cols)  # fmt: skip
 
     @property
     def n_runs(self) -> int:
@@ -159,8 +198,32 @@ class Runs:
                 r["distinct"] = float(self.distinct[i])
             if self.flops is not None:
                 r["flops"] = float(self.flops[i])
+            for k in ("width", "lr", "train_loss"):
+                v = getattr(self, k)
+                if v is not None and math.isfinite(v[i]):
+                    r[k] = int(v[i]) if k == "width" else float(v[i])
             out.append(r)
         return out
+
+    def handoff_rows(self) -> list[dict[str, Any]]:
+        """The finished runs as the ``scaling.runs`` hand-off: N, D, loss, train_loss, seed, budget, width, lr."""
+        out = []
+        for r in self.rows():
+            keep = {k: r.get(k) for k in ("N", "D", "loss", "train_loss", "seed", "budget", "width", "lr")}
+            out.append(keep)
+        return out
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]], **kw: Any) -> Runs:
+        """Runs from dicts with N, D, loss[, seed, budget, width, lr, train_loss] (e.g. the ``scaling.runs``)."""
+        if not rows:
+            raise DataError("`rows` is empty; give one dict per finished run.")
+        cols: dict[str, Any] = {}
+        for k in ("seed", "budget", "width", "lr", "train_loss"):
+            vals = [r.get(k) for r in rows]
+            if all(v is not None for v in vals):
+                cols[k] = [float(v) for v in vals]
+        return cls([r["N"] for r in rows], [r["D"] for r in rows], [r["loss"] for r in rows], **(cols | kw))
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,25 +292,57 @@ def sweep_seeds(seed: int, n: int) -> list[int]:
     return [derive_seed(seed, "scaling-run", i) for i in range(n)]
 
 
-def runs_from_store(settings: Settings, store: Store, seeds: list[int]) -> Runs:
-    """The finished runs of this design in the store (failed or unfinished ones counted)."""
-    wanted = {config_hash(c) for c in design(settings)}
-    rows, failed = [], 0
+def bayes_risk_of(settings: Settings) -> tuple[float | None, tuple[float, float] | None]:
+    """The known irreducible loss of the sweep's task and its interval (Monte Carlo for the family)."""
+    if settings.task == "family":
+        m, lo, hi = _family_bayes()
+        return m, (lo, hi)
+    if settings.task == "teacher_student":
+        return settings.noise_std**2, None
+    return None, None
+
+
+@functools.lru_cache(maxsize=4)
+def _family_bayes() -> tuple[float, float, float]:
+    return tuple(FamilySpec().bayes_risk()["ce"])  # type: ignore[return-value]
+
+
+def recipe_of(settings: Settings) -> dict[str, Any]:
+    """The training recipe of the sweep's MLPs (what the hand-off allocation trains)."""
+    d_in, d_out = settings.data_shape
+    return {"optimizer": settings.optimizer, "batch_size": settings.batch_size, "schedule": settings.schedule,
+            "depth": settings.depth, "activation": "relu", "d_in": d_in, "d_out": d_out, "lr": settings.lr,
+            "epochs": 1, "loss": "mse" if settings.task == "teacher_student" else "ce"}  # fmt: skip
+
+
+def runs_from_store(
+    settings: Settings, store: Store, seeds: list[int], configs: list[dict[str, Any]] | None = None
+) -> Runs:
+    """The finished runs of ``configs`` (default: the untuned design) x ``seeds`` in the store.
+
+    Failed, diverged or unfinished runs are counted in ``n_failed`` (diverged ones also in ``n_diverged``).
+    """
+    wanted = {config_hash(c) for c in (design(settings) if configs is None else configs)}
+    rows, failed, diverged = [], 0, 0
     for r in store.runs(sweep=SWEEP):
         if r.config_hash not in wanted or r.seed not in seeds:
             continue
         m = r.metrics or {}
         loss = m.get("test_loss")
         if r.status == "done" and loss is not None and math.isfinite(loss) and loss > 0:
-            rows.append(m | {"seed": r.seed})
+            rows.append(m | {"seed": r.seed, "lr": m.get("lr", r.config["train"]["lr"])})
         else:
             failed += 1
+            diverged += int(bool(m.get("diverged")))
     if len(rows) < MIN_POINTS_CHINCHILLA:
         raise DataError(
             f"only {len(rows)} sweep runs finished ({failed} failed); the fits need {MIN_POINTS_CHINCHILLA}."
         )
+    rows.sort(key=lambda r: (r["budget"], r["width"], r["seed"]))  # a fixed order, whatever the store's
     have_distinct = all(r.get("distinct_examples") for r in rows)
     have_flops = all(r.get("C_exact_fwd_bwd") for r in rows)
+    bayes, bayes_ci = bayes_risk_of(settings)
+    train_loss = [r.get("train_loss") for r in rows]
     return Runs(
         [r["N"] for r in rows],
         [r["D"] for r in rows],
@@ -257,8 +352,17 @@ def runs_from_store(settings: Settings, store: Store, seeds: list[int]) -> Runs:
         distinct=[r["distinct_examples"] for r in rows] if have_distinct else None,
         flops=[r["C_exact_fwd_bwd"] for r in rows] if have_flops else None,
         n_failed=failed,
-        bayes_risk=settings.noise_std**2 if settings.task == "teacher_student" else None,
-        source=f"iso-FLOP sweep ({settings.task}, {len(settings.budgets)} budgets, {settings.seeds} seeds)",
+        bayes_risk=bayes,
+        bayes_risk_ci=bayes_ci,
+        source=f"iso-FLOP sweep ({settings.task}, {len(settings.budgets)} budgets, {len(seeds)} seeds)",
+        width=[r["width"] for r in rows],
+        lr=[r["lr"] for r in rows],
+        train_loss=[float("nan") if v is None else v for v in train_loss],
+        split_offset=[float("nan") if r.get("split_offset") is None else r["split_offset"] for r in rows],
+        wall_time=[max(r.get("train_wall_time_s") or 1e-9, 1e-9) for r in rows],
+        n_diverged=diverged,
+        recipe=recipe_of(settings),
+        family=FamilySpec().to_dict() if settings.task == "family" else None,
     )
 
 
@@ -280,22 +384,112 @@ def process_store() -> Store:
     return _PROCESS_STORE[1]
 
 
+def tuning_design(settings: Settings) -> list[dict[str, Any]]:
+    """Each width at its smallest budget of the grid, at lr x every factor of ``lr_factors``."""
+    out = []
+    for w in settings.widths:
+        for b in settings.budgets:
+            if run_config(settings, b, w) is not None:
+                out += [run_config(settings, b, w, lr=settings.lr * f) for f in settings.lr_factors]
+                break
+    return out  # type: ignore[return-value]
+
+
+def tune_lrs(
+    settings: Settings, store: Store, executor: Any, seeds: list[int], progress: Any = None
+) -> tuple[dict[int, float], tuple[dict[str, Any], ...]]:
+    """Per-width learning rates chosen by the lowest mean VALIDATION loss over ``seeds`` (never the test split).
+
+    A diverged or failed tuning run counts as an infinite validation loss; ties go to the factor closest to 1.
+    """
+    configs = tuning_design(settings)
+    run_sweep(SWEEP, TASK, configs, seeds, store, executor, progress)
+    wanted = {config_hash(c): c for c in configs}
+    vals: dict[tuple[int, float], list[float]] = {(c["width"], c["train"]["lr"]): [] for c in configs}
+    for r in store.runs(sweep=SWEEP):
+        c = wanted.get(r.config_hash)
+        if c is None or r.seed not in seeds:
+            continue
+        v = (r.metrics or {}).get("val_loss") if r.status == "done" else None
+        vals[(c["width"], c["train"]["lr"])].append(float(v) if v is not None and math.isfinite(v) else math.inf)
+    rows, lrs = [], {}
+    for c in configs:
+        w, lr = c["width"], c["train"]["lr"]
+        v = vals[(w, lr)]
+        mean = float(np.mean(v)) if v and all(math.isfinite(x) for x in v) else math.inf
+        rows.append({"width": w, "budget": c["budget"], "N": c["N"], "D": c["D"], "lr": lr,
+                     "factor": lr / settings.lr, "val_loss": mean if math.isfinite(mean) else None,
+                     "n_seeds": len(v), "chosen": False})  # fmt: skip
+    for w in {r["width"] for r in rows}:
+        mine = [r for r in rows if r["width"] == w]
+        finite = [r for r in mine if r["val_loss"] is not None]
+        pick = (min(finite, key=lambda r: (r["val_loss"], abs(math.log(r["factor"])))) if finite
+                else min(mine, key=lambda r: abs(math.log(r["factor"]))))  # fmt: skip
+        pick["chosen"] = True
+        lrs[w] = pick["lr"]
+    return lrs, tuple(rows)
+
+
+def variant_designs(settings: Settings, lrs: dict[int, float] | None) -> dict[str, list[dict[str, Any]]]:
+    """The invariance part's reduced grid (the smallest budgets) for the main recipe, SGD and a larger batch."""
+    ps = settings.invariance
+    assert ps is not None
+    out: dict[str, list[dict[str, Any]]] = {"main": [], "sgd": [], "large_batch": []}
+    for b in settings.budgets[: ps.n_budgets]:
+        for w in settings.widths:
+            lr = None if lrs is None else lrs.get(w)
+            main = run_config(settings, b, w, lr=lr)
+            if main is None:
+                continue
+            out["main"].append(main)
+            sgd = run_config(settings, b, w, lr=ps.sgd_lr, optimizer="sgd")
+            sgd["train"]["momentum"] = ps.sgd_momentum  # type: ignore[index]
+            out["sgd"].append(sgd)  # type: ignore[arg-type]
+            out["large_batch"].append(
+                run_config(settings, b, w, lr=lr, batch_size=settings.batch_size * ps.batch_factor)
+            )  # type: ignore[arg-type]
+    return out
+
+
 def default_subject(settings: Settings, *, seed: int, runtime: Any = None) -> Runs:
     """Run (or resume) the bundled iso-FLOP sweep and return its table of finished runs.
 
-    The sweep goes through ``runtime.executor`` (None: serially in this process) into
-    ``runtime.store`` (None: a temporary store of this process, see :func:`process_store`).
+    Steps, all through ``runtime.executor`` (None: serially in this process) into ``runtime.store``
+    (None: a temporary store of this process, see :func:`process_store`), so an interrupted sweep
+    resumes: (1) per-width lr tuning at each width's smallest budget (when ``lr_factors`` has more
+    than one factor and the task has a validation split); (2) the sweep at the tuned lrs; (3) when
+    the ``lr_tuning`` part is on, the same grid at the single ``lr`` (the untuned comparison); (4)
+    when the ``invariance`` part is on, its reduced grid with SGD and with a larger batch.
     """
-    executor = getattr(runtime, "executor", None)
+    executor = getattr(runtime, "executor", None) or InProcessExecutor()
     store = getattr(runtime, "store", None) or process_store()
     progress = getattr(runtime, "progress", None)
     seeds = sweep_seeds(seed, settings.seeds)
-    rep = run_sweep(SWEEP, TASK, design(settings), seeds, store, executor or InProcessExecutor(), progress)
-    runs = runs_from_store(settings, store, seeds)
+    lrs, tuning = None, None
+    if len(settings.lr_factors) > 1 and settings.task != "digits":
+        lrs, tuning = tune_lrs(settings, store, executor, seeds[: settings.tune_seeds], progress)
+    main = design(settings, lrs)
+    rep = run_sweep(SWEEP, TASK, main, seeds, store, executor, progress)
+    runs = runs_from_store(settings, store, seeds, main)
+    untuned = None
+    if settings.lr_tuning is not None and lrs is not None:
+        useeds = seeds[: settings.lr_tuning.untuned_seeds]
+        run_sweep(SWEEP, TASK, design(settings), useeds, store, executor, progress)
+        untuned = runs_from_store(settings, store, useeds)
+    variants = None
+    if settings.invariance is not None:
+        vseeds = seeds[: settings.invariance.seeds]
+        variants = {}
+        for name, configs in variant_designs(settings, lrs).items():
+            run_sweep(SWEEP, TASK, configs, vseeds, store, executor, progress)
+            try:
+                variants[name] = runs_from_store(settings, store, vseeds, configs)
+            except DataError as e:  # too few finished runs: the invariance part says so
+                variants[name] = str(e)
     sweep = {
         "total": rep.total,
         "reused_done": rep.skipped_done,
         "executed_now": rep.executed,
         "failed_now": rep.failed,
     }
-    return dataclasses.replace(runs, sweep=sweep)
+    return dataclasses.replace(runs, sweep=sweep, untuned=untuned, lr_tuning=tuning, variants=variants)

@@ -45,8 +45,9 @@ class FamilySpec:
     d_in: int = 16
     n_classes: int = 2
     teacher_width: int = 256
-    teacher_decay: float = 1.0
+    teacher_decay: float = 0.5  # slow decay: many teacher units matter, so loss keeps falling with width
     logit_scale: float = 4.0  # teacher logits are scaled to this std: larger = less label noise
+    input_scale: float = 3.0  # std of the teacher's pre-activations: larger = a more nonlinear teacher
     teacher_seed: int = 0
     split_seed: int = 0
     n_val: int = 2048
@@ -58,6 +59,7 @@ class FamilySpec:
         check_int("family.n_classes", self.n_classes, 2)
         check_int("family.teacher_width", self.teacher_width, 1)
         check_positive("family.logit_scale", self.logit_scale)
+        check_positive("family.input_scale", self.input_scale)
         check_int("family.n_val", self.n_val, 16)
         check_int("family.n_test", self.n_test, 16)
         check_int("family.n_bayes", self.n_bayes, 1024)
@@ -66,7 +68,7 @@ class FamilySpec:
     def _teacher(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         g = torch_generator(derive_seed(self.teacher_seed, "family-teacher"))
         # Uniform inputs on [-1, 1] have variance 1/3: scale so pre-activations have unit variance.
-        w1 = torch.randn(self.d_in, self.teacher_width, generator=g) * math.sqrt(3.0 / self.d_in)
+        w1 = torch.randn(self.d_in, self.teacher_width, generator=g) * (self.input_scale * math.sqrt(3.0 / self.d_in))
         k = torch.arange(1, self.teacher_width + 1, dtype=torch.float32)
         w2 = torch.randn(self.teacher_width, self.n_classes, generator=g) * k.pow(-float(self.teacher_decay))[:, None]
         xr = torch.rand(8192, self.d_in, generator=g) * 2 - 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from multilens.data.digits import digits_checksum
+from multilens.data.family import FamilySpec
 from multilens.data.teacher_student import TeacherStudentTask
 from multilens.experiments.executors import make_executor
 from multilens.experiments.lock import RunDirLock
@@ -40,7 +41,7 @@ ARTIFACTS = {
 
 def _data_checksums(cfg: RunConfig) -> dict[str, str]:
     """Checksums of the bundled data and of the teacher-student task as this run configured it."""
-    sums = {"sklearn_digits": digits_checksum()}
+    sums = {"sklearn_digits": digits_checksum(), "shared_family": FamilySpec().checksum()}
     if "scaling" in cfg.phases:
         sc = cfg.lens_config("scaling")
         sc = getattr(sc, "subject", sc)

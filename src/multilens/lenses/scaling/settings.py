@@ -182,7 +182,7 @@ class Settings:
     widths: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
     depth: int = 1
     min_examples: int = 1024
-    max_examples: int = 131072
+    max_examples: int = 1048576  # the family is data-limited: small widths need millions of examples at 1e9 FLOPs
     seeds: int = 3
     d_in: int = 16
     teacher_width: int = 256
@@ -280,7 +280,7 @@ class Settings:
             return cls(
                 budgets=(1e6, 2e6, 4e6, 1e7, 2e7, 4e7, 1e8, 2e8, 4e8, 1e9, 2e9, 4e9),
                 widths=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
-                max_examples=524288,
+                max_examples=4194304,
                 seeds=5,
                 bootstrap=1000,
                 compute_law=ComputeLawSettings(bootstrap=1000),

@@ -4,12 +4,14 @@ Each decision the protocol hands on is recomputed under predeclared perturbation
 data subsample, the budget moved by +-10%) and carries the fraction of perturbations under which
 it still holds:
 
-* allocation: N* recomputed from the scaling runs by :func:`multilens.lenses.scaling.perturbed_allocations`
-  (another bootstrap seed, row subsamples, leave-one-seed-out, target budget x1.1 and x0.9); it
-  holds when the perturbed N* lies inside the original N* interval;
+* allocation: N* recomputed from the scaling runs by the method that was handed on (Approach 3, or
+  Approach 2 after the fit-quality fallback): another bootstrap seed, three 80% subsamples of the
+  runs, each run seed left out, the target budget x1.1 and x0.9; it holds when the perturbed N*
+  lies inside the original N* interval;
 * learning rate: lambda_max of the main model recomputed with another Lanczos seed and on two
-  random halves of its training data; the cap 2/lambda_max holds when the perturbed lambda_max
-  does not exceed the upper end of the interval the cap was computed from.
+  random halves of the 2048 training examples the curvature phase used; the cap 2/lambda_max
+  holds when the perturbed lambda_max does not exceed the upper end of the interval the cap was
+  computed from.
 
 Perturbations that cannot run are counted as not held and named, never dropped.
 """
@@ -33,16 +35,68 @@ def _summary(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def allocation_stability(artifacts: Mapping[str, Any], cfg: Any, seed: int) -> dict[str, Any] | None:
-    rows, alloc = artifacts.get("scaling.runs"), artifacts.get("scaling.allocation")
-    if not rows or not alloc or "scaling" not in cfg.phases:
-        return None
-    from multilens.lenses.scaling import perturbed_allocations, runs_from_rows
+def allocation_for(method: str, runs: Any, settings: Any, seed: int, target: float, ratio: float | None) -> dict:
+    """The allocation the protocol handed on, recomputed from ``runs`` by the same method.
 
-    items = []
-    for p in perturbed_allocations(runs_from_rows(rows), cfg.lens_config("scaling"), seed=seed):
-        items.append({"perturbation": p["perturbation"], "n_star": p.get("n_star"), "holds": bool(p.get("inside"))})
-    return _summary(items)
+    ``approach3``: the L(N, D) fit's optimum; ``approach2``: the iso-FLOP minima's line (the fallback
+    the protocol switches to when the L(N, D) fit fails its gate).
+    """
+    from multilens.lenses.scaling import allocation_from_runs
+    from multilens.lenses.scaling.handoff import approach2_allocation, excluded_runs, fit_with_bootstrap
+
+    if method != "approach2":
+        return allocation_from_runs(runs, settings, seed=seed, target_budget=target, interpolation_ratio=ratio)
+    fit_runs, _ = excluded_runs(runs, ratio, settings.peak_band)
+    fit, boot, _ = fit_with_bootstrap(fit_runs, settings, seed)
+    return approach2_allocation(fit, boot, fit_runs, settings, target)
+
+
+def _inside(n: Any, ci: Any) -> bool:
+    return n is not None and ci is not None and None not in ci[:2] and ci[0] <= n <= ci[1]
+
+
+def allocation_stability(artifacts: Mapping[str, Any], cfg: Any, seed: int) -> dict[str, Any] | None:
+    """N* of the handed-on allocation under perturbations: another bootstrap seed, three 80% subsamples
+    of the runs, each run seed left out, and the budget x1.1 and x0.9; holds = inside the original interval."""
+    rows, alloc = artifacts.get("scaling.runs"), artifacts.get("scaling.allocation")
+    if not rows or not alloc or not alloc.get("ok", True) or "scaling" not in cfg.phases:
+        return None
+    import numpy as np
+
+    from multilens.lenses.contract import part_seed
+    from multilens.lenses.scaling import Runs
+
+    runs, settings = Runs.from_rows(rows), cfg.lens_config("scaling")
+    method, target = str(alloc.get("method", "approach3")), float(alloc["budget"])
+    ratio = artifacts.get("double_descent.interpolation_ratio")
+    base_seed = part_seed(cfg.seed, "scaling", "lnd_fit")
+    ci = alloc.get("n_star_ci")
+    items: list[dict[str, Any]] = []
+
+    def attempt(name: str, sub: Any, s: int, c: float = target) -> None:
+        try:
+            a = allocation_for(method, sub, settings, s, c, ratio)
+            ok = a.get("ok", True)
+            n = a.get("n_star") if ok else None
+            items.append({"perturbation": name, "n_star": n, "holds": _inside(n, ci), "note": a.get("note", "")})
+        except Exception as e:  # counted as not held, with the reason
+            items.append({"perturbation": name, "n_star": None, "holds": False, "note": f"{type(e).__name__}: {e}"})
+
+    attempt("bootstrap seed", runs, derive_seed(seed, "bootstrap"))
+    for k in range(3):
+        rng = np.random.default_rng(derive_seed(seed, "subsample", k))
+        keep = np.zeros(runs.n_runs, dtype=bool)
+        keep[rng.choice(runs.n_runs, size=max(1, round(0.8 * runs.n_runs)), replace=False)] = True
+        attempt(f"80% subsample {k + 1}", runs.subset(keep), base_seed)
+    if runs.seed is not None and len(np.unique(runs.seed)) > 1:
+        for s in np.unique(runs.seed):
+            attempt(f"seed {int(s)} left out", runs.subset(runs.seed != s), base_seed)
+    for key, name in (("plus10", "budget x1.1"), ("minus10", "budget x0.9")):
+        n = (alloc.get(key) or {}).get("n_star")
+        items.append({"perturbation": name, "n_star": n, "holds": _inside(n, ci), "note": "same fit"})
+    out = _summary(items)
+    out["method"] = method
+    return out
 
 
 def lr_stability(artifacts: Mapping[str, Any], metrics: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
@@ -54,8 +108,8 @@ def lr_stability(artifacts: Mapping[str, Any], metrics: Mapping[str, Any], seed:
     from multilens.curvature import hessian_eigenvalues
     from multilens.lenses.allocation import main_subject
 
-    subj = main_subject(path)
-    x, y = subj.data if isinstance(subj.data, tuple) else subj.tensors()[:2]
+    subj = main_subject(path, n_train=2048)  # the examples the curvature phase's Hessian is of
+    x, y = subj.train
     g = torch_generator(derive_seed(seed, "lr-halves"))
     perm = torch.randperm(len(x), generator=g)
     halves = (perm[: len(x) // 2], perm[len(x) // 2 :])

@@ -118,10 +118,11 @@ def shift_stress(rule: StressRule, artifacts: Mapping[str, Any], seed: int) -> d
     import torch
 
     from multilens.calibration import ece, fit_temperature
+    from multilens.data.family import FamilySpec
     from multilens.lenses.allocation import load_main_model
 
-    mm = load_main_model(path)
-    model, family = mm.model, mm.family
+    model, spec = load_main_model(path)
+    family = FamilySpec.from_dict(spec["family"])
     xs, ys = family.test()
     pool_x, pool_y = family.train(8 * rule.n_target, seed=derive_seed(seed, "stress-shift-pool"))
     # Target: the pool resampled with probability proportional to exp(beta x_0): density ratio known.
@@ -291,24 +292,29 @@ def budget_stress(rule: StressRule, artifacts: Mapping[str, Any], cfg: Any, seed
     rows, alloc = artifacts.get("scaling.runs"), artifacts.get("scaling.allocation")
     if not rows or not alloc:
         return _not_evaluated(rule, "no scaling runs or allocation hand-off (the scaling phase did not run)")
-    from multilens.lenses.scaling import allocation_from_runs, contracted_runs, runs_from_rows
+    if not alloc.get("ok", True):
+        return _not_evaluated(rule, f"the handed-on allocation is not usable: {alloc.get('note')}")
+    from multilens.lenses.contract import part_seed
+    from multilens.lenses.scaling import Runs, contracted_runs
+    from multilens.protocol.perturb import allocation_for
 
-    runs = runs_from_rows(rows)
-    small = contracted_runs(runs, fraction=rule.fraction)
+    small = contracted_runs(Runs.from_rows(rows), fraction=rule.fraction)
     settings = cfg.lens_config("scaling")
+    method = str(alloc.get("method", "approach3"))
+    ratio = artifacts.get("double_descent.interpolation_ratio")
     try:
-        new = allocation_from_runs(
-            small, settings, seed=derive_seed(seed, "stress-budget"), target_budget=alloc["budget"]
-        )
+        new = allocation_for(method, small, settings, part_seed(cfg.seed, "scaling", "lnd_fit"), alloc["budget"], ratio)
     except Exception as e:
         return _result(rule, False, f"the contracted sweep could not be fitted: {type(e).__name__}: {e}")
+    if not new.get("ok", True):
+        return _result(rule, False, f"the contracted sweep gives no {method} allocation: {new.get('note')}")
     lo, hi = alloc["n_star_ci"]
     inside = lo <= new["n_star"] <= hi
     kept = sorted({float(b) for b in small.budget}) if small.budget is not None else []
     verdict = (
-        f"N* at C = {alloc['budget']:.3g} from the sweep cut to {len(kept)} budget(s) (<= {rule.fraction:g} of its "
-        f"compute): {new['n_star']:.4g} vs the full sweep's {alloc['n_star']:.4g} [{lo:.4g}, {hi:.4g}]: "
-        + ("inside" if inside else "OUTSIDE")
+        f"{method} N* at C = {alloc['budget']:.3g} from the sweep cut to {len(kept)} budget(s) "
+        f"(<= {rule.fraction:g} of its compute): {new['n_star']:.4g} vs the full sweep's {alloc['n_star']:.4g} "
+        f"[{lo:.4g}, {hi:.4g}]: " + ("inside" if inside else "OUTSIDE")
     )
     return _result(
         rule,

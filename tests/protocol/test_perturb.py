@@ -1,0 +1,63 @@
+"""Recommendation stability and the budget-contraction stress test on runs from an exact L(N, D) law."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lenses"))
+from test_scaling_handoff import SETTINGS, exact_runs, true_n_star  # noqa: E402
+
+from multilens.lenses.contract import part_seed  # noqa: E402
+from multilens.protocol.perturb import allocation_for, allocation_stability  # noqa: E402
+from multilens.protocol.stress import StressRule, budget_stress  # noqa: E402
+
+
+class Cfg(SimpleNamespace):
+    def lens_config(self, section):
+        assert section == "scaling"
+        return SETTINGS
+
+
+@pytest.fixture(scope="module")
+def handed():
+    runs = exact_runs()
+    cfg = Cfg(seed=0, phases=("scaling",))
+    target = 1e8
+    alloc = allocation_for("approach3", runs, SETTINGS, part_seed(0, "scaling", "lnd_fit"), target, None)
+    rows = [dict(N=float(n), D=float(d), loss=float(l), seed=int(s), budget=float(b))
+            for n, d, l, s, b in zip(runs.N, runs.D, runs.loss, runs.seed, runs.budget)]  # fmt: skip
+    return cfg, alloc, {"scaling.runs": rows, "scaling.allocation": alloc}
+
+
+def test_the_exact_law_gives_the_true_optimum_and_it_holds_under_every_perturbation(handed):
+    cfg, alloc, artifacts = handed
+    assert alloc["n_star"] == pytest.approx(true_n_star(1e8), rel=1e-3)
+    # an exact fit has a zero-width interval; give it +-0.1% so rounding differences count as the same N*
+    alloc = dict(alloc, n_star_ci=[alloc["n_star"] * 0.999, alloc["n_star"] * 1.001])
+    st = allocation_stability(dict(artifacts, **{"scaling.allocation": alloc}), cfg, seed=1)
+    names = st["perturbations"]
+    assert "bootstrap seed" in names and "budget x1.1" in names and sum("subsample" in n for n in names) == 3
+    # exact data: every refit finds the same optimum, so every perturbation of the data holds; the budget
+    # moved by 10% moves N* by 1.1^a (+4.3%), outside that interval: it does not hold
+    by = {i["perturbation"]: i for i in st["items"]}
+    assert all(by[n]["holds"] for n in names if not n.startswith("budget")), st["items"]
+    assert by["budget x1.1"]["n_star"] == pytest.approx(true_n_star(1.1e8), rel=1e-3)
+    assert by["budget x1.1"]["holds"] is False and st["held"] == st["total"] - 2
+
+
+def test_budget_contraction_on_the_exact_law_stays_inside(handed):
+    cfg, alloc, artifacts = handed
+    alloc = dict(alloc, n_star_ci=[alloc["n_star"] * 0.999, alloc["n_star"] * 1.001])
+    rule = StressRule("budget", "budget", expected="inside", fraction=0.5)
+    r = budget_stress(rule, dict(artifacts, **{"scaling.allocation": alloc}), cfg, seed=0)
+    assert r["passed"] is True, r["verdict"]
+    assert r["measurements"]["budgets_kept"] and max(r["measurements"]["budgets_kept"]) < 1e8
+    # a perturbed law: the same check fails when the contracted fit moves N* out of the interval
+    far = dict(alloc, n_star_ci=[alloc["n_star"] * 2, alloc["n_star"] * 3])
+    assert budget_stress(rule, dict(artifacts, **{"scaling.allocation": far}), cfg, seed=0)["passed"] is False
+    assert np.isfinite(r["measurements"]["n_star_contracted"])

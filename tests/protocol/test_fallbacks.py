@@ -122,3 +122,24 @@ def test_default_policy_declares_the_ten_cross_lens_checks_and_three_stress_test
     assert set(range(1, 11)) <= {c.number for c in p.consistency}
     assert {t.kind for t in p.stress} == {"shift", "contention", "budget"}
     assert all(t.expected for t in p.stress)
+
+
+def test_a_rerun_fallback_never_undoes_a_swap_of_the_same_phase(tmp_path, fake_registry):
+    base = {"kind": "threshold", "inputs": {"value": "metric:fake.value"}, "op": ">=", "action": "fallback",
+            "phase": "producer"}  # fmt: skip
+    gates = [
+        base
+        | {"name": "swap it", "threshold": 5.0, "fallback": {"kind": "swap", "replace": {"fake.value": "fake.alt"}}},
+        base
+        | {
+            "name": "rerun it",
+            "threshold": 0.5,
+            "fallback": {"kind": "rerun", "scale": {"value": 2.0}, "max_times": 4},
+        },
+    ]
+    s = run_protocol(cfg(0.1), tmp_path, None, policy_from_dict({"gate": gates}))
+    g = {x["name"]: x for x in s["gates"]}
+    assert [x["name"] for x in s["gates"]] == ["swap it", "rerun it"]  # reported in the policy's order
+    assert g["rerun it"]["fallback"]["status"] == "applied"  # 0.1 -> 0.8
+    assert g["swap it"]["fallback"]["status"] == "applied"  # then 0.8 < 5: swapped for 10 * 0.8
+    assert s["metrics"]["consumer.twice"] == pytest.approx(16.0)

@@ -327,12 +327,25 @@ def run_protocol(
                     metrics.update(payload["metrics"])
                     records.append(record("done", None, wall, h, result=payload["result"], metrics=payload["metrics"],
                                           cached=cached, cached_from=cached_from))  # fmt: skip
-            results = []
-            for g in policy.for_phase(ph.name):
+            # Reruns first (each replaces the phase's outputs), then every other gate on the final
+            # outputs, then swaps (so a later rerun can never undo a swap of hand-offs).
+            rules = policy.for_phase(ph.name)
+            done = records[-1].status == "done"
+            by_name: dict[str, GateResult] = {}
+            for g in rules:
+                if g.action == "fallback" and g.fallback.kind == "rerun":
+                    res = evaluate_gate(g, metrics)
+                    if res.passed is not True and done:
+                        res, records[-1] = apply_fallback(g, res, ph, records[-1])
+                    by_name[g.name] = res
+            for g in rules:
+                if g.name in by_name:
+                    continue
                 res = evaluate_gate(g, metrics)
-                if g.action == "fallback" and res.passed is not True and records[-1].status == "done":
+                if g.action == "fallback" and res.passed is not True and done:
                     res, records[-1] = apply_fallback(g, res, ph, records[-1])
-                results.append(res)
+                by_name[g.name] = res
+            results = [by_name[g.name] for g in rules]
             gates.extend(results)
             if any(g.blocks for g in results):
                 stopped_at = ph.name

@@ -594,10 +594,11 @@ def margin_part(sh: _Shared, ps: MarginSettings, *, seed: int) -> Part:
             estimates=[Estimate("margin", None, note=reason)],
             checks=[Check("margin_bounded", None, reason=reason, kind="sanity", criterion="max |m_i| <= sqrt(2)")],
         )
-    margin = normalized_margin(sh.subject.model, x, y, ps.quantile, ps.n_bootstrap, seed, level)
+    q = ps.main_model_quantile if sh.subject.info.get("main_model") else ps.quantile
+    margin = normalized_margin(sh.subject.model, x, y, q, ps.n_bootstrap, seed, level)
     e_m = Estimate(
         "margin", margin.value, margin.ci_low, margin.ci_high, margin.stderr, level,
-        f"{ps.quantile:.0%} quantile of (z_y - max_j!=y z_j)/||z||_2 over {margin.n} examples; percentile bootstrap "
+        f"{q:.0%} quantile of (z_y - max_j!=y z_j)/||z||_2 over {margin.n} examples; percentile bootstrap "
         f"({ps.n_bootstrap} resamples)", n=margin.n,
     )  # fmt: skip
     logits = FlatModel(sh.subject.model, sh.subject.loss_fn, (x, y), dtype=torch.float64).outputs(None, x)

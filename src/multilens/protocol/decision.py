@@ -193,6 +193,13 @@ def resolve(check: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         why = "; ".join(f'{ln}: "{a["text"]}" ({a.get("how")})' for ln in bad for a in violated[ln][:2])
         res = f"resolved: trust {', '.join(good)}; {', '.join(bad)} violate(s) an assumption: {why}"
         status = "resolved"
+    elif bad and len(lenses) == 1:
+        why = "; ".join(f'"{a["text"]}" ({a.get("how")})' for a in violated[lenses[0]][:2])
+        res = (
+            f"resolved against the prediction: both sides come from {lenses[0]}, whose assumption {why} is "
+            "violated; the measured side stands and the prediction is not used for the decision"
+        )
+        status = "resolved"
     elif bad:
         why = "; ".join(f'{ln}: "{a["text"]}"' for ln in bad for a in violated[ln][:2])
         res = f"unresolved: every side violates an assumption ({why}); neither number is used for the decision"

@@ -43,7 +43,8 @@ def smoke() -> LensResult:
 def test_json_and_kinds(smoke: LensResult) -> None:
     d = smoke.to_dict()
     json.dumps(d, allow_nan=False)  # every number is JSON-safe
-    assert set(smoke.parts) == {"parity", "noise_floor", "local_sgd", "staleness", "timing", "modes", "faults"}
+    assert set(smoke.parts) == {"parity", "noise_floor", "local_sgd", "staleness", "timing", "modes", "faults",
+                                "batch_floor"}  # fmt: skip
     kinds = {c.name: c.kind for c in smoke.checks}
     assert kinds["parity_sync"] == kinds["parity_ddp"] == "agreement"
     assert kinds["parity_local_k1"] == kinds["parity_replicas_identical"] == "sanity"

@@ -217,3 +217,32 @@ def test_nothing_listening_says_check_the_address():
     msg = str(e.value)
     assert "\n" not in msg and "could not connect" in msg and "check the address" in msg and "token" not in msg
     assert time.monotonic() - t0 < 30  # not Ray's 40 s reconnect window
+
+
+# Metrics that measure time differ between any two runs, wherever they run; everything else must match.
+_TIMING = ("timing", "wall", "speed", "latency", "_time", "throughput", "straggler", "comm_", "latency_front")
+
+
+def _smoke_run(out: Path, env: dict[str, str], policy: Path, *extra: str) -> dict:
+    cmd = [sys.executable, "-m", "multilens.cli", "run", "--profile", "smoke", "--no-stress", "--workers", "2",
+           "--config", str(policy), "--out", str(out), *extra]  # fmt: skip
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, f"exit {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    summary = json.loads((out / "summary.json").read_text())
+    return {k: v for k, v in summary["metrics"].items() if not any(t in k for t in _TIMING)}
+
+
+def test_smoke_protocol_on_an_existing_cluster_gives_the_local_pool_numbers(ray_head, tmp_path):
+    """`multilens run --executor ray --address ...` (token in RAY_AUTH_TOKEN) against the local pool."""
+    address, token = ray_head
+    default = (Path(SRC) / "multilens/defaults/policy.toml").read_text()
+    policy = tmp_path / "warn.toml"  # smoke models are barely trained: release gates only warn here
+    policy.write_text(default.replace('action = "stop"', 'action = "warn"').replace('then = "stop"', 'then = "warn"'))
+    config = tmp_path / "run.toml"
+    config.write_text(f'policy = "{policy}"\n')
+    local = _smoke_run(tmp_path / "local", _env(), config)
+    on_ray = _smoke_run(tmp_path / "ray", _env(RAY_AUTH_TOKEN=token), config, "--executor", "ray", "--address", address)
+    assert len(local) > 100
+    assert on_ray.keys() == local.keys()
+    differ = {k: (local[k], on_ray[k]) for k in local if local[k] != on_ray[k]}
+    assert not differ, differ

@@ -78,7 +78,8 @@ def test_gates_read_the_measured_inputs(user_result) -> None:
     comp = gates["composition Lipschitz bound"]
     assert comp.value == pytest.approx(user_result.metrics["robustness.lipschitz_upper"])
     cert = gates["failure-rate certificate"]
-    assert cert.value == pytest.approx(0.12 - user_result.metrics["robustness.fnr_upper"])
+    u_max = next(g for g in load_policy(None).gates if g.name == "failure-rate certificate").inputs["u_max"]
+    assert cert.value == pytest.approx(u_max - user_result.metrics["robustness.fnr_upper"])
     obj = gates["robust objective"]
     m = user_result.metrics
     assert obj.value == pytest.approx(m["robustness.r_emp_ci_high"] + 0.3 * m["robustness.omega"]

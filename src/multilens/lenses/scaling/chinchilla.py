@@ -189,8 +189,11 @@ def predict_chinchilla(params: dict[str, float] | ChinchillaFit, N: Any, D: Any)
 
 
 def theta_to_params(theta: np.ndarray) -> dict[str, float]:
+    """(log A, log B, log E, alpha, beta) -> parameters; a refit run off to a boundary (log A > 709)
+    gives inf, which the bootstrap's intervals count as a failed refit instead of raising."""
     a, b, e, al, be = (float(v) for v in theta)
-    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": al, "beta": be}
+    with np.errstate(over="ignore"):
+        return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": al, "beta": be}
 
 
 def allocation_exponents(alpha: float, beta: float) -> tuple[float, float]:

@@ -174,7 +174,8 @@ def regularisation_decision(summary: dict[str, Any]) -> dict[str, Any]:
             )
     unc = (f"threshold interval [{_fmt(m.get('double_descent.interpolation_ratio_ci_low'))}, "
            f"{_fmt(m.get('double_descent.interpolation_ratio_ci_high'))}]") if ratio is not None else "n/a"  # fmt: skip
-    return {"name": "regularisation", "decision": text, "uncertainty": unc, "evidence": ev, "stability": None,
+    stab = summary.get("recommendation_stability", {}).get("regularisation")
+    return {"name": "regularisation", "decision": text, "uncertainty": unc, "evidence": ev, "stability": stab,
             "status": _status(ev, made)}  # fmt: skip
 
 

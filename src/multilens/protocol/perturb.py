@@ -11,7 +11,9 @@ it still holds:
 * learning rate: lambda_max of the main model recomputed with another Lanczos seed and on two
   random halves of the 2048 training examples the curvature phase used; the cap 2/lambda_max
   holds when the perturbed lambda_max does not exceed the upper end of the interval the cap was
-  computed from.
+  computed from;
+* regularisation: whether the main model sits in the interpolation peak band (N*/D* within a factor
+  2 of the double-descent threshold), re-read under the allocation's perturbations.
 
 Perturbations that cannot run are counted as not held and named, never dropped.
 """
@@ -77,8 +79,9 @@ def allocation_stability(artifacts: Mapping[str, Any], cfg: Any, seed: int) -> d
         try:
             a = allocation_for(method, sub, settings, s, c, ratio)
             ok = a.get("ok", True)
-            n = a.get("n_star") if ok else None
-            items.append({"perturbation": name, "n_star": n, "holds": _inside(n, ci), "note": a.get("note", "")})
+            n, d = (a.get("n_star"), a.get("d_star")) if ok else (None, None)
+            items.append({"perturbation": name, "n_star": n, "d_star": d, "holds": _inside(n, ci),
+                          "note": a.get("note", "")})  # fmt: skip
         except Exception as e:  # counted as not held, with the reason
             items.append({"perturbation": name, "n_star": None, "holds": False, "note": f"{type(e).__name__}: {e}"})
 
@@ -92,8 +95,8 @@ def allocation_stability(artifacts: Mapping[str, Any], cfg: Any, seed: int) -> d
         for s in np.unique(runs.seed):
             attempt(f"seed {int(s)} left out", runs.subset(runs.seed != s), base_seed)
     for key, name in (("plus10", "budget x1.1"), ("minus10", "budget x0.9")):
-        n = (alloc.get(key) or {}).get("n_star")
-        items.append({"perturbation": name, "n_star": n, "holds": _inside(n, ci), "note": "same fit"})
+        n, d = (alloc.get(key) or {}).get("n_star"), (alloc.get(key) or {}).get("d_star")
+        items.append({"perturbation": name, "n_star": n, "d_star": d, "holds": _inside(n, ci), "note": "same fit"})
     out = _summary(items)
     out["method"] = method
     return out
@@ -126,6 +129,31 @@ def lr_stability(artifacts: Mapping[str, Any], metrics: Mapping[str, Any], seed:
     return _summary(items)
 
 
+def in_peak_band(n: Any, d: Any, ratio: float, band: float = 2.0) -> bool | None:
+    """Whether N/D lies within a factor ``band`` of the interpolation ratio (the regularisation decision)."""
+    if not n or not d:
+        return None
+    return ratio / band <= n / d <= ratio * band
+
+
+def regularisation_stability(alloc_stab: dict[str, Any] | None, artifacts: Mapping[str, Any]) -> dict | None:
+    """The regularisation decision (is the main model in the interpolation peak band?) under the
+    allocation's perturbations: it holds when the perturbed N*/D* falls on the same side of the band."""
+    alloc, ratio = artifacts.get("scaling.allocation") or {}, artifacts.get("double_descent.interpolation_ratio")
+    if not alloc_stab or ratio is None:
+        return None
+    base = in_peak_band(alloc.get("n_star"), alloc.get("d_star"), ratio)
+    if base is None:
+        return None
+    items = []
+    for it in alloc_stab["items"]:
+        near = in_peak_band(it.get("n_star"), it.get("d_star"), ratio)
+        items.append(
+            {"perturbation": it["perturbation"], "in_peak_band": near, "holds": near is not None and near == base}
+        )
+    return _summary(items)
+
+
 def recommendation_stability(artifacts: Mapping[str, Any], metrics: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
     """Stability of each decision that could be recomputed; a decision missing here was not."""
     out: dict[str, Any] = {}
@@ -139,4 +167,7 @@ def recommendation_stability(artifacts: Mapping[str, Any], metrics: Mapping[str,
             r = {"held": 0, "total": 0, "fraction": None, "perturbations": [], "error": f"{type(e).__name__}: {e}"}
         if r is not None:
             out[name] = r
+    reg = regularisation_stability(out.get("allocation"), artifacts)
+    if reg is not None:
+        out["regularisation"] = reg
     return out

@@ -78,3 +78,23 @@ def test_regularisation_decision_is_re_read_under_the_allocations_perturbations(
     # 1.1^(a - (1 - a)) < 1, further out, so it holds; nothing crosses into the band
     edge = regularisation_stability(st, dict(arts, **{"double_descent.interpolation_ratio": 2.05 * nd}))
     assert all(i["in_peak_band"] is False for i in edge["items"]) and edge["held"] == edge["total"]
+
+
+def test_release_decision_is_recomputed_with_the_release_phases_rerun_under_other_seeds():
+    from multilens.lenses.contract import run_lens
+    from multilens.lenses.registry import get_lens
+    from multilens.protocol.config import run_config_from_dict
+    from multilens.protocol.gates import policy_from_dict
+    from multilens.protocol.perturb import release_stability
+
+    cfg = run_config_from_dict({"profile": "smoke", "phases": ["calibration"]})
+    metrics = run_lens(get_lens("calibration"), cfg.lens_config("calibration"), 0).metrics
+    gate = {"name": "t", "kind": "threshold", "inputs": {"value": "metric:calibration.temperature_converged"},
+            "op": ">=", "action": "stop", "phase": "calibration"}  # fmt: skip
+    go = release_stability(policy_from_dict({"gate": [gate | {"threshold": 1.0}]}), {}, metrics, cfg)
+    assert go["total"] == 2 and go["held"] == 2 and all(i["go"] for i in go["items"])
+    no_go = release_stability(policy_from_dict({"gate": [gate | {"threshold": 2.0}]}), {}, metrics, cfg)
+    assert (
+        no_go["held"] == 2 and not any(i["go"] for i in no_go["items"]) and no_go["items"][0]["failed_gates"] == ["t"]
+    )
+    assert release_stability(policy_from_dict({"gate": []}), {}, metrics, cfg) is None

@@ -145,8 +145,9 @@ def release_decision(summary: dict[str, Any]) -> dict[str, Any]:
     unc = "gates read the least favourable ends of their inputs' intervals" + (
         f"; warnings: {', '.join(warns)}" if warns else ""
     )
+    stab = summary.get("recommendation_stability", {}).get("release")
     return {"name": "release", "decision": text, "uncertainty": unc, "evidence": ev,
-            "stability": None, "status": _status(ev, bool(stops))}  # fmt: skip
+            "stability": stab, "status": _status(ev, bool(stops))}  # fmt: skip
 
 
 def regularisation_decision(summary: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,9 @@ it still holds:
   random halves of the 2048 training examples the curvature phase used; the cap 2/lambda_max
   holds when the perturbed lambda_max does not exceed the upper end of the interval the cap was
   computed from;
+* release (with ``--stress``): the release phases (curvature, representation, calibration, robustness,
+  compression, constraints) rerun under two other seeds on the same main model; it holds when every
+  release stop gate gives the same go/no-go;
 * regularisation: whether the main model sits in the interpolation peak band (N*/D* within a factor
   2 of the double-descent threshold), re-read under the allocation's perturbations.
 
@@ -154,8 +157,45 @@ def regularisation_stability(alloc_stab: dict[str, Any] | None, artifacts: Mappi
     return _summary(items)
 
 
-def recommendation_stability(artifacts: Mapping[str, Any], metrics: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
-    """Stability of each decision that could be recomputed; a decision missing here was not."""
+def release_stability(
+    policy: Any, artifacts: Mapping[str, Any], metrics: Mapping[str, Any], cfg: Any, n_seeds: int = 2
+) -> dict[str, Any] | None:
+    """The release decision (every release stop gate passes) with the release phases rerun under other
+    seeds on the same hand-offs (the same main model); holds when the go/no-go verdict is the same."""
+    from multilens.lenses.contract import Runtime, run_lens
+    from multilens.lenses.registry import get_lens
+    from multilens.protocol.decision import RELEASE_PHASES
+    from multilens.protocol.gates import evaluate_gate
+
+    phases = [p for p in RELEASE_PHASES if p in cfg.phases]
+    rules = [g for g in policy.gates if g.phase in phases and g.action == "stop"]
+    if not rules:
+        return None
+    base = all(evaluate_gate(g, metrics).passed is True for g in rules)
+    items = []
+    for k in range(n_seeds):
+        seed = derive_seed(cfg.seed, "perturb", "release", k)
+        m = dict(metrics)
+        try:
+            for p in phases:
+                res = run_lens(get_lens(p), cfg.lens_config(p), seed, Runtime(inputs=dict(artifacts)))
+                m.update(res.metrics)
+            failed = [g.name for g in rules if evaluate_gate(g, m).passed is not True]
+            items.append({"perturbation": f"release phases rerun with seed {k + 1}", "go": not failed,
+                          "failed_gates": failed, "holds": (not failed) == base})  # fmt: skip
+        except Exception as e:  # counted as not held, with the reason
+            items.append({"perturbation": f"release phases rerun with seed {k + 1}", "holds": False,
+                          "error": f"{type(e).__name__}: {e}"})  # fmt: skip
+    return _summary(items)
+
+
+def recommendation_stability(
+    artifacts: Mapping[str, Any], metrics: Mapping[str, Any], cfg: Any, policy: Any = None, release: bool = False
+) -> dict[str, Any]:
+    """Stability of each decision that could be recomputed; a decision missing here was not.
+
+    ``release`` (the stress run) also reruns the release phases under other seeds (about a minute on quick).
+    """
     out: dict[str, Any] = {}
     for name, fn in (
         ("allocation", lambda: allocation_stability(artifacts, cfg, derive_seed(cfg.seed, "perturb", "allocation"))),
@@ -170,4 +210,11 @@ def recommendation_stability(artifacts: Mapping[str, Any], metrics: Mapping[str,
     reg = regularisation_stability(out.get("allocation"), artifacts)
     if reg is not None:
         out["regularisation"] = reg
+    if release and policy is not None:
+        try:
+            rel = release_stability(policy, artifacts, metrics, cfg)
+        except Exception as e:  # reported, not hidden
+            rel = {"held": 0, "total": 0, "fraction": None, "perturbations": [], "error": f"{type(e).__name__}: {e}"}
+        if rel is not None:
+            out["release"] = rel
     return out

@@ -376,7 +376,7 @@ def run_protocol(
                 for r in policy.stress
             ]  # fmt: skip
         )
-        stability = recommendation_stability(artifacts, metrics, cfg)
+        stability = recommendation_stability(artifacts, metrics, cfg, policy, release=bool(run_stress_tests))
         store_counts = store.counts()
     status, failed, blocking = protocol_status(records, gates)
     return {

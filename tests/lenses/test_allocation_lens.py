@@ -145,6 +145,25 @@ def test_main_model_round_trip_bit_for_bit(result_and_dir) -> None:
         load_main_model(bad)
 
 
+def test_perturbed_models_are_the_other_runs_bit_for_bit(result_and_dir) -> None:
+    """The seed-1 run and the first seed's +-10% models are handed on, each equal to a direct training."""
+    r, _, alloc = result_and_dir
+    pert = r.outputs["allocation.perturbed_models"]
+    assert set(pert) == {"another run seed", "budget x1.1", "budget x0.9"}
+    assert len({*pert.values(), r.outputs["allocation.model_path"]}) == 4
+    seeds = [row[0] for row in next(t for t in r.tables if t.key == "allocation.runs").rows]
+    spec0 = r.data["main_model"]["train_spec"]
+    xt = FamilySpec.from_dict(FAMILY).test()[0]
+    loaded, spec = load_main_model(pert["another run seed"])
+    direct, _, _ = T.trained_model(dict(spec0, seed=seeds[1]))
+    with torch.no_grad():
+        assert torch.equal(loaded(xt), direct(xt))
+    for label, key in (("budget x1.1", "plus10"), ("budget x0.9", "minus10")):
+        _, spec = load_main_model(pert[label])
+        assert (spec["width"], spec["d"]) == (alloc[key]["width"], alloc[key]["d"])
+    assert r.data["perturbed_models"] == pert
+
+
 def test_wrong_prediction_fails(smoke: Settings, tmp_path: Path) -> None:
     """A prediction far from what the model achieves fails the agreement check (the check can fail)."""
     alloc = tiny_allocation(3.0, (2.9, 3.1), 2.0, 3.0)

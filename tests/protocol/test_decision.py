@@ -84,3 +84,18 @@ def test_cpu_competitor_starts_and_stops():
     with cpu_competitor(1):
         pass
     assert time.perf_counter() - t0 < 30
+
+
+def test_stability_text_names_the_perturbations_under_which_a_decision_does_not_hold():
+    from multilens.protocol.decision import stability_text
+
+    st = {"held": 1, "total": 3, "perturbations": ["a", "b", "c"],
+          "items": [{"perturbation": "a", "holds": True},
+                    {"perturbation": "b", "holds": False, "why": "N* = 9 outside [1, 2]"},
+                    {"perturbation": "c", "holds": False, "error": "RuntimeError: boom"}]}  # fmt: skip
+    assert stability_text(st) == (
+        "holds under 1 of 3 perturbations (a, b, c); not under: b (N* = 9 outside [1, 2]); c (RuntimeError: boom)"
+    )
+    assert stability_text({"held": 2, "total": 2, "perturbations": ["a", "b"], "items": []}) == (
+        "holds under 2 of 2 perturbations (a, b)"
+    )

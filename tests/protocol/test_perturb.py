@@ -98,3 +98,38 @@ def test_release_decision_is_recomputed_with_the_release_phases_rerun_under_othe
         no_go["held"] == 2 and not any(i["go"] for i in no_go["items"]) and no_go["items"][0]["failed_gates"] == ["t"]
     )
     assert release_stability(policy_from_dict({"gate": []}), {}, metrics, cfg) is None
+
+
+def test_release_decision_is_recomputed_on_each_perturbed_model_the_allocation_handed_on(tmp_path):
+    """Reruns on the model of another run seed and on the +-10% models read their own model: the gate's
+    value on each equals the phase run directly on that model, and differs from the main model's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lenses"))
+    from test_allocation_lens import tiny_allocation
+
+    from multilens.lenses.allocation import Settings, measure
+    from multilens.lenses.contract import Runtime, run_lens
+    from multilens.lenses.registry import get_lens
+    from multilens.protocol.config import run_config_from_dict
+    from multilens.protocol.gates import policy_from_dict
+    from multilens.protocol.perturb import release_stability
+
+    alloc = measure(tiny_allocation(0.66, (0.62, 0.70), 0.65, 0.67), Settings.for_profile("smoke"), seed=0,
+                    runtime=Runtime(out_dir=tmp_path))  # fmt: skip
+    artifacts = dict(alloc.outputs)
+    cfg = run_config_from_dict({"profile": "smoke", "phases": ["calibration"]})
+    lens, settings = get_lens("calibration"), cfg.lens_config("calibration")
+
+    def ece(path):
+        return run_lens(lens, settings, cfg.seed, Runtime(inputs={"allocation.model_path": path})).metrics
+
+    metrics = ece(artifacts["allocation.model_path"])
+    key = "calibration.ece_after_temperature"
+    assert key in metrics
+    gate = {"name": "t", "kind": "threshold", "inputs": {"value": f"metric:{key}"}, "op": "<=", "threshold": 1.0,
+            "action": "stop", "phase": "calibration"}  # fmt: skip
+    r = release_stability(policy_from_dict({"gate": [gate]}), artifacts, metrics, cfg)
+    assert r["total"] == 5 and r["held"] == 5
+    by = {i["perturbation"]: i["gate_values"]["t"] for i in r["items"]}
+    for label, path in artifacts["allocation.perturbed_models"].items():
+        v = by[f"main model replaced by {label}"]
+        assert v == pytest.approx(ece(path)[key], abs=1e-12) and v != metrics[key]

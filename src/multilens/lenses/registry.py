@@ -63,7 +63,7 @@ LENSES: tuple[LensEntry, ...] = (
         "an allocation (allocation.Allocation or the scaling phase's dict: width, d, lr, recipe, family[, "
         "predicted_loss(_ci), plus10, minus10, law])",
         uses={"scaling.allocation": dict},
-        produces={"allocation.model_path": str},
+        produces={"allocation.model_path": str, "allocation.perturbed_models": dict},
         key_checks=("law_prediction_at_optimum", "budget_change_as_predicted", "realised_loss_above_bayes_risk"),
     ),
     LensEntry(

@@ -225,6 +225,20 @@ def _mark(p: Any) -> str:
     return {True: "pass", False: "FAIL", None: "not evaluated"}.get(p, str(p))
 
 
+def stability_text(st: dict[str, Any]) -> str:
+    """'holds under k of n perturbations (names); not under: names (reasons)' of a recommendation-stability record."""
+    names = ", ".join(map(str, st.get("perturbations") or []))
+    text = f"holds under {st.get('held')} of {st.get('total')} perturbations ({names})"
+    off = []
+    for i in st.get("items") or []:
+        if i.get("holds") is not True:
+            why = i.get("error") or i.get("why") or ", ".join(i.get("failed_gates") or [])
+            off.append(f"{i.get('perturbation')}" + (f" ({why})" if why else ""))
+    if st.get("error"):
+        off.append(f"not recomputed: {st['error']}")
+    return text + (f"; not under: {'; '.join(off)}" if off else "")
+
+
 def decision_md(record: dict[str, Any], headline: str = "") -> str:
     lines = ["# Decision record", ""]
     if headline:
@@ -234,8 +248,7 @@ def decision_md(record: dict[str, Any], headline: str = "") -> str:
                   f"**Uncertainty.** {d['uncertainty']}", ""]  # fmt: skip
         st = d.get("stability")
         if st:
-            lines += [f"**Stability.** holds under {st['held']} of {st['total']} perturbations "
-                      f"({', '.join(st.get('perturbations', []))})", ""]  # fmt: skip
+            lines += [f"**Stability.** {stability_text(st)}", ""]
         else:
             lines += ["**Stability.** not recomputed under perturbations in this run", ""]
         if d["evidence"]:

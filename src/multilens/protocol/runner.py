@@ -376,7 +376,9 @@ def run_protocol(
                 for r in policy.stress
             ]  # fmt: skip
         )
-        stability = recommendation_stability(artifacts, metrics, cfg, policy, release=bool(run_stress_tests))
+        stability = recommendation_stability(
+            artifacts, metrics, cfg, policy, release=bool(run_stress_tests), executor=executor
+        )
         store_counts = store.counts()
     status, failed, blocking = protocol_status(records, gates)
     return {

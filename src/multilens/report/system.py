@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from multilens.protocol.decision import stability_text
 from multilens.report.html import DASH, as_dict, as_list, badge, esc, fmt_num, fmt_seconds, table, verdict
 
 # Page size budgets per profile (bytes). plotly.js is inlined (~4.6 MB) so the page opens offline;
@@ -25,12 +26,7 @@ def decision_html(record: Mapping[str, Any]) -> str:
     out = []
     for d in decisions:
         st = as_dict(d.get("stability"))
-        stab = (
-            f"holds under {esc(st.get('held'))} of {esc(st.get('total'))} perturbations "
-            f"({esc(', '.join(map(str, as_list(st.get('perturbations')))))})"
-            if st
-            else "not recomputed under perturbations in this run"
-        )
+        stab = esc(stability_text(st)) if st else "not recomputed under perturbations in this run"
         ev = [as_dict(e) for e in as_list(d.get("evidence"))]
         ev = sorted(ev, key=lambda e: {False: 0, None: 1, True: 2}.get(e.get("passed"), 1))
         rows = [

@@ -17,6 +17,9 @@ the numbers are the same in process.
 Shared step (not a part; always run, seeded from ``part_seed(seed, "allocation", "main")``): the
 allocation is trained for ``seeds`` run seeds; the first run's model is saved (safetensors +
 spec.json) as the main model, ``allocation.model_path``, the subject of the model-facing lenses.
+The second run's model and the first seed's models of the +-10% budgets are saved too and handed on
+as ``allocation.perturbed_models`` (``{"another run seed" | "budget x1.1" | "budget x0.9": folder}``):
+the protocol recomputes its model-facing decisions on them (recommendation stability, C.20).
 
 Parts:
 
@@ -68,6 +71,7 @@ from multilens.validation import check_int, check_positive
 LENS = "allocation"
 INPUT = "scaling.allocation"
 OUTPUT = "allocation.model_path"
+PERTURBED = "allocation.perturbed_models"
 
 
 def _check_level(key: str, v: float) -> None:
@@ -449,13 +453,46 @@ def model_folder(runtime: Runtime | None, spec: dict[str, Any]) -> Path:
 
 @dataclass(frozen=True)
 class MainRuns:
-    """The shared step: the main allocation trained for every run seed, and the saved seed-0 model."""
+    """The shared step: the main allocation trained for every run seed, and the saved seed-0 model.
+
+    ``alt_path``: the seed-1 run's model, saved too (another training sample and initialisation: the
+    protocol's seed perturbation of the model-facing decisions); None with one run seed or a failed run.
+    """
 
     seeds: tuple[int, ...]
     runs: tuple[dict[str, Any] | None, ...]
     errors: tuple[str, ...]
     model_path: str
     spec0: dict[str, Any]
+    alt_path: str | None = None
+
+
+def save_run_model(subject: Allocation, spec: dict[str, Any], run: dict[str, Any], settings: Settings,
+                   runtime: Runtime | None) -> str:  # fmt: skip
+    """Save the model of one training ``run`` (its ``spec`` asked for the weights, which are popped from ``run``)
+    into its :func:`model_folder`; return the folder."""
+    from multilens.lenses.allocation.train import weights_from_json
+    from multilens.models import build_mlp
+
+    mspec = T.mlp_spec(spec, subject.family)
+    model = build_mlp(mspec, seed=0)
+    model.load_state_dict(weights_from_json(run.pop("weights")))
+    # What fixes the weights bit for bit (the evaluation split and train-loss subset do not).
+    key = {k: v for k, v in spec.items() if k not in ("split", "max_train_eval", "n_population", "return_weights")}
+    folder = model_folder(runtime, key)
+    meta = {
+        "mlp": asdict(mspec) | {"widths": list(mspec.widths)},
+        "family": subject.family.to_dict(),
+        "recipe": dict(subject.recipe) | {"lr": spec["train"]["lr"]},
+        "width": spec["width"],
+        "d": spec["d"],
+        "seed": spec["seed"],
+        "split": settings.split,
+        "allocation_source": subject.source,
+        "train_spec": key,
+    }
+    save_main_model(folder, model, meta)
+    return str(folder)
 
 
 def train_main(subject: Allocation, settings: Settings, seed: int, runtime: Runtime | None) -> MainRuns:
@@ -463,7 +500,7 @@ def train_main(subject: Allocation, settings: Settings, seed: int, runtime: Runt
     seeds = tuple(derive_seed(s0, "run", i) for i in range(settings.seeds))
     g = settings.generalization
     m, n_pop = (g.max_train_eval, g.n_population) if g is not None else (0, 0)
-    specs = [subject.spec(subject.main, s, settings.split, m, i == 0, n_pop) for i, s in enumerate(seeds)]
+    specs = [subject.spec(subject.main, s, settings.split, m, i <= 1, n_pop) for i, s in enumerate(seeds)]
     runs, errors = run_trainings(specs, runtime)
     if runs[0] is None or runs[0].get("weights") is None:
         raise RuntimeError(f"the main model (run seed {seeds[0]}) failed to train: {errors[0] if errors else ''}")
@@ -471,28 +508,14 @@ def train_main(subject: Allocation, settings: Settings, seed: int, runtime: Runt
         raise RuntimeError(
             f"the main model (run seed {seeds[0]}) diverged at lr {subject.main.lr:g}; nothing to hand on"
         )
-    from multilens.lenses.allocation.train import weights_from_json
-    from multilens.models import build_mlp
-
-    mspec = T.mlp_spec(specs[0], subject.family)
-    model = build_mlp(mspec, seed=0)
-    model.load_state_dict(weights_from_json(runs[0].pop("weights")))
-    # What fixes the weights bit for bit (the evaluation split and train-loss subset do not).
-    key = {k: v for k, v in specs[0].items() if k not in ("split", "max_train_eval", "n_population", "return_weights")}
-    folder = model_folder(runtime, key)
-    meta = {
-        "mlp": asdict(mspec) | {"widths": list(mspec.widths)},
-        "family": subject.family.to_dict(),
-        "recipe": dict(subject.recipe) | {"lr": subject.main.lr},
-        "width": subject.main.width,
-        "d": subject.main.d,
-        "seed": seeds[0],
-        "split": settings.split,
-        "allocation_source": subject.source,
-        "train_spec": key,
-    }
-    save_main_model(folder, model, meta)
-    return MainRuns(seeds, tuple(runs), tuple(errors), str(folder), dict(specs[0]) | {"return_weights": False})
+    path = save_run_model(subject, specs[0], runs[0], settings, runtime)
+    alt = None
+    if len(runs) > 1 and runs[1] is not None and runs[1].get("weights") is not None and not runs[1]["diverged"]:
+        alt = save_run_model(subject, specs[1], runs[1], settings, runtime)
+    for r in runs:
+        if r is not None:
+            r.pop("weights", None)
+    return MainRuns(seeds, tuple(runs), tuple(errors), path, dict(specs[0]) | {"return_weights": False}, alt)
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -618,15 +641,33 @@ def realised_part(subject: Allocation, main: MainRuns, ps: RealisedSettings, *, 
                 assumptions=tuple(assumptions), recommendations=tuple(recs), metrics=metrics, notes=notes)  # fmt: skip
 
 
-def budget_response_part(subject: Allocation, ps: BudgetResponseSettings, split: str, runtime: Runtime | None, *,
-                         seed: int) -> Part:  # fmt: skip
+def budget_response_part(
+    subject: Allocation,
+    ps: BudgetResponseSettings,
+    settings: Settings,
+    runtime: Runtime | None,
+    *,
+    seed: int,
+    saved: dict[str, str] | None = None,
+) -> Part:
+    """The +-10% allocations over ``ps.seeds`` paired run seeds; the first seed's two models are saved and their
+    folders put in ``saved`` (``budget x1.1``, ``budget x0.9``: the protocol's budget perturbations)."""
+    split = settings.split
     if subject.plus is None or subject.minus is None:
         chk = check_overlap("budget_change_as_predicted", None, None, what="loss change L(1.1C) - L(0.9C)",
                             unavailable="the subject has no plus10/minus10 allocations")  # fmt: skip
         return Part("budget_response", checks=(chk,), notes=("no +-10% allocations in the subject",))
     seeds = [derive_seed(seed, "run", i) for i in range(ps.seeds)]
-    specs = [subject.spec(p, s, split) for p in (subject.plus, subject.minus) for s in seeds]
+    specs = [
+        subject.spec(p, s, split, weights=i == 0) for p in (subject.plus, subject.minus) for i, s in enumerate(seeds)
+    ]
     runs, errors = run_trainings(specs, runtime)
+    for label, k in (("budget x1.1", 0), ("budget x0.9", len(seeds))):
+        r = runs[k]
+        if r is not None and r.get("weights") is not None and not r.get("diverged") and saved is not None:
+            saved[label] = save_run_model(subject, specs[k], r, settings, runtime)
+        if r is not None:
+            r.pop("weights", None)
     lp = np.array([_loss(r) for r in runs[: len(seeds)]])
     lm = np.array([_loss(r) for r in runs[len(seeds) :]])
     diff = lp - lm  # paired by run seed: same data stream (nested draws) and order seed
@@ -728,17 +769,22 @@ def measure(subject: Allocation | dict[str, Any], settings: Settings, *, seed: i
     t0 = time.perf_counter()
     subject = Allocation.from_dict(subject) if not isinstance(subject, Allocation) else subject
     main = train_main(subject, settings, seed, runtime)
+    saved: dict[str, str] = {}
     parts, notes = run_parts(
         LENS,
         [
             ("realised", settings.realised, lambda ps, s: realised_part(subject, main, ps, seed=s)),
             ("budget_response", settings.budget_response,
-             lambda ps, s: budget_response_part(subject, ps, settings.split, runtime, seed=s)),
+             lambda ps, s: budget_response_part(subject, ps, settings, runtime, seed=s, saved=saved)),
             ("generalization", settings.generalization, lambda ps, s: generalization_part(main, ps, seed=s)),
         ],
         seed,
     )  # fmt: skip
     notes.insert(0, f"subject: {subject.source}; main model saved to {main.model_path} (run seed {main.seeds[0]})")
     data = {"subject": subject.describe(), "main_model": {"path": main.model_path, "train_spec": main.spec0}}
+    # The perturbed models (another run seed; the budget x1.1 and x0.9 allocations), each trained like the main one:
+    # the protocol recomputes the model-facing decisions on them (recommendation stability).
+    perturbed = ({"another run seed": main.alt_path} if main.alt_path else {}) | saved
+    data["perturbed_models"] = perturbed
     result = finish(LENS, parts, settings, seed, t0, notes=notes, data=stats.json_safe(data))
-    return replace(result, outputs=dict(result.outputs) | {OUTPUT: main.model_path})
+    return replace(result, outputs=dict(result.outputs) | {OUTPUT: main.model_path, PERTURBED: perturbed})

@@ -36,15 +36,20 @@ from multilens.experiments.executors import LocalExecutor, RayExecutor
 from multilens.experiments.store import Store
 from multilens.experiments.sweep import run_sweep
 from multilens.io import atomic_write_json
-from multilens.lenses.scaling.study import TASK, ScalingConfig, design
+from multilens.lenses.scaling.study import TASK, ScalingConfig, design, run_cost
+
+PARENT_CPU: dict[str, list[float]] = {}
+NO_COST = False  # --no-cost: submit in the sweep's order (strided chunks), as before the cost-aware scheduling
 
 
-def time_sweep(executor, configs, seeds) -> tuple[float, float, dict]:
-    """Sweep wall time, the summed wall time of the runs inside the workers, and the losses."""
+def time_sweep(executor, configs, seeds, name: str = "") -> tuple[float, float, dict]:
+    """Sweep wall time, the summed wall time of the runs inside the workers, and the losses (the parent's
+    CPU time per sweep goes to PARENT_CPU[name])."""
     with tempfile.TemporaryDirectory() as d, Store(Path(d) / "r.sqlite") as store:
-        t0 = time.perf_counter()
-        rep = run_sweep("bench", TASK, configs, seeds, store, executor)
+        t0, c0 = time.perf_counter(), time.process_time()
+        rep = run_sweep("bench", TASK, configs, seeds, store, executor, cost=None if NO_COST else run_cost)
         wall = time.perf_counter() - t0
+        PARENT_CPU.setdefault(name, []).append(time.process_time() - c0)
         done = store.runs(status="done")
         metrics = {(r.config_hash, r.seed): r.metrics["test_loss"] for r in done}
         busy = sum(r.wall_time_s or 0.0 for r in done)
@@ -104,7 +109,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=24)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--no-cost", action="store_true", help="no run-time estimates: strided chunks in sweep order")
     args = ap.parse_args()
+    global NO_COST
+    NO_COST = args.no_cost
     cfg = ScalingConfig.for_profile("quick")
     configs = [c for c in design(cfg) if c["budget"] <= 1e8][: args.runs // 2]
     seeds = [0, 1]
@@ -115,6 +123,7 @@ def main() -> None:
     walls: dict[str, list[float]] = {n: [] for n in names}
     losses: dict[str, dict] = {}
     util = {n: [] for n in names}
+    run_s: dict[str, list[float]] = {n: [] for n in names}
 
     def measure(group: list[str]) -> None:
         try:
@@ -123,7 +132,8 @@ def main() -> None:
                 print(f"{n:9s} start-up {startup[n]:5.1f} s", flush=True)
             for r in range(args.reps):
                 for n in group:
-                    wall, busy, m = time_sweep(executors[n], configs, seeds)
+                    wall, busy, m = time_sweep(executors[n], configs, seeds, n)
+                    run_s[n].append(busy)
                     walls[n].append(wall)
                     util[n].append(busy / (executors[n].workers * wall))
                     if n in losses and losses[n] != m:
@@ -157,6 +167,7 @@ def main() -> None:
     results = {
         n: {"startup_s": startup[n], "sweep_wall_s": walls[n], "median_sweep_s": med[n],
             "slot_utilisation": util[n], "median_slot_utilisation": statistics.median(util[n]),
+            "summed_run_s": run_s[n], "parent_cpu_s": PARENT_CPU.get(n, []),
             "runs": len(losses[n]), "runs_per_s": len(losses[n]) / med[n]}
         for n in names
     }  # fmt: skip
@@ -164,8 +175,18 @@ def main() -> None:
     eff_warm = med["local x1"] / (2 * med["local x2"])
     eff_cold = (startup["local x1"] + walls["local x1"][0]) / (2 * (startup["local x2"] + walls["local x2"][0]))
     per_rep = [a / (2 * b) for a, b in zip(walls["local x1"], walls["local x2"], strict=True)]
+    # eff = T1 / (2 T2) = [sum of run times, 1 worker / sum of run times, 2 workers] x [util(2) / util(1)]:
+    # how much slower each run gets when two run at once (the machine) times the executor's own overhead.
+    run_ratio = statistics.median(run_s["local x1"]) / statistics.median(run_s["local x2"])
+    util_ratio = results["local x2"]["median_slot_utilisation"] / results["local x1"]["median_slot_utilisation"]
     out = {
         "benchmark": "sweep",
+        "cost_aware_scheduling": not NO_COST,
+        "decomposition": {
+            "run_time_ratio_1_vs_2_workers": run_ratio,
+            "slot_utilisation_ratio": util_ratio,
+            "product": run_ratio * util_ratio,
+        },  # fmt: skip
         "n_runs": len(configs) * len(seeds),
         "reps": args.reps,
         "executors": results,
@@ -187,6 +208,15 @@ def main() -> None:
     print(f"the machine right now: a pure CPU loop in 2 processes vs 1 reaches {ceil:.2f} (median of {reps_txt});"
           f" sweep efficiency / that: {eff_warm / ceil:.2f}")  # fmt: skip
     print(f"parallel efficiency of one cold sweep (start-up included): {eff_cold:.2f}")
+    print(
+        f"decomposition: summed run time 1 worker / 2 workers {run_ratio:.3f} (the machine: each run is slower when"
+        f" two run at once) x slot utilisation 2 / 1 {util_ratio:.3f} (the executor) = {run_ratio * util_ratio:.3f}"
+    )
+    for n in names:
+        pc = PARENT_CPU.get(n, [])
+        if pc:
+            print(f"{n:9s} parent CPU per sweep (median): {statistics.median(pc):.2f} s"
+                  f" = {statistics.median(pc) / med[n]:.0%} of a core over the sweep")  # fmt: skip
     if "ray x2" in med:
         after = statistics.median(walls["local x2 after ray"])
         out["local_x2_after_ray_sweep_wall_s"] = walls["local x2 after ray"]

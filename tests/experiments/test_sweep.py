@@ -126,6 +126,35 @@ def test_chunks_are_strided_and_cover_every_run_once():
         make_executor("local", 1, token="x")
 
 
+def _makespan(cs: list[list[int]], costs: list[float], workers: int) -> float:
+    """Wall time of list scheduling: each chunk, in submission order, goes to the first free worker."""
+    free = [0.0] * workers
+    for c in cs:
+        k = free.index(min(free))
+        free[k] += sum(costs[i] for i in c)
+    return max(free)
+
+
+def test_costs_start_the_longest_runs_first_in_guided_chunks():
+    # Exact chunks: the 5 alone; then runs are batched while the chunk stays under remaining / (4 workers).
+    # Total 16: target 4 takes the 8 alone; then 8 / 4 = 2 takes two 1s; then 6 / 4 = 1.5 takes one; ...
+    assert chunks(9, 1, costs=[1] * 8 + [8]) == [[8], [0, 1], [2], [3], [4], [5], [6], [7]]
+    assert chunks(9, 1, 1, costs=[1] * 8 + [8]) == [[8]] + [[i] for i in range(8)]  # chunk_size caps it
+    for n, w in ((24, 2), (62, 2), (7, 4)):
+        costs = [float((7 * i) % 11 + 1) for i in range(n)]
+        cs = chunks(n, w, costs=costs)
+        assert sorted(i for c in cs for i in c) == list(range(n))
+        firsts = [costs[c[0]] for c in cs]
+        assert firsts == sorted(firsts, reverse=True)  # longest first
+    # One long run at the end of the sweep: in sweep order it starts late and sets the wall time; cost-aware
+    # scheduling starts it first and reaches the lower bound max(total / workers, longest run) exactly.
+    costs = [1.0] * 20 + [10.0]
+    assert _makespan(chunks(21, 2), costs, 2) >= 19.0
+    assert _makespan(chunks(21, 2, costs=costs), costs, 2) == 15.0
+    with pytest.raises(ConfigError, match="costs"):
+        chunks(3, 2, costs=[1.0])
+
+
 def test_warm_pool_is_reused_across_sweeps_and_chunking_does_not_change_numbers(tmp_path):
     cfgs = tiny_configs(2)
     specs = [dict(c, seed=s) for c in cfgs for s in (0, 1)]
@@ -136,11 +165,27 @@ def test_warm_pool_is_reused_across_sweeps_and_chunking_does_not_change_numbers(
         try:
             pids = ex.warm(TASK)
             assert len(pids) == workers
-            for _ in range(2):  # two sweeps through one executor: the same worker processes serve both
-                got = dict(ex.map_unordered(TASK, specs))
+            for costs in (None, [1.0, 5.0, 2.0, 9.0]):  # two sweeps through one executor; run-time estimates
+                got = dict(ex.map_unordered(TASK, specs, costs))  # change the order, never the numbers
                 assert sorted(got) == list(range(len(specs)))
                 assert all(o["ok"] for o in got.values())
                 assert {o["pid"] for o in got.values()} <= set(pids)
                 assert [strip(got[i]["result"]["metrics"]) for i in range(len(specs))] == direct
         finally:
             ex.close()
+
+
+def test_run_cost_orders_the_sweep_and_a_cost_aware_sweep_stores_the_same_numbers(tmp_path):
+    from multilens.lenses.scaling.study import run_cost
+
+    assert run_cost({"N": 0, "D": 100}) == 100.0 and run_cost({"N": 1e4, "D": 100}) == 200.0
+    assert run_cost({"width": 3}) == 1.0  # no N, D: every run alike
+    cfgs = tiny_configs(3)
+    ex = LocalExecutor(workers=2)
+    try:
+        with Store(tmp_path / "a.sqlite") as a, Store(tmp_path / "b.sqlite") as b:
+            run_sweep("t", TASK, cfgs, [0, 1], a, ex)
+            run_sweep("t", TASK, cfgs, [0, 1], b, ex, cost=run_cost)
+            assert _metrics(a) == _metrics(b) and len(_metrics(a)) == 6
+    finally:
+        ex.close()

@@ -126,13 +126,41 @@ def _ray_execute_chunk(
     return execute_chunk(task, items)
 
 
-def chunks(n: int, workers: int, chunk_size: int | None = None) -> list[list[int]]:
-    """Indices ``0..n-1`` in strided chunks: about four per worker, or of ``chunk_size`` runs."""
+def chunks(
+    n: int, workers: int, chunk_size: int | None = None, costs: Sequence[float] | None = None
+) -> list[list[int]]:
+    """Indices ``0..n-1`` in chunks, in the order they are to be submitted.
+
+    Without ``costs``: strided chunks, about four per worker (or of ``chunk_size`` runs). With
+    ``costs`` (an estimate of each run's time, any scale): longest first, in guided chunks, so the
+    costliest runs start first and the tail is made of small chunks that fill the workers evenly
+    (longest-processing-time-first list scheduling): each chunk takes runs in decreasing cost until
+    its cost reaches the remaining cost / (4 x workers), at least one run and at most ``chunk_size``.
+    """
     if n == 0:
         return []
-    size = chunk_size if chunk_size is not None else max(1, n // (4 * workers))
-    m = math.ceil(n / size)
-    return [list(range(k, n, m)) for k in range(m)]
+    if costs is None:
+        size = chunk_size if chunk_size is not None else max(1, n // (4 * workers))
+        m = math.ceil(n / size)
+        return [list(range(k, n, m)) for k in range(m)]
+    if len(costs) != n:
+        raise ConfigError(f"`costs` must have one entry per spec ({n}); got {len(costs)}.")
+    c = [float(x) if math.isfinite(float(x)) and float(x) > 0 else 0.0 for x in costs]
+    order = sorted(range(n), key=lambda i: (-c[i], i))
+    remaining = sum(c)
+    out: list[list[int]] = []
+    k = 0
+    while k < n:
+        target = remaining / (4 * workers)
+        chunk, cost = [order[k]], c[order[k]]
+        k += 1
+        while k < n and cost + c[order[k]] <= target and (chunk_size is None or len(chunk) < chunk_size):
+            chunk.append(order[k])
+            cost += c[order[k]]
+            k += 1
+        remaining -= cost
+        out.append(chunk)
+    return out
 
 
 def _check_workers(workers: int | None) -> int:
@@ -161,7 +189,9 @@ class Executor(Protocol):
     name: str
     workers: int
 
-    def map_unordered(self, task: str, specs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]: ...
+    def map_unordered(
+        self, task: str, specs: Sequence[dict[str, Any]], costs: Sequence[float] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]: ...
 
     def close(self) -> None: ...
 
@@ -207,12 +237,16 @@ class LocalExecutor:
             futs = [pool.submit(_ping, d, self.workers) for _ in range(self.workers)]
             return sorted({f.result() for f in futs})
 
-    def map_unordered(self, task: str, specs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def map_unordered(
+        self, task: str, specs: Sequence[dict[str, Any]], costs: Sequence[float] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(index, outcome)`` of every spec as they finish; ``costs`` (estimated run times) orders the
+        work longest first in guided chunks (see :func:`chunks`); the outcomes do not depend on it."""
         resolve(task)  # fail fast on a bad task name, in the parent
         pool = self._get_pool(task)
         futures = {
             pool.submit(execute_chunk, task, [(i, specs[i]) for i in idx]): idx
-            for idx in chunks(len(specs), self.workers, self.chunk_size)
+            for idx in chunks(len(specs), self.workers, self.chunk_size, costs)
         }
         pending = set(futures)
         while pending:
@@ -401,11 +435,13 @@ class RayExecutor:
         except Exception:
             pass
 
-    def map_unordered(self, task: str, specs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def map_unordered(
+        self, task: str, specs: Sequence[dict[str, Any]], costs: Sequence[float] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         resolve(task)
         refs = {
             self._remote.remote(task, [(i, specs[i]) for i in idx], self.threads): idx
-            for idx in chunks(len(specs), self.workers, self.chunk_size)
+            for idx in chunks(len(specs), self.workers, self.chunk_size, costs)
         }
         pending = list(refs)
         while pending:

@@ -34,10 +34,13 @@ def run_sweep(
     store: Store,
     executor: Executor,
     progress: Callable[[str, int, int], None] | None = None,
+    cost: Callable[[dict[str, Any]], float] | None = None,
 ) -> SweepReport:
     """Execute ``task(config | {"seed": s})`` for every config and seed not already done.
 
-    The task returns ``{"metrics": {...}, "curves": {...}}``; both must be JSON-able.
+    The task returns ``{"metrics": {...}, "curves": {...}}``; both must be JSON-able. ``cost``
+    estimates a config's run time (any scale): the executor then starts the costliest runs first
+    (the results do not depend on it; the wall time does, when run times differ a lot).
     """
     store.put_meta(f"task:{sweep}", task)  # lets a reproducibility check re-execute a run
     todo: list[tuple[str, int, dict[str, Any]]] = []
@@ -57,7 +60,9 @@ def run_sweep(
     if progress:
         progress(sweep, done, total)
     specs = [dict(cfg, seed=s) for _, s, cfg in todo]
-    for i, out in executor.map_unordered(task, specs):
+    costs = [float(cost(cfg)) for _, _, cfg in todo] if cost is not None else None
+    it = executor.map_unordered(task, specs, costs) if costs is not None else executor.map_unordered(task, specs)
+    for i, out in it:
         h, s, _ = todo[i]
         if out["ok"]:
             res = out["result"]

@@ -51,7 +51,7 @@ from multilens.experiments.store import Store
 from multilens.experiments.sweep import run_sweep
 from multilens.lenses.scaling.data import MIN_POINTS_CHINCHILLA, ScalingData, load_scaling_csv
 from multilens.lenses.scaling.settings import Settings
-from multilens.lenses.scaling.study import TASK, design, run_config
+from multilens.lenses.scaling.study import TASK, design, run_config, run_cost
 from multilens.seeding import derive_seed
 
 SWEEP = "scaling"
@@ -274,8 +274,10 @@ class InProcessExecutor:
     name = "in-process"
     workers = 1
 
-    def map_unordered(self, task: str, specs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
-        fn = resolve(task)
+    def map_unordered(
+        self, task: str, specs: Sequence[dict[str, Any]], costs: Sequence[float] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        fn = resolve(task)  # one after another: ``costs`` changes nothing here
         for i, spec in enumerate(specs):
             t0 = time.perf_counter()
             try:
@@ -403,7 +405,7 @@ def tune_lrs(
     A diverged or failed tuning run counts as an infinite validation loss; ties go to the factor closest to 1.
     """
     configs = tuning_design(settings)
-    run_sweep(SWEEP, TASK, configs, seeds, store, executor, progress)
+    run_sweep(SWEEP, TASK, configs, seeds, store, executor, progress, run_cost)
     wanted = {config_hash(c): c for c in configs}
     vals: dict[tuple[int, float], list[float]] = {(c["width"], c["train"]["lr"]): [] for c in configs}
     for r in store.runs(sweep=SWEEP):
@@ -469,19 +471,19 @@ def default_subject(settings: Settings, *, seed: int, runtime: Any = None) -> Ru
     if len(settings.lr_factors) > 1 and settings.task != "digits":
         lrs, tuning = tune_lrs(settings, store, executor, seeds[: settings.tune_seeds], progress)
     main = design(settings, lrs)
-    rep = run_sweep(SWEEP, TASK, main, seeds, store, executor, progress)
+    rep = run_sweep(SWEEP, TASK, main, seeds, store, executor, progress, run_cost)
     runs = runs_from_store(settings, store, seeds, main)
     untuned = None
     if settings.lr_tuning is not None and lrs is not None:
         useeds = seeds[: settings.lr_tuning.untuned_seeds]
-        run_sweep(SWEEP, TASK, design(settings), useeds, store, executor, progress)
+        run_sweep(SWEEP, TASK, design(settings), useeds, store, executor, progress, run_cost)
         untuned = runs_from_store(settings, store, useeds)
     variants = None
     if settings.invariance is not None:
         vseeds = seeds[: settings.invariance.seeds]
         variants = {}
         for name, configs in variant_designs(settings, lrs).items():
-            run_sweep(SWEEP, TASK, configs, vseeds, store, executor, progress)
+            run_sweep(SWEEP, TASK, configs, vseeds, store, executor, progress, run_cost)
             try:
                 variants[name] = runs_from_store(settings, store, vseeds, configs)
             except DataError as e:  # too few finished runs: the invariance part says so

@@ -20,7 +20,7 @@ ratio for a pure CPU loop in two processes (no executor, no IPC), measured befor
 local sweeps, is the ceiling the machine allows at that moment. Results go
 to benchmarks/results/sweep.json (atomic write). Usage:
 
-    .venv/bin/python benchmarks/bench_sweep.py [--runs 24] [--reps 3] [--no-ray]
+    .venv/bin/python benchmarks/bench_sweep.py [--runs 62] [--reps 5] [--no-ray] [--no-cost]
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def start(name: str, configs, seeds):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=24)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=62)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--no-cost", action="store_true", help="no run-time estimates: strided chunks in sweep order")
     args = ap.parse_args()

@@ -89,6 +89,29 @@ def test_calibration_uses_the_family_val_and_test_splits(path: str) -> None:
     assert any(k.startswith("calibration.") for k in r.metrics)
 
 
+def test_calibration_trajectory_of_the_main_model_is_the_digits_reference(path: str) -> None:
+    """The main model has no trajectory: the trajectory part measures the lens's digits reference (the same
+    checkpoints as the lens run alone) and says so; with reference_trajectory off it measures nothing."""
+    from dataclasses import replace
+
+    from multilens.lenses import calibration as K
+
+    s = K.Settings.for_profile("smoke")
+    subj = K.default_subject(s, seed=0, runtime=_rt(path))
+    alone = K.default_subject(s, seed=0)
+    assert len(subj.trajectory) == len(alone.trajectory) >= 2
+    assert [c.step for c in subj.trajectory] == [c.step for c in alone.trajectory]
+    assert np.array_equal(np.asarray(subj.trajectory[-1].test.logits), np.asarray(alone.trajectory[-1].test.logits))
+    r = K.measure(subj, s, seed=0)
+    assert (
+        r.metrics["calibration.curvature_drift_spearman"]
+        == K.measure(alone, s, seed=0).metrics["calibration.curvature_drift_spearman"]
+    )
+    assert any(n.startswith("trajectory subject: the digits MLP") for n in r.notes)
+    off = K.default_subject(replace(s, reference_trajectory=False), seed=0, runtime=_rt(path))
+    assert off.trajectory == () and "calibration.curvature_drift_spearman" not in K.measure(off, s, seed=0).metrics
+
+
 def test_robustness_in_the_box(path: str) -> None:
     from multilens.lenses import robustness as B
 

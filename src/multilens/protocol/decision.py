@@ -21,8 +21,12 @@ from typing import Any
 BEARS_ON = {
     1: "allocation", 2: "allocation", 4: "allocation", 10: "allocation", 11: "allocation", 12: "allocation",
     9: "learning rate", 8: "learning rate",
-    6: "release", 7: "release",
+    6: "release",
     3: "regularisation", 5: "regularisation",
+    # C.15: whether training on past interpolation drifts calibration with curvature is a question of when to stop
+    # (early stopping is the regularisation choice); in the protocol it is measured on the calibration lens's digits
+    # reference trajectory, since the main model (one pass over fresh data) never interpolates.
+    7: "regularisation",
 }  # fmt: skip
 RELEASE_PHASES = ("curvature", "calibration", "representation", "robustness", "constraints", "compression")
 

@@ -782,6 +782,10 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
                 ("shift_amplifies_miscalibration",),
             )
         )
+    notes = tuple(cd.get("notes", ()))
+    traj_subject = (getattr(subject, "description", None) or {}).get("trajectory_subject")
+    if traj_subject:
+        notes = (f"trajectory subject: {traj_subject}", *notes)
     if subject.alternatives:
         e_opt, t_opt, f_opt = _optimizer_comparison(subject, s, seed)
         estimates += e_opt
@@ -798,7 +802,7 @@ def trajectory_part(subject: Any, s: Any, seed: int) -> Part:
         (),
         metrics,
         data={"checkpoints": len(traj)},
-        notes=tuple(cd.get("notes", ())),
+        notes=notes,
     )
 
 

@@ -99,3 +99,17 @@ def test_stability_text_names_the_perturbations_under_which_a_decision_does_not_
     assert stability_text({"held": 2, "total": 2, "perturbations": ["a", "b"], "items": []}) == (
         "holds under 2 of 2 perturbations (a, b)"
     )
+
+
+def test_a_rule_that_names_its_assumptions_is_resolved_from_those_only():
+    """The scaling lens's violated assumption is checked by `regimes_single_power_law`: a rule that names other
+    checks is not resolved by it (the disagreement stands as a finding); one that names that check is."""
+    from multilens.protocol.decision import resolve
+
+    s = _summary()
+    s["phases"][0]["result"]["assumptions"][0]["checked_by"] = ["regimes_single_power_law"]
+    rule = dict(s["consistency"][0])
+    assert resolve(rule | {"assumptions": ["lnd_fit_quality"]}, s)["status"] == "unresolved"
+    assert "is itself a finding" in resolve(rule | {"assumptions": ["lnd_fit_quality"]}, s)["resolution"]
+    assert resolve(rule | {"assumptions": ["regimes_single_power_law"]}, s)["status"] == "resolved"
+    assert resolve(rule, s)["status"] == "resolved"  # no list: every assumption of the two lenses

@@ -43,9 +43,13 @@ class ConsistencyRule:
     number: int = 0  # the item of issue 14 / C.20 it implements, for the reader
     description: str = ""
     severity: Literal["error", "info"] = "error"
+    # The checks whose assumptions bear on this rule: when it fails, the decision record resolves it from the
+    # statuses of only those assumptions (empty: every assumption of the lenses whose metrics it compares).
+    assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(m.removeprefix("metric:") for m in self.metrics))
+        object.__setattr__(self, "assumptions", tuple(self.assumptions))
         if self.compare not in ("overlap", "all_overlap", "abs_diff", "le", "positive"):
             raise ConfigError(
                 f"consistency `{self.name}`: `compare` must be overlap, all_overlap, abs_diff, le or positive; "
@@ -174,6 +178,7 @@ def evaluate_consistency(rules: tuple[ConsistencyRule, ...], metrics: Mapping[st
     out = []
     for r in rules:
         d = evaluate_rule(r, metrics).to_dict()
-        d.update(number=r.number, metrics=list(r.metrics), description=r.description, compare=r.compare)
+        d.update(number=r.number, metrics=list(r.metrics), description=r.description, compare=r.compare,
+                 assumptions=list(r.assumptions))  # fmt: skip
         out.append(d)
     return out

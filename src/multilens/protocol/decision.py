@@ -192,7 +192,12 @@ def _assumptions(summary: dict[str, Any], lens: str) -> list[dict[str, Any]]:
 def resolve(check: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     """How a failed cross-lens check is resolved, from the two sides' assumption statuses."""
     lenses = sorted({k.split(".")[0] for k in check.get("metrics", [])})
-    violated = {ln: [a for a in _assumptions(summary, ln) if a["status"] == "violated"] for ln in lenses}
+    relevant = set(check.get("assumptions") or [])  # the rule's own list of the checks that bear on it, if any
+
+    def bears(a: dict[str, Any]) -> bool:
+        return not relevant or bool(relevant & set(a.get("checked_by") or []))
+
+    violated = {ln: [a for a in _assumptions(summary, ln) if a["status"] == "violated" and bears(a)] for ln in lenses}
     bad = [ln for ln in lenses if violated[ln]]
     good = [ln for ln in lenses if not violated[ln]]
     if len(lenses) >= 2 and bad and good:

@@ -145,7 +145,7 @@ def chunks(
         return [list(range(k, n, m)) for k in range(m)]
     if len(costs) != n:
         raise ConfigError(f"`costs` must have one entry per spec ({n}); got {len(costs)}.")
-    c = [float(x) if math.isfinite(float(x)) and float(x) > 0 else 0.0 for x in costs]
+    c = [x if math.isfinite(x) and x > 0 else 0.0 for x in map(float, costs)]
     order = sorted(range(n), key=lambda i: (-c[i], i))
     remaining = sum(c)
     out: list[list[int]] = []

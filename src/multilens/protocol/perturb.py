@@ -25,6 +25,7 @@ Perturbations that cannot run are counted as not held and named, never dropped.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from multilens.protocol.decision import RELEASE_PHASES
@@ -193,7 +194,10 @@ def rerun_release_phases(
 
     inputs, m = dict(artifacts), {}
     for p in phases:
-        res = run_lens(get_lens(p), cfg.lens_config(p), seed, Runtime(executor=executor, inputs=dict(inputs)))
+        settings = cfg.lens_config(p)
+        if getattr(settings, "reference_trajectory", False):  # the lens's own reference subject, not the main
+            settings = replace(settings, reference_trajectory=False)  # model: no release gate reads it
+        res = run_lens(get_lens(p), settings, seed, Runtime(executor=executor, inputs=dict(inputs)))
         m.update(res.metrics)
         inputs.update(res.outputs)
     return m
